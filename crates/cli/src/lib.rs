@@ -1,0 +1,66 @@
+//! The `rollcall` command line (clap). Thin: parses flags and config, wires crates together.
+//!
+//! Layout:
+//! - `probe`: one SMTP session against one host, transcript and per-address replies.
+//! - `sim`: runs the simulated mail fleet standalone.
+#![forbid(unsafe_code)]
+
+mod probe;
+mod sim;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// rollcall: tells which email addresses can receive mail, without sending any.
+#[derive(Debug, Parser)]
+#[command(name = "rollcall", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one SMTP session against one host and probe the given addresses (like swaks,
+    /// for verification): prints the transcript and one result line per address.
+    Probe(probe::Args),
+    /// Run the simulated mail fleet (SMTP servers and a DNS server on loopback).
+    Sim(sim::Args),
+}
+
+/// Entry point used by the `rollcall` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rollcall: cannot start the async runtime: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Probe(args) => probe::run(args).await,
+            Command::Sim(args) => sim::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rollcall: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

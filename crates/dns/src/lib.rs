@@ -1,0 +1,2 @@
+//! rollcall-dns (skeleton; filled in by its issue).
+#![forbid(unsafe_code)]

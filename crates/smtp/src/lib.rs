@@ -1,0 +1,2 @@
+//! rollcall-smtp (skeleton; filled in by its issue).
+#![forbid(unsafe_code)]

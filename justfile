@@ -1,0 +1,27 @@
+# The one list of what a developer runs. Get `just` with `cargo install just` (or apt-get install just).
+
+# Run the whole test suite (the README's test command).
+test:
+    cargo test --workspace
+
+# fmt check + clippy with warnings as errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Install/start the interop Postfix on loopback and run the interop tests against it.
+interop:
+    bash tests/interop/postfix.sh up
+    cargo test --test interop_postfix -- --nocapture
+
+# Criterion benches.
+bench:
+    cargo bench --workspace
+
+# What CI runs.
+ci:
+    bash .ci/run
+
+# The main job: the embedded engine against the bundled simulated fleet.
+demo:
+    cargo run --release -- demo
