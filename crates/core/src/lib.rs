@@ -1,2 +1,51 @@
-//! rollcall-core (skeleton; filled in by its issue).
+//! rollcall-core: the domain layer of rollcall.
+//!
+//! Pure types and decisions shared by every other crate: what an email address is, where its
+//! mail goes (site), what an SMTP reply means (`classify`), and what the final answer for an
+//! address is (`Verdict`, `verdict_for`). No I/O here: DNS, SMTP and storage live in their own
+//! crates.
+//!
+//! # Layout
+//! - `address`: `EmailAddress` and its parser (list entries to wire form).
+//! - `domain`: `Domain`, normalised ASCII with IDN A-labels.
+//! - `syntax`: `SyntaxError` / `SyntaxReason`, why an address did not parse.
+//! - `site`: `Site` and the provider MX table (`Provider`).
+//! - `ids`: `CampaignId`, `ItemId`.
+//! - `role`, `domain_lists`: role local parts; embedded disposable and free-provider lists.
+//! - `flags`: `Flag`, `Flags`.
+//! - `enhanced_code`: RFC 3463 `EnhancedCode`.
+//! - `verdict`: `Status`, `Reason`, `Evidence`, `Verdict`.
+//! - `classify`: one reply to a `Classification`, from a table.
+//! - `decision`: `verdict_for`, an RCPT classification plus context to a `Verdict`.
+//! - `error`: the crate's `Error`.
+//! - `ports`: the `WorkQueue` and `StateStore` traits with in-memory implementations.
 #![forbid(unsafe_code)]
+
+pub mod address;
+pub mod classify;
+pub mod decision;
+pub mod domain;
+pub mod domain_lists;
+pub mod enhanced_code;
+pub mod error;
+pub mod flags;
+pub mod ids;
+pub mod ports;
+pub mod role;
+pub mod site;
+pub mod syntax;
+pub mod verdict;
+
+pub use address::EmailAddress;
+pub use classify::{Classification, RetryKind, SmtpCommandKind, classify};
+pub use decision::{CatchAll, DomainContext, verdict_for};
+pub use domain::Domain;
+pub use domain_lists::{is_disposable, is_free_provider};
+pub use enhanced_code::EnhancedCode;
+pub use error::Error;
+pub use flags::{Flag, Flags};
+pub use ids::{CampaignId, ItemId};
+pub use role::is_role_local_part;
+pub use site::{Provider, Site};
+pub use syntax::{SyntaxError, SyntaxReason};
+pub use verdict::{Evidence, Reason, ReplyText, Status, Verdict};

@@ -1,0 +1,21 @@
+//! The ports of the engine: the `WorkQueue` that carries batches from the coordinator to the
+//! workers, and the `StateStore` that holds what the whole fleet must agree on (rate limits,
+//! session leases, circuits, catch-all verdicts, the greylist schedule, results and progress).
+//!
+//! Each port has an in-memory implementation here (the embedded wiring); the distributed wiring
+//! implements the same traits over RabbitMQ and Redis. Nothing in this module does I/O.
+
+mod batch;
+mod memory_queue;
+mod memory_state;
+mod queue;
+mod state;
+
+pub use batch::{Batch, BatchItem, ItemResult, MxHost};
+pub use memory_queue::MemoryQueue;
+pub use memory_state::MemoryState;
+pub use queue::{Acker, Delivery, QueueError, WorkQueue};
+pub use state::{
+    BackoffPolicy, CircuitDecision, GreylistEntry, Lease, Progress, RateDecision, RateLimit,
+    StateStore, StoreError, status_index,
+};

@@ -1,0 +1,208 @@
+//! `StateStore`: the state the whole fleet shares. Every operation is one atomic step (one Lua
+//! script in Redis), so two workers never both take the last session slot of a site, never both
+//! count a result, and all see the same circuit.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{Batch, ItemResult};
+use crate::{CampaignId, Status};
+
+/// Failures of the store transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("state store transport: {0}")]
+    Transport(String),
+    #[error("state store data: {0}")]
+    Data(String),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transport(_))
+    }
+
+    pub fn as_metric_label(&self) -> &'static str {
+        match self {
+            StoreError::Transport(_) => "transport",
+            StoreError::Data(_) => "data",
+        }
+    }
+}
+
+/// A GCRA rate: `per_minute` sustained with `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// The emission interval T of GCRA.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs_f64(60.0 / f64::from(self.per_minute.max(1)))
+    }
+}
+
+/// The answer to a rate request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    /// The cells were taken.
+    Granted,
+    /// Nothing was taken; ask again after this long.
+    Wait(Duration),
+}
+
+/// A fleet-wide session slot at a site. Released explicitly, or lapses after its TTL (a dead
+/// worker's leases free themselves).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub site: String,
+    pub token: String,
+}
+
+/// Circuit policy per host: opens after `failures_to_open` consecutive failures, stays open
+/// `base` doubling per reopening up to `max`, then lets one probe through (half-open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    pub failures_to_open: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        // DESIGN 5: opens after 5 consecutive failures, 60 s doubling to 1 h.
+        BackoffPolicy {
+            failures_to_open: 5,
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl BackoffPolicy {
+    /// How long the circuit stays open after its `opened`-th opening (1-based).
+    pub fn open_for(&self, opened: u32) -> Duration {
+        let factor = 1u32.checked_shl(opened.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// May this worker talk to a host now?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitDecision {
+    Closed,
+    /// The open period is over: this caller is the one probe allowed through.
+    HalfOpenProbe,
+    Open {
+        retry_after: Duration,
+    },
+}
+
+/// A greylisted batch waiting for its retry time; the retry goes out with the same sender and
+/// egress address (greylisting keys on both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GreylistEntry {
+    pub batch: Batch,
+    pub egress: Option<std::net::IpAddr>,
+}
+
+/// Progress of a campaign, read from counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub total: u64,
+    pub done: u64,
+    /// Counts indexed by `Status as usize` (deliverable, undeliverable, risky, unknown).
+    pub by_status: [u64; 4],
+}
+
+/// The fleet's shared state.
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Take `cells` (<= burst) from the GCRA bucket `key`, or say how long to wait.
+    async fn rate_take(
+        &self,
+        key: &str,
+        limit: RateLimit,
+        cells: u32,
+    ) -> Result<RateDecision, StoreError>;
+
+    /// Take one of `cap` session slots at `site` for `ttl`, or `None` when all are taken.
+    async fn lease_acquire(
+        &self,
+        site: &str,
+        holder: &str,
+        cap: u32,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError>;
+    /// Extend a lease; false when it had lapsed (and may now be someone else's slot).
+    async fn lease_renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError>;
+    async fn lease_release(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    async fn circuit_check(&self, host: &str) -> Result<CircuitDecision, StoreError>;
+    /// Report the outcome of talking to `host` (success closes the circuit).
+    async fn circuit_report(
+        &self,
+        host: &str,
+        success: bool,
+        policy: &BackoffPolicy,
+    ) -> Result<(), StoreError>;
+
+    /// Is `domain` catch-all? `None` when not known (or expired).
+    async fn catch_all_get(&self, domain: &str) -> Result<Option<bool>, StoreError>;
+    async fn catch_all_put(
+        &self,
+        domain: &str,
+        catch_all: bool,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Schedule a greylist retry at `due`.
+    async fn greylist_schedule(
+        &self,
+        entry: &GreylistEntry,
+        due: SystemTime,
+    ) -> Result<(), StoreError>;
+    /// Take (remove and return) up to `max` entries due at `now`.
+    async fn greylist_take_due(
+        &self,
+        now: SystemTime,
+        max: usize,
+    ) -> Result<Vec<GreylistEntry>, StoreError>;
+    /// Entries waiting in the schedule.
+    async fn greylist_pending(&self) -> Result<u64, StoreError>;
+
+    /// Register a campaign's total (may be raised while input is still streaming).
+    async fn campaign_add_total(&self, campaign: &CampaignId, n: u64) -> Result<(), StoreError>;
+    /// Record results idempotently: an item already recorded is skipped and not counted again.
+    /// Returns how many were new.
+    async fn record_results(
+        &self,
+        campaign: &CampaignId,
+        results: &[ItemResult],
+    ) -> Result<usize, StoreError>;
+    /// Recorded results after `cursor`, at most `max`, and the cursor to continue from.
+    async fn results_since(
+        &self,
+        campaign: &CampaignId,
+        cursor: u64,
+        max: usize,
+    ) -> Result<(Vec<ItemResult>, u64), StoreError>;
+    /// The reader is done with everything up to `cursor`; the store may forget it.
+    async fn results_trim(&self, campaign: &CampaignId, cursor: u64) -> Result<(), StoreError>;
+    async fn progress(&self, campaign: &CampaignId) -> Result<Progress, StoreError>;
+}
+
+/// Index of a status in `Progress::by_status`.
+pub fn status_index(status: Status) -> usize {
+    match status {
+        Status::Deliverable => 0,
+        Status::Undeliverable => 1,
+        Status::Risky => 2,
+        Status::Unknown => 3,
+    }
+}

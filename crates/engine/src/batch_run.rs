@@ -1,0 +1,506 @@
+//! One batch on one site: pick a healthy host, (re)use a session, cut the batch into
+//! transactions that respect the site's limits, read every reply as evidence, and settle each
+//! item: a verdict, a greylist retry, a deferral, or another try on a fresh session.
+//!
+//! Owns the decisions; the session (`probe`) owns the bytes and the order of commands.
+
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use rollcall_core::ports::{
+    Batch, BatchItem, CircuitDecision, GreylistEntry, ItemResult, RateDecision, StateStore,
+    WorkQueue,
+};
+use rollcall_core::{
+    CatchAll, Classification, DomainContext, EmailAddress, Evidence, RetryKind,
+    SmtpCommandKind, Verdict, classify, verdict_for,
+};
+
+use crate::Error;
+use crate::probe::{ProbeFailure, ProbeSession, RcptOutcome, ReplyData, TxnOutcome};
+use crate::site::SiteContext;
+
+/// The longest a worker sleeps in place for a rate limit; longer waits reschedule the batch.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
+
+/// A session bound to the host it talks to.
+pub struct Live {
+    pub session: Box<dyn ProbeSession>,
+    pub host: String,
+    pub addr: SocketAddr,
+}
+
+/// Everything one batch produced, applied in order: results first, then retries, then the ack.
+#[derive(Default)]
+struct Settlement {
+    results: Vec<ItemResult>,
+    greylist: Vec<BatchItem>,
+    /// Items to retry after a delay, with the delay.
+    later: Vec<(BatchItem, Duration)>,
+}
+
+/// The catch-all probe's local part for a domain: stable, so that a greylisting server lets the
+/// retry through (it keys on the recipient too), and unlikely to be anyone's mailbox.
+pub fn catch_all_probe(domain: &str) -> String {
+    let mut hasher = DefaultHasher::new();
+    ("rollcall-catch-all", domain).hash(&mut hasher);
+    format!("rc-{:012x}@{domain}", hasher.finish() & 0xffff_ffff_ffff)
+}
+
+/// Processes a batch; `live` is the warm session carried from batch to batch (it may be
+/// replaced or dropped). Returns once everything is recorded or rescheduled.
+pub async fn run_batch<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    live: &mut Option<Live>,
+    batch: Batch,
+) -> Result<(), Error> {
+    let mut out = Settlement::default();
+    let mut remaining: VecDeque<BatchItem> = batch.items.iter().cloned().collect();
+    let mut catch_all = ctx.state.catch_all_get(&batch.domain).await?;
+    let probe_address = catch_all_probe(&batch.domain);
+
+    while !remaining.is_empty() {
+        retire_if_spent(ctx, live).await;
+        if live.is_none() {
+            match open_session(ctx, &batch).await? {
+                Opened::Live(session) => *live = Some(session),
+                Opened::Later(delay) => {
+                    out.later.extend(remaining.drain(..).map(|item| (item, delay)));
+                    break;
+                }
+                Opened::Failed(failure) => {
+                    for item in remaining.drain(..) {
+                        defer(ctx, &mut out, item, Some(&failure), None);
+                    }
+                    break;
+                }
+            }
+        }
+        let Some(current) = live.as_mut() else { break };
+
+        let limit = ctx.rcpt_limit();
+        let allowed = ctx
+            .shaping
+            .rcpts_allowed(current.session.rejected_rcpts(), limit) as usize;
+        // The probe needs a slot of its own; with room for one RCPT only, probe the address.
+        let with_probe = catch_all.is_none() && allowed >= 2;
+        let room = allowed.saturating_sub(usize::from(with_probe));
+        if room == 0 {
+            // The session's error budget is used up: a fresh session starts from zero.
+            retire(live).await;
+            continue;
+        }
+        let take = room.min(remaining.len());
+
+        // RFC-agnostic politeness: every RCPT (probe included) costs a cell of the site's rate.
+        let cells = (take + usize::from(with_probe)) as u32;
+        match take_cells(ctx, &format!("rcpt:{}", batch.site), ctx.shaping.rcpt_rate, cells).await? {
+            None => {}
+            Some(delay) => {
+                out.later.extend(remaining.drain(..).map(|item| (item, delay)));
+                break;
+            }
+        }
+
+        let chunk: Vec<BatchItem> = remaining.drain(..take).collect();
+        let mut rcpts: Vec<String> = Vec::with_capacity(chunk.len() + 1);
+        if with_probe {
+            rcpts.push(probe_address.clone());
+        }
+        rcpts.extend(chunk.iter().map(|i| i.address.clone()));
+
+        let started = Instant::now();
+        let outcome = current
+            .session
+            .transaction(&ctx.config.mail_from, &rcpts)
+            .await;
+        ctx.metrics.transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let elapsed = started.elapsed();
+
+        let (probe_outcome, item_outcomes) = if with_probe {
+            let mut outcomes = outcome.rcpts.clone().into_iter();
+            (outcomes.next(), outcomes.collect::<Vec<_>>())
+        } else {
+            (None, outcome.rcpts.clone())
+        };
+        if let Some(RcptOutcome::Replied(reply)) = &probe_outcome {
+            match classify(SmtpCommandKind::RcptTo, reply.code, reply.enhanced, &reply.text) {
+                Classification::Accepted => catch_all = Some(true),
+                Classification::Undeliverable(_) => catch_all = Some(false),
+                _ => {}
+            }
+            if let Some(known) = catch_all {
+                ctx.state
+                    .catch_all_put(&batch.domain, known, ctx.config.catch_all_ttl)
+                    .await?;
+            }
+        }
+
+        let evidence_base = EvidenceBase {
+            site: &batch.site,
+            host: &current.host,
+            addr: current.addr,
+            tls: current.session.tls(),
+            pipelined: outcome.pipelined,
+            elapsed,
+        };
+        settle_transaction(
+            ctx,
+            &mut out,
+            &mut remaining,
+            chunk,
+            item_outcomes,
+            &outcome,
+            catch_all,
+            &evidence_base,
+        );
+        let healthy = outcome.failure.is_none() && outcome.closed_by.is_none();
+        // DESIGN 4: 4.7.x rate replies count against the host's circuit like a 421.
+        let rate_limited = outcome.rcpts.iter().any(|o| {
+            matches!(o, RcptOutcome::Replied(r) if matches!(
+                classify(SmtpCommandKind::RcptTo, r.code, r.enhanced, &r.text),
+                Classification::Retry(RetryKind::RateLimited)
+            ))
+        });
+        ctx.state
+            .circuit_report(&current.host, healthy && !rate_limited, &ctx.shaping.backoff)
+            .await?;
+        if !current.session.is_usable() {
+            retire(live).await;
+        }
+    }
+
+    apply(ctx, &batch, out).await
+}
+
+struct EvidenceBase<'a> {
+    site: &'a str,
+    host: &'a str,
+    addr: SocketAddr,
+    tls: bool,
+    pipelined: bool,
+    elapsed: Duration,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn settle_transaction<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    out: &mut Settlement,
+    remaining: &mut VecDeque<BatchItem>,
+    chunk: Vec<BatchItem>,
+    outcomes: Vec<RcptOutcome>,
+    txn: &TxnOutcome,
+    catch_all: Option<bool>,
+    base: &EvidenceBase<'_>,
+) {
+    // MAIL FROM refused: nothing in this transaction was probed.
+    if let Some(mail) = txn.mail.as_ref().filter(|m| m.code >= 400) {
+        let class = classify(SmtpCommandKind::MailFrom, mail.code, mail.enhanced, &mail.text);
+        for item in chunk {
+            match class {
+                // A permanent refusal of our sender is about us, not the address.
+                Classification::Blocked | Classification::Undeliverable(_) | Classification::Risky(_) => {
+                    let verdict = verdict(base, &item, Classification::Blocked, Some(mail), catch_all);
+                    out.results.push(result(item, verdict));
+                }
+                _ => defer(ctx, out, item, txn.failure.as_ref(), Some(mail)),
+            }
+        }
+        return;
+    }
+    let mut accepted_in_txn = 0u32;
+    let mut shrink = false;
+    for (index, item) in chunk.into_iter().enumerate() {
+        let reply = match outcomes.get(index) {
+            Some(RcptOutcome::Replied(reply)) => reply,
+            _ => {
+                // Not answered (MAIL failed in the group, 421, broken session): try again on
+                // a fresh session; attempts bound how often.
+                not_probed(ctx, out, remaining, item, txn);
+                continue;
+            }
+        };
+        let class = classify(SmtpCommandKind::RcptTo, reply.code, reply.enhanced, &reply.text);
+        match class {
+            Classification::Accepted
+            | Classification::Undeliverable(_)
+            | Classification::Risky(_)
+            | Classification::Blocked
+            | Classification::ProtocolError => {
+                if class == Classification::Accepted {
+                    accepted_in_txn += 1;
+                }
+                let verdict = verdict(base, &item, class, Some(reply), catch_all);
+                out.results.push(result(item, verdict));
+            }
+            Classification::Retry(RetryKind::Greylisted) => out.greylist.push(item),
+            Classification::Retry(RetryKind::TooManyRecipients) => {
+                // RFC 5321 4.5.3.1.8: the server's limit; the rest go in the next transaction.
+                shrink = true;
+                remaining.push_front(item);
+            }
+            Classification::Retry(_) => defer(ctx, out, item, None, Some(reply)),
+            Classification::NotProbed | Classification::SessionClosing => {
+                not_probed(ctx, out, remaining, item, txn)
+            }
+        }
+    }
+    if shrink {
+        ctx.shrink_rcpt_limit(accepted_in_txn.max(1));
+    }
+}
+
+fn not_probed<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    out: &mut Settlement,
+    remaining: &mut VecDeque<BatchItem>,
+    mut item: BatchItem,
+    txn: &TxnOutcome,
+) {
+    item.attempts += 1;
+    if item.attempts as usize > ctx.config.defer_retry.len() {
+        let failure = txn.failure.clone().unwrap_or_else(|| {
+            ProbeFailure::Protocol("the server never answered this recipient".into())
+        });
+        let reply = txn.closed_by.as_ref().or(txn.mail.as_ref());
+        let verdict = failure_verdict(&item, &failure, reply);
+        out.results.push(result(item, verdict));
+    } else {
+        remaining.push_back(item);
+    }
+}
+
+/// A temporary outcome: retry after the next delay of the schedule, or settle as unknown.
+fn defer<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    out: &mut Settlement,
+    mut item: BatchItem,
+    failure: Option<&ProbeFailure>,
+    reply: Option<&ReplyData>,
+) {
+    let round = item.attempts as usize;
+    item.attempts += 1;
+    match ctx.config.defer_retry.get(round) {
+        Some(delay) => out.later.push((item, *delay)),
+        None => {
+            let verdict = match failure {
+                Some(failure) => failure_verdict(&item, failure, reply),
+                None => exhausted(&item, RetryKind::Deferred, reply),
+            };
+            out.results.push(result(item, verdict));
+        }
+    }
+}
+
+fn failure_verdict(item: &BatchItem, failure: &ProbeFailure, reply: Option<&ReplyData>) -> Verdict {
+    let mut evidence = evidence_for(&item.address);
+    if let Some(reply) = reply {
+        evidence.set_reply(reply.code, reply.enhanced, &reply.text);
+    }
+    evidence.attempts = item.attempts;
+    Verdict::new(failure.reason(), evidence)
+        .with_flags(context_for(&item.address, None).flags)
+        .with_detail(failure.detail().to_string())
+}
+
+/// The verdict once retries of `kind` are used up (`unknown/greylisted`, `unknown/deferred`).
+fn exhausted(item: &BatchItem, kind: RetryKind, reply: Option<&ReplyData>) -> Verdict {
+    let mut evidence = evidence_for(&item.address);
+    if let Some(reply) = reply {
+        evidence.set_reply(reply.code, reply.enhanced, &reply.text);
+    }
+    evidence.attempts = item.attempts + item.greylist_round + 1;
+    verdict_for(
+        Classification::Retry(kind),
+        &context_for(&item.address, None),
+        evidence,
+    )
+}
+
+fn evidence_for(address: &str) -> Evidence {
+    match EmailAddress::parse(address) {
+        Ok(parsed) => Evidence::for_address(&parsed),
+        Err(_) => Evidence::for_input(address),
+    }
+}
+
+fn context_for(address: &str, catch_all: Option<bool>) -> DomainContext {
+    let catch_all = match catch_all {
+        Some(true) => CatchAll::Yes,
+        Some(false) => CatchAll::No,
+        None => CatchAll::Unknown,
+    };
+    match EmailAddress::parse(address) {
+        Ok(parsed) => DomainContext::for_address(&parsed, catch_all),
+        Err(_) => DomainContext {
+            catch_all,
+            ..DomainContext::default()
+        },
+    }
+}
+
+/// The verdict of a probed item: core's `verdict_for` over the evidence of this transaction.
+fn verdict(
+    base: &EvidenceBase<'_>,
+    item: &BatchItem,
+    class: Classification,
+    reply: Option<&ReplyData>,
+    catch_all: Option<bool>,
+) -> Verdict {
+    let mut evidence = evidence_for(&item.address);
+    evidence.site = Some(base.site.to_string());
+    evidence.mx_host = Some(base.host.to_string());
+    evidence.ip = Some(base.addr.ip());
+    if let Some(reply) = reply {
+        evidence.set_reply(reply.code, reply.enhanced, &reply.text);
+    }
+    evidence.attempts = item.attempts + item.greylist_round + 1;
+    evidence.tls = base.tls;
+    evidence.pipelined = base.pipelined;
+    evidence.elapsed_ms = base.elapsed.as_millis() as u64;
+    verdict_for(class, &context_for(&item.address, catch_all), evidence)
+}
+
+fn result(item: BatchItem, verdict: Verdict) -> ItemResult {
+    ItemResult {
+        item: item.item,
+        address: item.address,
+        verdict,
+    }
+}
+
+enum Opened {
+    Live(Live),
+    /// Every host's circuit is open, or the connection rate is spent: come back later.
+    Later(Duration),
+    /// Every host failed.
+    Failed(ProbeFailure),
+}
+
+async fn open_session<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    batch: &Batch,
+) -> Result<Opened, Error> {
+    let mut last_failure = None;
+    let mut open_for: Option<Duration> = None;
+    for mx in &batch.mx {
+        match ctx.state.circuit_check(&mx.name).await? {
+            CircuitDecision::Open { retry_after } => {
+                open_for = Some(open_for.map_or(retry_after, |d| d.min(retry_after)));
+                continue;
+            }
+            CircuitDecision::Closed | CircuitDecision::HalfOpenProbe => {}
+        }
+        for ip in &mx.addrs {
+            let key = format!("connect:{}", batch.site);
+            if let Some(delay) = take_cells(ctx, &key, ctx.shaping.connect_rate, 1).await? {
+                return Ok(Opened::Later(delay));
+            }
+            let addr = SocketAddr::new(*ip, ctx.config.smtp_port);
+            match ctx.connector.connect(addr).await {
+                Ok(session) => {
+                    ctx.metrics
+                        .sessions_opened
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(Opened::Live(Live {
+                        session,
+                        host: mx.name.clone(),
+                        addr,
+                    }));
+                }
+                Err(failure) => {
+                    tracing::debug!(host = %mx.name, %addr, ?failure, "connect failed");
+                    ctx.state
+                        .circuit_report(&mx.name, false, &ctx.shaping.backoff)
+                        .await?;
+                    last_failure = Some(failure);
+                }
+            }
+        }
+    }
+    Ok(match (last_failure, open_for) {
+        (Some(failure), _) => Opened::Failed(failure),
+        (None, Some(delay)) => Opened::Later(delay),
+        (None, None) => Opened::Failed(ProbeFailure::ConnectionFailed(
+            "no MX host address to connect to".into(),
+        )),
+    })
+}
+
+/// Takes `cells` from a GCRA bucket, sleeping for short waits. `Some(delay)` when the wait is
+/// long: the caller reschedules instead of holding the batch.
+async fn take_cells<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    key: &str,
+    limit: rollcall_core::ports::RateLimit,
+    cells: u32,
+) -> Result<Option<Duration>, Error> {
+    let cells = cells.clamp(1, limit.burst.max(1));
+    loop {
+        match ctx.state.rate_take(key, limit, cells).await? {
+            RateDecision::Granted => return Ok(None),
+            RateDecision::Wait(wait) if wait <= MAX_INLINE_WAIT => tokio::time::sleep(wait).await,
+            RateDecision::Wait(wait) => return Ok(Some(wait)),
+        }
+    }
+}
+
+async fn retire_if_spent<Q: WorkQueue, S: StateStore>(ctx: &SiteContext<Q, S>, live: &mut Option<Live>) {
+    let spent = live.as_ref().is_some_and(|l| {
+        !l.session.is_usable()
+            || l.session.transactions() >= ctx.shaping.transactions_per_session
+            || l.session.age() >= ctx.shaping.session_max_age
+            || l.session.rejected_rcpts() >= ctx.shaping.retire_after_rejected
+    });
+    if spent {
+        retire(live).await;
+    }
+}
+
+/// QUIT (when still usable) and forget the session.
+pub async fn retire(live: &mut Option<Live>) {
+    if let Some(current) = live.take() {
+        current.session.quit().await;
+    }
+}
+
+async fn apply<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    batch: &Batch,
+    mut out: Settlement,
+) -> Result<(), Error> {
+    let now = SystemTime::now();
+    // Greylisted: retry from the same sender and egress after the next delay (RFC 6647 4.2).
+    let mut by_round: std::collections::BTreeMap<u32, Vec<BatchItem>> = Default::default();
+    for mut item in out.greylist.drain(..) {
+        let round = item.greylist_round as usize;
+        if round >= ctx.config.greylist_retry.len() {
+            let verdict = exhausted(&item, RetryKind::Greylisted, None);
+            out.results.push(result(item, verdict));
+        } else {
+            item.greylist_round += 1;
+            by_round.entry(item.greylist_round).or_default().push(item);
+        }
+    }
+    if !out.results.is_empty() {
+        ctx.state.record_results(&batch.campaign, &out.results).await?;
+    }
+    for (round, items) in by_round {
+        let delay = ctx.config.greylist_retry[(round - 1) as usize];
+        let entry = GreylistEntry {
+            batch: batch.with_items(items),
+            egress: ctx.config.egress,
+        };
+        ctx.state.greylist_schedule(&entry, now + delay).await?;
+    }
+    let mut by_delay: std::collections::BTreeMap<Duration, Vec<BatchItem>> = Default::default();
+    for (item, delay) in out.later {
+        by_delay.entry(delay).or_default().push(item);
+    }
+    for (delay, items) in by_delay {
+        ctx.queue.publish_after(&batch.with_items(items), delay).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! What the engine needs to know besides shaping: who we say we are (HELO name, MAIL FROM,
+//! egress address), the SMTP port, how long to wait, how to retry. Parsing of the file and
+//! flags lives in the CLI; this is the resolved result.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::shaping::ShapingTable;
+
+/// Resolved engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Name announced in EHLO/HELO. Should resolve to the egress address (many MTAs check).
+    pub helo_name: String,
+    /// Reverse path of every probe; greylisting keys on it, so it stays the same across retries.
+    pub mail_from: String,
+    /// Local address to connect from (greylisting keys on the client /24 too).
+    pub egress: Option<IpAddr>,
+    /// The SMTP port of every MX host (25 in the wild; the sim and labs use others).
+    pub smtp_port: u16,
+    pub tls: TlsMode,
+    pub connect_timeout: Duration,
+    pub greeting_timeout: Duration,
+    pub command_timeout: Duration,
+    /// Delays before each greylist retry; when used up the verdict is `unknown/greylisted`.
+    pub greylist_retry: Vec<Duration>,
+    /// Delays before each retry of a deferral (4xx, connection failure); when used up the
+    /// verdict is `unknown/deferred` (or the failure's own reason).
+    pub defer_retry: Vec<Duration>,
+    /// How long a catch-all verdict is believed.
+    pub catch_all_ttl: Duration,
+    /// MX targets in private ranges (labs, tests, the demo's sim) are probed only when set.
+    pub allow_private_targets: bool,
+    pub shaping: ShapingTable,
+    /// Addresses per queued batch (one domain, one site).
+    pub batch_size: usize,
+    /// Items ingested and not yet finished, at most: bounds the coordinator's memory.
+    pub max_outstanding: usize,
+    /// Batches a worker holds at once (prefetch).
+    pub worker_prefetch: usize,
+}
+
+/// STARTTLS policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// Use STARTTLS when offered, without verifying the certificate (record whether it would
+    /// have verified). What MTAs do among themselves.
+    #[default]
+    Opportunistic,
+    /// Fail (`unknown/tls_failed`) when STARTTLS is missing or its handshake fails.
+    Require,
+    Never,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            helo_name: "rollcall.invalid".to_string(),
+            mail_from: String::new(),
+            egress: None,
+            smtp_port: 25,
+            tls: TlsMode::Opportunistic,
+            connect_timeout: Duration::from_secs(10),
+            // RFC 5321 4.5.3.2 allows servers 5 minutes; tarpits use it. 60 s keeps a bulk run
+            // moving while still outwaiting ordinary slow greeters.
+            greeting_timeout: Duration::from_secs(60),
+            command_timeout: Duration::from_secs(60),
+            greylist_retry: [6, 10, 20, 40, 60]
+                .iter()
+                .map(|m| Duration::from_secs(m * 60))
+                .collect(),
+            defer_retry: [60, 300, 900].iter().map(|s| Duration::from_secs(*s)).collect(),
+            catch_all_ttl: Duration::from_secs(7 * 24 * 3600),
+            allow_private_targets: false,
+            shaping: ShapingTable::default(),
+            batch_size: 100,
+            max_outstanding: 200_000,
+            worker_prefetch: 512,
+        }
+    }
+}
+
+/// Parses `6m,10m,20m` / `7s,15s,30s` / `500ms,1s` / `1h` into durations.
+pub fn parse_durations(text: &str) -> Result<Vec<Duration>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(parse_duration)
+        .collect()
+}
+
+/// Parses one duration: a number followed by `ms`, `s`, `m` or `h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m or h)"))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a number"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(
+            parse_durations("6m,10m, 20m").unwrap(),
+            vec![
+                Duration::from_secs(360),
+                Duration::from_secs(600),
+                Duration::from_secs(1200)
+            ]
+        );
+        assert_eq!(
+            parse_durations("500ms,1.5s").unwrap(),
+            vec![Duration::from_millis(500), Duration::from_millis(1500)]
+        );
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("10d").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

@@ -1,0 +1,478 @@
+//! The coordinator: streams input rows, gives every row exactly one verdict, and hands the
+//! probing to workers through the `WorkQueue`.
+//!
+//! One task owns all of its state (no locks): it parses and dedupes rows, resolves each domain
+//! once, groups addresses of a domain into batches of one site, publishes them, and turns the
+//! results the workers record in the `StateStore` back into output rows. Memory is bounded: at
+//! most `max_outstanding` items are in flight (input reading pauses beyond that), and a finished
+//! address is remembered only as a 64-bit key and a compact verdict, for later duplicates.
+//!
+//! Does not talk SMTP, does not decide verdicts from replies (the worker does).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rollcall_core::ports::{Batch, BatchItem, ItemResult, MxHost, StateStore, WorkQueue};
+use rollcall_core::{
+    CampaignId, EmailAddress, EnhancedCode, Evidence, Flags, ItemId, Reason, Site, Verdict,
+};
+use rollcall_dns::{MxResolver, Resolution};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::EngineConfig;
+use crate::summary::Summary;
+use crate::{Error, verdicts};
+
+/// One input row: its number (1-based, as the user counts lines or records), the address text
+/// as given, and whatever the caller needs to write the row back out (e.g. the CSV fields).
+#[derive(Debug)]
+pub struct InputRow<P> {
+    pub row: u64,
+    pub text: String,
+    pub payload: P,
+}
+
+/// One output row: every input row comes out exactly once.
+#[derive(Debug)]
+pub struct OutputRow<P> {
+    pub row: u64,
+    pub text: String,
+    pub payload: P,
+    pub verdict: Arc<Verdict>,
+    /// This address appeared earlier in the input; the verdict is the first occurrence's.
+    pub duplicate: bool,
+}
+
+/// The coordinator of one process. Cheap to clone.
+pub struct Coordinator<Q, S> {
+    queue: Arc<Q>,
+    state: Arc<S>,
+    resolver: MxResolver,
+    config: Arc<EngineConfig>,
+}
+
+impl<Q, S> Clone for Coordinator<Q, S> {
+    fn clone(&self) -> Self {
+        Coordinator {
+            queue: self.queue.clone(),
+            state: self.state.clone(),
+            resolver: self.resolver.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// A finished address, kept small for duplicates that come later.
+#[derive(Debug, Clone)]
+struct Compact {
+    reason: Reason,
+    detail: Option<Arc<str>>,
+    code: Option<u16>,
+    enhanced: Option<EnhancedCode>,
+    mx: Option<Arc<str>>,
+    flags: Flags,
+}
+
+enum Slot {
+    Pending(ItemId),
+    Done(Box<Compact>),
+}
+
+struct Pending<P> {
+    row: u64,
+    text: String,
+    payload: P,
+    key: Option<u64>,
+    duplicates: Vec<(u64, String, P)>,
+}
+
+struct Route {
+    site: String,
+    mx: Vec<MxHost>,
+}
+
+enum DomainState {
+    Resolving(Vec<BatchItem>),
+    Routed(Arc<Route>),
+    Final(Reason, Option<String>),
+}
+
+struct Open {
+    items: Vec<BatchItem>,
+    since: Instant,
+}
+
+/// How long a partial batch waits for more addresses of its domain before it is published.
+const LINGER: Duration = Duration::from_millis(300);
+const TICK: Duration = Duration::from_millis(25);
+const RESULTS_PAGE: usize = 8192;
+
+struct Run<'a, Q, S, P> {
+    co: &'a Coordinator<Q, S>,
+    campaign: CampaignId,
+    output: mpsc::Sender<OutputRow<P>>,
+    next_item: u64,
+    dedupe: HashMap<u64, Slot>,
+    pending: HashMap<ItemId, Pending<P>>,
+    domains: HashMap<String, DomainState>,
+    open: HashMap<String, Open>,
+    resolving: usize,
+    resolved_tx: mpsc::UnboundedSender<(String, Resolution)>,
+    cursor: u64,
+    summary: Summary,
+    mx_names: HashSet<Arc<str>>,
+}
+
+impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
+    pub fn new(queue: Arc<Q>, state: Arc<S>, resolver: MxResolver, config: Arc<EngineConfig>) -> Self {
+        Coordinator {
+            queue,
+            state,
+            resolver,
+            config,
+        }
+    }
+
+    /// Verifies every row of `input`, sending one `OutputRow` per input row to `output`, until
+    /// the input ends and every row is out, or `stop` turns true (then it returns what is done).
+    pub async fn run<P: Send>(
+        &self,
+        campaign: CampaignId,
+        mut input: mpsc::Receiver<InputRow<P>>,
+        output: mpsc::Sender<OutputRow<P>>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<Summary, Error> {
+        let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
+        let mut run = Run {
+            co: self,
+            campaign,
+            output,
+            next_item: 0,
+            dedupe: HashMap::new(),
+            pending: HashMap::new(),
+            domains: HashMap::new(),
+            open: HashMap::new(),
+            resolving: 0,
+            resolved_tx,
+            cursor: 0,
+            summary: Summary::default(),
+            mx_names: HashSet::new(),
+        };
+        let started = Instant::now();
+        let mut input_done = false;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let room = run.pending.len() < self.config.max_outstanding;
+            tokio::select! {
+                row = input.recv(), if !input_done && room => match row {
+                    Some(row) => run.ingest(row).await?,
+                    None => {
+                        input_done = true;
+                        run.flush_open(true).await?;
+                    }
+                },
+                Some((domain, resolution)) = resolved_rx.recv() => {
+                    run.resolving -= 1;
+                    run.on_resolved(domain, resolution).await?;
+                }
+                _ = tick.tick() => {
+                    run.flush_open(input_done).await?;
+                    run.collect().await?;
+                }
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        run.summary.interrupted = true;
+                        break;
+                    }
+                }
+            }
+            if input_done && run.resolving == 0 && run.open.is_empty() && run.pending.is_empty() {
+                break;
+            }
+        }
+        run.summary.elapsed = started.elapsed();
+        Ok(run.summary)
+    }
+}
+
+/// A stable 64-bit key for dedupe: the address with its local part lowercased too. Local parts
+/// are case-sensitive in theory (RFC 5321 2.4) and never in practice; probing `John@` and
+/// `john@` twice would only cost the site's patience.
+fn dedupe_key(address: &EmailAddress) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    address.local_part().to_lowercase().hash(&mut hasher);
+    address.domain().as_str().hash(&mut hasher);
+    hasher.finish()
+}
+
+impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
+    fn new_item(&mut self) -> ItemId {
+        self.next_item += 1;
+        ItemId(self.next_item)
+    }
+
+    async fn ingest(&mut self, row: InputRow<P>) -> Result<(), Error> {
+        self.summary.rows += 1;
+        let address = match EmailAddress::parse(&row.text) {
+            Ok(address) => address,
+            Err(error) => {
+                let item = self.new_item();
+                let verdict = Verdict::for_syntax_error(&row.text, &error);
+                self.pending.insert(
+                    item,
+                    Pending {
+                        row: row.row,
+                        text: row.text.clone(),
+                        payload: row.payload,
+                        key: None,
+                        duplicates: Vec::new(),
+                    },
+                );
+                self.record(vec![ItemResult {
+                    item,
+                    address: row.text,
+                    verdict,
+                }])
+                .await?;
+                return Ok(());
+            }
+        };
+        let key = dedupe_key(&address);
+        match self.dedupe.get(&key) {
+            Some(Slot::Pending(item)) => {
+                let item = *item;
+                if let Some(pending) = self.pending.get_mut(&item) {
+                    pending.duplicates.push((row.row, row.text, row.payload));
+                }
+                return Ok(());
+            }
+            Some(Slot::Done(compact)) => {
+                let verdict = Arc::new(expand(compact, &address));
+                self.emit(row.row, row.text, row.payload, verdict, true).await;
+                return Ok(());
+            }
+            None => {}
+        }
+        let item = self.new_item();
+        self.dedupe.insert(key, Slot::Pending(item));
+        self.pending.insert(
+            item,
+            Pending {
+                row: row.row,
+                text: row.text,
+                payload: row.payload,
+                key: Some(key),
+                duplicates: Vec::new(),
+            },
+        );
+        let batch_item = BatchItem {
+            item,
+            address: address.to_string(),
+            attempts: 0,
+            greylist_round: 0,
+        };
+        let domain = address.domain().as_str().to_string();
+        self.route(domain, batch_item).await
+    }
+
+    async fn route(&mut self, domain: String, item: BatchItem) -> Result<(), Error> {
+        match self.domains.get_mut(&domain) {
+            Some(DomainState::Resolving(waiting)) => waiting.push(item),
+            Some(DomainState::Routed(_)) => self.add_to_open(domain, item).await?,
+            Some(DomainState::Final(reason, detail)) => {
+                let (reason, detail) = (*reason, detail.clone());
+                let verdict = verdicts::without_probe(&item.address, reason, detail);
+                self.record(vec![ItemResult {
+                    item: item.item,
+                    address: item.address,
+                    verdict,
+                }])
+                .await?;
+            }
+            None => {
+                self.domains
+                    .insert(domain.clone(), DomainState::Resolving(vec![item]));
+                self.resolving += 1;
+                let resolver = self.co.resolver.clone();
+                let tx = self.resolved_tx.clone();
+                tokio::spawn(async move {
+                    let resolution = resolver.resolve(&domain).await;
+                    let _ = tx.send((domain, resolution));
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_resolved(&mut self, domain: String, resolution: Resolution) -> Result<(), Error> {
+        let state = match resolution {
+            Resolution::Mail { hosts, .. } => {
+                let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+                let site = Site::from_mx_hosts(&names).id().to_string();
+                let mx = hosts
+                    .iter()
+                    .map(|h| MxHost {
+                        name: h.name.clone(),
+                        addrs: h.addrs.clone(),
+                    })
+                    .collect();
+                DomainState::Routed(Arc::new(Route { site, mx }))
+            }
+            Resolution::NullMx => DomainState::Final(Reason::NullMx, None),
+            Resolution::NoMailServer => DomainState::Final(Reason::NoMailServer, None),
+            Resolution::NoSuchDomain => DomainState::Final(Reason::NoSuchDomain, None),
+            Resolution::ForbiddenTarget => DomainState::Final(
+                Reason::ForbiddenTarget,
+                Some("every MX target is in a private or special-purpose range".into()),
+            ),
+            // The resolver already retried; a temporary DNS failure is never undeliverable.
+            Resolution::TempFail { reason } => {
+                DomainState::Final(Reason::Deferred, Some(format!("dns: {reason}")))
+            }
+        };
+        let waiting = match self.domains.insert(domain.clone(), state) {
+            Some(DomainState::Resolving(waiting)) => waiting,
+            _ => Vec::new(),
+        };
+        for item in waiting {
+            self.route(domain.clone(), item).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_to_open(&mut self, domain: String, item: BatchItem) -> Result<(), Error> {
+        let open = self.open.entry(domain.clone()).or_insert_with(|| Open {
+            items: Vec::new(),
+            since: Instant::now(),
+        });
+        open.items.push(item);
+        if open.items.len() >= self.co.config.batch_size.max(1) {
+            self.publish(&domain).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_open(&mut self, all: bool) -> Result<(), Error> {
+        let due: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, open)| all || open.since.elapsed() >= LINGER)
+            .map(|(domain, _)| domain.clone())
+            .collect();
+        for domain in due {
+            self.publish(&domain).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish(&mut self, domain: &str) -> Result<(), Error> {
+        let Some(open) = self.open.remove(domain) else {
+            return Ok(());
+        };
+        let Some(DomainState::Routed(route)) = self.domains.get(domain) else {
+            return Ok(());
+        };
+        let batch = Batch {
+            campaign: self.campaign.clone(),
+            site: route.site.clone(),
+            domain: domain.to_string(),
+            mx: route.mx.clone(),
+            items: open.items,
+        };
+        self.summary.batches += 1;
+        self.co.queue.publish(&batch).await?;
+        Ok(())
+    }
+
+    async fn record(&mut self, results: Vec<ItemResult>) -> Result<(), Error> {
+        self.co
+            .state
+            .campaign_add_total(&self.campaign, results.len() as u64)
+            .await?;
+        self.co.state.record_results(&self.campaign, &results).await?;
+        Ok(())
+    }
+
+    /// Reads what the workers recorded and writes the rows out.
+    async fn collect(&mut self) -> Result<(), Error> {
+        loop {
+            let (results, next) = self
+                .co
+                .state
+                .results_since(&self.campaign, self.cursor, RESULTS_PAGE)
+                .await?;
+            if results.is_empty() {
+                return Ok(());
+            }
+            self.cursor = next;
+            for result in results {
+                self.finish(result).await;
+            }
+            self.co.state.results_trim(&self.campaign, self.cursor).await?;
+        }
+    }
+
+    async fn finish(&mut self, result: ItemResult) {
+        // A result for an item this run does not hold is a redelivery's second copy: skip it.
+        let Some(pending) = self.pending.remove(&result.item) else {
+            return;
+        };
+        let verdict = Arc::new(result.verdict);
+        if let Some(key) = pending.key {
+            let mx = verdict.evidence.mx_host.as_deref().map(|name| {
+                match self.mx_names.get(name) {
+                    Some(shared) => shared.clone(),
+                    None => {
+                        let shared: Arc<str> = Arc::from(name);
+                        self.mx_names.insert(shared.clone());
+                        shared
+                    }
+                }
+            });
+            let compact = Compact {
+                reason: verdict.reason(),
+                detail: verdict.detail.as_deref().map(Arc::from),
+                code: verdict.evidence.smtp_code,
+                enhanced: verdict.evidence.enhanced_code,
+                mx,
+                flags: verdict.flags.clone(),
+            };
+            self.dedupe.insert(key, Slot::Done(Box::new(compact)));
+        }
+        for (row, text, payload) in pending.duplicates {
+            self.emit(row, text, payload, verdict.clone(), true).await;
+        }
+        self.emit(pending.row, pending.text, pending.payload, verdict, false)
+            .await;
+    }
+
+    async fn emit(&mut self, row: u64, text: String, payload: P, verdict: Arc<Verdict>, duplicate: bool) {
+        self.summary.count(&verdict, duplicate);
+        // A closed output means the caller stopped listening (e.g. Ctrl-C); keep counting.
+        let _ = self
+            .output
+            .send(OutputRow {
+                row,
+                text,
+                payload,
+                verdict,
+                duplicate,
+            })
+            .await;
+    }
+}
+
+fn expand(compact: &Compact, address: &EmailAddress) -> Verdict {
+    let mut evidence = Evidence::for_address(address);
+    evidence.smtp_code = compact.code;
+    evidence.enhanced_code = compact.enhanced;
+    evidence.mx_host = compact.mx.as_deref().map(str::to_string);
+    let verdict = Verdict::new(compact.reason, evidence).with_flags(compact.flags.clone());
+    match &compact.detail {
+        Some(detail) => verdict.with_detail(detail.to_string()),
+        None => verdict,
+    }
+}

@@ -1,0 +1,35 @@
+//! The verification engine: the coordinator (ingest, dedupe, resolve, shard, publish, collect)
+//! and the worker (consume, shape, probe, record), over the `WorkQueue` and `StateStore` ports.
+//! The same code runs in both wirings: embedded (in-memory queue and state, one process) and
+//! distributed (RabbitMQ and Redis).
+//!
+//! Layout:
+//! - `config`: resolved engine settings (identity, port, timeouts, retry schedules).
+//! - `shaping`: politeness per site (DESIGN section 5) and the per-site rule table.
+//! - `coordinator`: input rows in, exactly one output row per input row out.
+//! - `verdicts`: verdicts built from DNS and probe outcomes.
+//! - `summary`: counts of a run.
+//! - `embedded`: coordinator and worker wired in one process over in-memory ports.
+//! - `probe`: the engine's port to an SMTP session (`Connector`, `ProbeSession`).
+//! - `worker`: consumes batches and dispatches them per site; runs the greylist scheduler.
+//! - `site`: one site's line of batches and its warm session tasks under fleet-wide leases.
+//! - `batch_run`: one batch's transactions and the settling of every item.
+#![forbid(unsafe_code)]
+
+mod batch_run;
+pub mod config;
+pub mod coordinator;
+pub mod embedded;
+pub mod probe;
+mod smtp_session;
+mod site;
+pub mod worker;
+mod error;
+pub mod shaping;
+pub mod summary;
+pub mod verdicts;
+
+pub use batch_run::catch_all_probe;
+pub use error::Error;
+pub use smtp_session::connector;
+pub use site::WorkerMetrics;

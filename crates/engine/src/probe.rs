@@ -1,0 +1,91 @@
+//! The engine's view of an SMTP session: connect to a host, run transactions (MAIL FROM, RCPTs of
+//! one domain, RSET), quit. `rollcall-smtp` implements it (`smtp_session`); the worker's logic is
+//! written against this small port so that what it decides is separate from how bytes move.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rollcall_core::EnhancedCode;
+
+/// One SMTP reply, as evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyData {
+    pub code: u16,
+    pub enhanced: Option<EnhancedCode>,
+    pub text: String,
+}
+
+/// What became of one RCPT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptOutcome {
+    Replied(ReplyData),
+    /// Never answered for this address (MAIL failed in the group, the session closed, ...).
+    NotProbed,
+}
+
+/// Why a session could not be had or went away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeFailure {
+    Timeout(String),
+    ConnectionFailed(String),
+    TlsFailed(String),
+    Protocol(String),
+}
+
+impl ProbeFailure {
+    pub fn reason(&self) -> rollcall_core::Reason {
+        use rollcall_core::Reason;
+        match self {
+            ProbeFailure::Timeout(_) => Reason::Timeout,
+            ProbeFailure::ConnectionFailed(_) => Reason::ConnectionFailed,
+            ProbeFailure::TlsFailed(_) => Reason::TlsFailed,
+            ProbeFailure::Protocol(_) => Reason::ProtocolError,
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            ProbeFailure::Timeout(d)
+            | ProbeFailure::ConnectionFailed(d)
+            | ProbeFailure::TlsFailed(d)
+            | ProbeFailure::Protocol(d) => d,
+        }
+    }
+}
+
+/// The result of one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnOutcome {
+    /// The reply to MAIL FROM, if one came.
+    pub mail: Option<ReplyData>,
+    /// One entry per recipient, in order.
+    pub rcpts: Vec<RcptOutcome>,
+    /// The server closed the session (421) with this reply.
+    pub closed_by: Option<ReplyData>,
+    /// The session broke (timeout, EOF, protocol error) during the transaction.
+    pub failure: Option<ProbeFailure>,
+    /// The RCPTs went out pipelined (RFC 2920).
+    pub pipelined: bool,
+}
+
+/// A live session to one host.
+#[async_trait]
+pub trait ProbeSession: Send {
+    /// MAIL FROM `mail_from`, RCPT TO each of `rcpts` (one domain), then RSET. Never DATA.
+    async fn transaction(&mut self, mail_from: &str, rcpts: &[String]) -> TxnOutcome;
+    /// RCPTs rejected with 5xx on this session so far (the server's error count grows with them).
+    fn rejected_rcpts(&self) -> u32;
+    fn transactions(&self) -> u32;
+    fn age(&self) -> Duration;
+    /// False once closed by the server, broken, or in an unknown state.
+    fn is_usable(&self) -> bool;
+    fn tls(&self) -> bool;
+    async fn quit(self: Box<Self>);
+}
+
+/// Opens sessions.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    async fn connect(&self, addr: SocketAddr) -> Result<Box<dyn ProbeSession>, ProbeFailure>;
+}

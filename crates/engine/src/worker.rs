@@ -1,0 +1,118 @@
+//! The worker: consumes batches, hands each to the runner of its site, and moves due greylist
+//! retries from the schedule back onto the queue. Stateless: everything it must share with other
+//! workers is in the `StateStore`; everything it has not settled is still on the queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rollcall_core::ports::{StateStore, WorkQueue};
+use tokio::sync::{Semaphore, watch};
+
+use crate::Error;
+use crate::config::EngineConfig;
+use crate::probe::Connector;
+use crate::site::{WorkerMetrics, spawn_site};
+
+/// How often the greylist schedule is read.
+const GREYLIST_POLL: Duration = Duration::from_millis(250);
+
+/// One worker process (or one worker task of the embedded wiring).
+pub struct Worker<Q, S> {
+    pub id: String,
+    pub queue: Arc<Q>,
+    pub state: Arc<S>,
+    pub connector: Arc<dyn Connector>,
+    pub config: Arc<EngineConfig>,
+    pub metrics: Arc<WorkerMetrics>,
+}
+
+impl<Q: WorkQueue, S: StateStore> Worker<Q, S> {
+    /// Runs until the queue is closed and drained, or `stop` turns true; then lets every site
+    /// finish what it holds.
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) -> Result<(), Error> {
+        let prefetch = Arc::new(Semaphore::new(self.config.worker_prefetch.max(1)));
+        let mut sites = HashMap::new();
+        let mut handles = Vec::new();
+        let scheduler = tokio::spawn(greylist_loop(
+            self.queue.clone(),
+            self.state.clone(),
+            stop.clone(),
+        ));
+        loop {
+            let permit = tokio::select! {
+                permit = prefetch.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let delivery = tokio::select! {
+                next = self.queue.next() => match next? {
+                    Some(delivery) => delivery,
+                    None => break,
+                },
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let site = delivery.batch.site.clone();
+            let tx = sites.entry(site.clone()).or_insert_with(|| {
+                let hosts: Vec<&str> = delivery.batch.mx.iter().map(|m| m.name.as_str()).collect();
+                let shaping = self.config.shaping.for_site(&site, &hosts);
+                let (tx, handle) = spawn_site(
+                    site.clone(),
+                    shaping,
+                    self.queue.clone(),
+                    self.state.clone(),
+                    self.connector.clone(),
+                    self.config.clone(),
+                    self.metrics.clone(),
+                    self.id.clone(),
+                );
+                handles.push(handle);
+                tx
+            });
+            if let Err(returned) = tx.send((delivery, permit)) {
+                // The runner is gone (it panicked): give the batch back for another try.
+                let (delivery, _permit) = returned.0;
+                let _ = delivery.requeue().await;
+            }
+        }
+        drop(sites);
+        for handle in handles {
+            let _ = handle.await;
+        }
+        scheduler.abort();
+        Ok(())
+    }
+}
+
+/// Moves due greylist retries onto the queue. Taking from the schedule is atomic, so any
+/// number of workers may run this loop.
+async fn greylist_loop<Q: WorkQueue, S: StateStore>(
+    queue: Arc<Q>,
+    state: Arc<S>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(GREYLIST_POLL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let due = match state.greylist_take_due(SystemTime::now(), 1000).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "greylist schedule unavailable");
+                continue;
+            }
+        };
+        for entry in due {
+            if let Err(error) = queue.publish(&entry.batch).await {
+                tracing::warn!(%error, "greylist retry not published; putting it back");
+                let _ = state
+                    .greylist_schedule(&entry, SystemTime::now() + GREYLIST_POLL)
+                    .await;
+            }
+        }
+    }
+}
