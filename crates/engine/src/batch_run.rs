@@ -14,8 +14,8 @@ use rollcall_core::ports::{
     WorkQueue,
 };
 use rollcall_core::{
-    CatchAll, Classification, DomainContext, EmailAddress, Evidence, RetryKind,
-    SmtpCommandKind, Verdict, classify, verdict_for,
+    CatchAll, Classification, DomainContext, EmailAddress, Evidence, RetryKind, SmtpCommandKind,
+    Verdict, classify, verdict_for,
 };
 
 use crate::Error;
@@ -67,7 +67,8 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             match open_session(ctx, &batch).await? {
                 Opened::Live(session) => *live = Some(session),
                 Opened::Later(delay) => {
-                    out.later.extend(remaining.drain(..).map(|item| (item, delay)));
+                    out.later
+                        .extend(remaining.drain(..).map(|item| (item, delay)));
                     break;
                 }
                 Opened::Failed(failure) => {
@@ -96,10 +97,18 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
 
         // RFC-agnostic politeness: every RCPT (probe included) costs a cell of the site's rate.
         let cells = (take + usize::from(with_probe)) as u32;
-        match take_cells(ctx, &format!("rcpt:{}", batch.site), ctx.shaping.rcpt_rate, cells).await? {
+        match take_cells(
+            ctx,
+            &format!("rcpt:{}", batch.site),
+            ctx.shaping.rcpt_rate,
+            cells,
+        )
+        .await?
+        {
             None => {}
             Some(delay) => {
-                out.later.extend(remaining.drain(..).map(|item| (item, delay)));
+                out.later
+                    .extend(remaining.drain(..).map(|item| (item, delay)));
                 break;
             }
         }
@@ -116,7 +125,9 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             .session
             .transaction(&ctx.config.mail_from, &rcpts)
             .await;
-        ctx.metrics.transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.metrics
+            .transactions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let elapsed = started.elapsed();
 
         let (probe_outcome, item_outcomes) = if with_probe {
@@ -126,7 +137,12 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             (None, outcome.rcpts.clone())
         };
         if let Some(RcptOutcome::Replied(reply)) = &probe_outcome {
-            match classify(SmtpCommandKind::RcptTo, reply.code, reply.enhanced, &reply.text) {
+            match classify(
+                SmtpCommandKind::RcptTo,
+                reply.code,
+                reply.enhanced,
+                &reply.text,
+            ) {
                 Classification::Accepted => catch_all = Some(true),
                 Classification::Undeliverable(_) => catch_all = Some(false),
                 _ => {}
@@ -165,7 +181,11 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             ))
         });
         ctx.state
-            .circuit_report(&current.host, healthy && !rate_limited, &ctx.shaping.backoff)
+            .circuit_report(
+                &current.host,
+                healthy && !rate_limited,
+                &ctx.shaping.backoff,
+            )
             .await?;
         if !current.session.is_usable() {
             retire(live).await;
@@ -197,12 +217,20 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
 ) {
     // MAIL FROM refused: nothing in this transaction was probed.
     if let Some(mail) = txn.mail.as_ref().filter(|m| m.code >= 400) {
-        let class = classify(SmtpCommandKind::MailFrom, mail.code, mail.enhanced, &mail.text);
+        let class = classify(
+            SmtpCommandKind::MailFrom,
+            mail.code,
+            mail.enhanced,
+            &mail.text,
+        );
         for item in chunk {
             match class {
                 // A permanent refusal of our sender is about us, not the address.
-                Classification::Blocked | Classification::Undeliverable(_) | Classification::Risky(_) => {
-                    let verdict = verdict(base, &item, Classification::Blocked, Some(mail), catch_all);
+                Classification::Blocked
+                | Classification::Undeliverable(_)
+                | Classification::Risky(_) => {
+                    let verdict =
+                        verdict(base, &item, Classification::Blocked, Some(mail), catch_all);
                     out.results.push(result(item, verdict));
                 }
                 _ => defer(ctx, out, item, txn.failure.as_ref(), Some(mail)),
@@ -222,7 +250,12 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
                 continue;
             }
         };
-        let class = classify(SmtpCommandKind::RcptTo, reply.code, reply.enhanced, &reply.text);
+        let class = classify(
+            SmtpCommandKind::RcptTo,
+            reply.code,
+            reply.enhanced,
+            &reply.text,
+        );
         match class {
             Classification::Accepted
             | Classification::Undeliverable(_)
@@ -447,7 +480,10 @@ async fn take_cells<Q: WorkQueue, S: StateStore>(
     }
 }
 
-async fn retire_if_spent<Q: WorkQueue, S: StateStore>(ctx: &SiteContext<Q, S>, live: &mut Option<Live>) {
+async fn retire_if_spent<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    live: &mut Option<Live>,
+) {
     let spent = live.as_ref().is_some_and(|l| {
         !l.session.is_usable()
             || l.session.transactions() >= ctx.shaping.transactions_per_session
@@ -485,7 +521,9 @@ async fn apply<Q: WorkQueue, S: StateStore>(
         }
     }
     if !out.results.is_empty() {
-        ctx.state.record_results(&batch.campaign, &out.results).await?;
+        ctx.state
+            .record_results(&batch.campaign, &out.results)
+            .await?;
     }
     for (round, items) in by_round {
         let delay = ctx.config.greylist_retry[(round - 1) as usize];
@@ -500,7 +538,9 @@ async fn apply<Q: WorkQueue, S: StateStore>(
         by_delay.entry(delay).or_default().push(item);
     }
     for (delay, items) in by_delay {
-        ctx.queue.publish_after(&batch.with_items(items), delay).await?;
+        ctx.queue
+            .publish_after(&batch.with_items(items), delay)
+            .await?;
     }
     Ok(())
 }

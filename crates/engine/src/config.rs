@@ -69,7 +69,10 @@ impl Default for EngineConfig {
                 .iter()
                 .map(|m| Duration::from_secs(m * 60))
                 .collect(),
-            defer_retry: [60, 300, 900].iter().map(|s| Duration::from_secs(*s)).collect(),
+            defer_retry: [60, 300, 900]
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
             catch_all_ttl: Duration::from_secs(7 * 24 * 3600),
             allow_private_targets: false,
             shaping: ShapingTable::default(),
@@ -104,7 +107,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
 }

@@ -126,7 +126,12 @@ struct Run<'a, Q, S, P> {
 }
 
 impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
-    pub fn new(queue: Arc<Q>, state: Arc<S>, resolver: MxResolver, config: Arc<EngineConfig>) -> Self {
+    pub fn new(
+        queue: Arc<Q>,
+        state: Arc<S>,
+        resolver: MxResolver,
+        config: Arc<EngineConfig>,
+    ) -> Self {
         Coordinator {
             queue,
             state,
@@ -251,7 +256,8 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             }
             Some(Slot::Done(compact)) => {
                 let verdict = Arc::new(expand(compact, &address));
-                self.emit(row.row, row.text, row.payload, verdict, true).await;
+                self.emit(row.row, row.text, row.payload, verdict, true)
+                    .await;
                 return Ok(());
             }
             None => {}
@@ -392,7 +398,10 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             .state
             .campaign_add_total(&self.campaign, results.len() as u64)
             .await?;
-        self.co.state.record_results(&self.campaign, &results).await?;
+        self.co
+            .state
+            .record_results(&self.campaign, &results)
+            .await?;
         Ok(())
     }
 
@@ -411,7 +420,10 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             for result in results {
                 self.finish(result).await;
             }
-            self.co.state.results_trim(&self.campaign, self.cursor).await?;
+            self.co
+                .state
+                .results_trim(&self.campaign, self.cursor)
+                .await?;
         }
     }
 
@@ -422,16 +434,19 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         };
         let verdict = Arc::new(result.verdict);
         if let Some(key) = pending.key {
-            let mx = verdict.evidence.mx_host.as_deref().map(|name| {
-                match self.mx_names.get(name) {
-                    Some(shared) => shared.clone(),
-                    None => {
-                        let shared: Arc<str> = Arc::from(name);
-                        self.mx_names.insert(shared.clone());
-                        shared
-                    }
-                }
-            });
+            let mx =
+                verdict
+                    .evidence
+                    .mx_host
+                    .as_deref()
+                    .map(|name| match self.mx_names.get(name) {
+                        Some(shared) => shared.clone(),
+                        None => {
+                            let shared: Arc<str> = Arc::from(name);
+                            self.mx_names.insert(shared.clone());
+                            shared
+                        }
+                    });
             let compact = Compact {
                 reason: verdict.reason(),
                 detail: verdict.detail.as_deref().map(Arc::from),
@@ -449,7 +464,14 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             .await;
     }
 
-    async fn emit(&mut self, row: u64, text: String, payload: P, verdict: Arc<Verdict>, duplicate: bool) {
+    async fn emit(
+        &mut self,
+        row: u64,
+        text: String,
+        payload: P,
+        verdict: Arc<Verdict>,
+        duplicate: bool,
+    ) {
         self.summary.count(&verdict, duplicate);
         // A closed output means the caller stopped listening (e.g. Ctrl-C); keep counting.
         let _ = self

@@ -11,7 +11,10 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("invalid setting `{setting}`: {reason}")]
-    Config { setting: &'static str, reason: String },
+    Config {
+        setting: &'static str,
+        reason: String,
+    },
 }
 
 impl Error {

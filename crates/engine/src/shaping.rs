@@ -176,11 +176,10 @@ impl ShapingTable {
     /// Shaping for a site, given its MX host names.
     pub fn for_site(&self, site: &str, mx_hosts: &[&str]) -> SiteShaping {
         let mut shaping = self.default.clone();
-        if let Some(rule) = self
-            .rules
-            .iter()
-            .find(|r| pattern_matches(&r.pattern, site) || mx_hosts.iter().any(|h| pattern_matches(&r.pattern, h)))
-        {
+        if let Some(rule) = self.rules.iter().find(|r| {
+            pattern_matches(&r.pattern, site)
+                || mx_hosts.iter().any(|h| pattern_matches(&r.pattern, h))
+        }) {
             shaping.apply(&rule.shaping);
         }
         shaping

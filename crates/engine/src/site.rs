@@ -118,7 +118,8 @@ async fn run_site<Q: WorkQueue, S: StateStore>(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
     let mut active: u32 = 0;
     let mut closed = false;
-    let lease_ttl = ctx.shaping.session_max_age + ctx.shaping.session_idle + Duration::from_secs(60);
+    let lease_ttl =
+        ctx.shaping.session_max_age + ctx.shaping.session_idle + Duration::from_secs(60);
     loop {
         tokio::select! {
             work = rx.recv(), if !closed => match work {

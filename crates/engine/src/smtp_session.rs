@@ -19,6 +19,8 @@ struct Unwired;
 #[async_trait]
 impl Connector for Unwired {
     async fn connect(&self, addr: SocketAddr) -> Result<Box<dyn ProbeSession>, ProbeFailure> {
-        Err(ProbeFailure::ConnectionFailed(format!("{addr}: SMTP driver not wired yet")))
+        Err(ProbeFailure::ConnectionFailed(format!(
+            "{addr}: SMTP driver not wired yet"
+        )))
     }
 }

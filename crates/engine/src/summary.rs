@@ -36,5 +36,6 @@ impl Summary {
     }
 
     /// Status names in `by_status` order.
-    pub const STATUS_NAMES: [&'static str; 4] = ["deliverable", "undeliverable", "risky", "unknown"];
+    pub const STATUS_NAMES: [&'static str; 4] =
+        ["deliverable", "undeliverable", "risky", "unknown"];
 }

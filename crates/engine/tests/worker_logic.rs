@@ -1,0 +1,376 @@
+//! The worker's decisions, against scripted sessions (no network): transaction sizes under the
+//! error budget, catch-all, greylisting, `452 4.5.3`, connection failures. The wire itself is
+//! tested in `rollcall-smtp` and end to end against the simulated fleet.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rollcall_core::ports::{
+    Batch, BatchItem, MemoryQueue, MemoryState, MxHost, StateStore, WorkQueue,
+};
+use rollcall_core::{CampaignId, EnhancedCode, ItemId, Reason};
+use rollcall_engine::WorkerMetrics;
+use rollcall_engine::config::EngineConfig;
+use rollcall_engine::probe::{
+    Connector, ProbeFailure, ProbeSession, RcptOutcome, ReplyData, TxnOutcome,
+};
+use rollcall_engine::worker::Worker;
+use tokio::sync::watch;
+
+type Answer = Arc<dyn Fn(&str, u32) -> (u16, &'static str, &'static str) + Send + Sync>;
+
+/// What the scripted server saw.
+#[derive(Default)]
+struct Seen {
+    /// RCPTs of each transaction, in order.
+    transactions: Vec<Vec<String>>,
+    sessions: u32,
+    /// Most rejected RCPTs any one session collected.
+    max_rejected_per_session: u32,
+    /// How often each address was asked.
+    asked: HashMap<String, u32>,
+}
+
+struct Script {
+    answer: Answer,
+    refuse_connections: bool,
+    /// RCPTs past this many in one transaction get `452 4.5.3` (RFC 5321 4.5.3.1.8).
+    rcpt_cap: Option<usize>,
+    seen: Mutex<Seen>,
+}
+
+struct ScriptConnector(Arc<Script>);
+
+#[async_trait]
+impl Connector for ScriptConnector {
+    async fn connect(&self, addr: SocketAddr) -> Result<Box<dyn ProbeSession>, ProbeFailure> {
+        if self.0.refuse_connections {
+            return Err(ProbeFailure::ConnectionFailed(format!("{addr}: refused")));
+        }
+        self.0.seen.lock().unwrap().sessions += 1;
+        Ok(Box::new(FakeSession {
+            script: self.0.clone(),
+            rejected: 0,
+            transactions: 0,
+        }))
+    }
+}
+
+struct FakeSession {
+    script: Arc<Script>,
+    rejected: u32,
+    transactions: u32,
+}
+
+#[async_trait]
+impl ProbeSession for FakeSession {
+    async fn transaction(&mut self, _mail_from: &str, rcpts: &[String]) -> TxnOutcome {
+        self.transactions += 1;
+        let mut seen = self.script.seen.lock().unwrap();
+        seen.transactions.push(rcpts.to_vec());
+        let mut outcomes = Vec::new();
+        for (index, rcpt) in rcpts.iter().enumerate() {
+            if self.script.rcpt_cap.is_some_and(|cap| index >= cap) {
+                outcomes.push(RcptOutcome::Replied(ReplyData {
+                    code: 452,
+                    enhanced: EnhancedCode::parse("4.5.3"),
+                    text: "Error: too many recipients".into(),
+                }));
+                continue;
+            }
+            let count = {
+                let n = seen.asked.entry(rcpt.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            let (code, enhanced, text) = (self.script.answer)(rcpt, count);
+            if code >= 500 {
+                self.rejected += 1;
+            }
+            outcomes.push(RcptOutcome::Replied(ReplyData {
+                code,
+                enhanced: EnhancedCode::parse(enhanced),
+                text: text.to_string(),
+            }));
+        }
+        seen.max_rejected_per_session = seen.max_rejected_per_session.max(self.rejected);
+        TxnOutcome {
+            mail: Some(ReplyData {
+                code: 250,
+                enhanced: EnhancedCode::parse("2.1.0"),
+                text: "Ok".into(),
+            }),
+            rcpts: outcomes,
+            closed_by: None,
+            failure: None,
+            pipelined: true,
+        }
+    }
+    fn rejected_rcpts(&self) -> u32 {
+        self.rejected
+    }
+    fn transactions(&self) -> u32 {
+        self.transactions
+    }
+    fn age(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn is_usable(&self) -> bool {
+        true
+    }
+    fn tls(&self) -> bool {
+        false
+    }
+    async fn quit(self: Box<Self>) {}
+}
+
+fn config() -> EngineConfig {
+    let mut config = EngineConfig {
+        greylist_retry: vec![Duration::from_millis(50), Duration::from_millis(50)],
+        defer_retry: vec![Duration::from_millis(20), Duration::from_millis(20)],
+        ..EngineConfig::default()
+    };
+    // Generous rates so that the test is about decisions, not waiting.
+    config.shaping.default.rcpt_rate.per_minute = 1_000_000;
+    config.shaping.default.rcpt_rate.burst = 1_000;
+    config.shaping.default.connect_rate.per_minute = 1_000_000;
+    config.shaping.default.connect_rate.burst = 1_000;
+    config
+}
+
+fn batch(campaign: &CampaignId, domain: &str, locals: &[String]) -> Batch {
+    Batch {
+        campaign: campaign.clone(),
+        site: format!("mx.{domain}"),
+        domain: domain.to_string(),
+        mx: vec![MxHost {
+            name: format!("mx.{domain}"),
+            addrs: vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1))],
+        }],
+        items: locals
+            .iter()
+            .enumerate()
+            .map(|(i, local)| BatchItem {
+                item: ItemId(i as u64 + 1),
+                address: format!("{local}@{domain}"),
+                attempts: 0,
+                greylist_round: 0,
+            })
+            .collect(),
+    }
+}
+
+/// Runs one batch through a worker and returns the reason per address.
+async fn run(script: Arc<Script>, config: EngineConfig, batch: Batch) -> HashMap<String, Reason> {
+    let queue = Arc::new(MemoryQueue::new());
+    let state = Arc::new(MemoryState::new());
+    let campaign = batch.campaign.clone();
+    let total = batch.items.len() as u64;
+    state.campaign_add_total(&campaign, total).await.unwrap();
+    queue.publish(&batch).await.unwrap();
+    let worker = Worker {
+        id: "test".into(),
+        queue: queue.clone(),
+        state: state.clone(),
+        connector: Arc::new(ScriptConnector(script)),
+        config: Arc::new(config),
+        metrics: Arc::new(WorkerMetrics::default()),
+    };
+    let (_stop_tx, stop) = watch::channel(false);
+    let task = tokio::spawn(async move { worker.run(stop).await });
+    for _ in 0..500 {
+        if state.progress(&campaign).await.unwrap().done == total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    queue.close();
+    task.await.unwrap().unwrap();
+    let (results, _) = state.results_since(&campaign, 0, 10_000).await.unwrap();
+    assert_eq!(
+        results.len() as u64,
+        total,
+        "every item has exactly one result"
+    );
+    results
+        .into_iter()
+        .map(|r| (r.address, r.verdict.reason()))
+        .collect()
+}
+
+fn script(answer: Answer) -> Arc<Script> {
+    Arc::new(Script {
+        answer,
+        refuse_connections: false,
+        rcpt_cap: None,
+        seen: Mutex::new(Seen::default()),
+    })
+}
+
+#[tokio::test]
+async fn transactions_never_risk_the_servers_error_limit() {
+    // Every other address is unknown: a careless client would collect 25 errors in one session.
+    let locals: Vec<String> = (0..50).map(|i| format!("user{i}")).collect();
+    let s = script(Arc::new(|rcpt: &str, _| {
+        let n: u32 = rcpt
+            .trim_start_matches("user")
+            .split('@')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        if rcpt.starts_with("rc-") || n % 2 == 1 {
+            (550, "5.1.1", "User unknown in virtual mailbox table")
+        } else {
+            (250, "2.1.5", "Ok")
+        }
+    }));
+    let reasons = run(
+        s.clone(),
+        config(),
+        batch(&CampaignId::random(), "example.test", &locals),
+    )
+    .await;
+    for (i, local) in locals.iter().enumerate() {
+        let expected = if i % 2 == 1 {
+            Reason::MailboxNotFound
+        } else {
+            Reason::Accepted
+        };
+        assert_eq!(
+            reasons[&format!("{local}@example.test")],
+            expected,
+            "{local}"
+        );
+    }
+    let seen = s.seen.lock().unwrap();
+    // Postfix answers the 21st error with 421: no session may ever reach 20 errors.
+    assert!(
+        seen.max_rejected_per_session < 20,
+        "{}",
+        seen.max_rejected_per_session
+    );
+    assert!(seen.transactions.iter().all(|t| t.len() <= 19));
+    assert!(seen.sessions >= 2, "sessions retire after 8 rejected RCPTs");
+}
+
+#[tokio::test]
+async fn catch_all_domain_makes_accepted_addresses_risky() {
+    let locals: Vec<String> = (0..5).map(|i| format!("person{i}")).collect();
+    let s = script(Arc::new(|_: &str, _| (250, "2.1.5", "Ok")));
+    let reasons = run(
+        s.clone(),
+        config(),
+        batch(&CampaignId::random(), "catchall.test", &locals),
+    )
+    .await;
+    assert!(
+        reasons.values().all(|r| *r == Reason::CatchAll),
+        "{reasons:?}"
+    );
+    let seen = s.seen.lock().unwrap();
+    // The probe rode in the same transaction as the real recipients.
+    assert_eq!(seen.transactions.len(), 1);
+    assert!(seen.transactions[0][0].starts_with("rc-"));
+}
+
+#[tokio::test]
+async fn greylisted_addresses_are_retried_then_accepted() {
+    let locals = vec!["alice".to_string(), "bob".to_string()];
+    let s = script(Arc::new(|rcpt: &str, asked| {
+        if rcpt.starts_with("rc-") {
+            (550, "5.1.1", "User unknown")
+        } else if asked == 1 {
+            (450, "4.2.0", "Recipient address rejected: Greylisted")
+        } else {
+            (250, "2.1.5", "Ok")
+        }
+    }));
+    let reasons = run(
+        s.clone(),
+        config(),
+        batch(&CampaignId::random(), "grey.test", &locals),
+    )
+    .await;
+    assert_eq!(reasons["alice@grey.test"], Reason::Accepted);
+    assert_eq!(reasons["bob@grey.test"], Reason::Accepted);
+    assert_eq!(s.seen.lock().unwrap().asked["alice@grey.test"], 2);
+}
+
+#[tokio::test]
+async fn greylisting_that_never_ends_is_unknown_greylisted() {
+    let s = script(Arc::new(|_: &str, _| {
+        (450, "4.2.0", "Greylisted, try again later")
+    }));
+    let reasons = run(
+        s.clone(),
+        config(),
+        batch(&CampaignId::random(), "grey.test", &["carol".to_string()]),
+    )
+    .await;
+    assert_eq!(reasons["carol@grey.test"], Reason::Greylisted);
+    // The first try and one per configured retry delay.
+    assert_eq!(s.seen.lock().unwrap().asked["carol@grey.test"], 3);
+}
+
+#[tokio::test]
+async fn too_many_recipients_shrinks_the_transaction_and_loses_nothing() {
+    let locals: Vec<String> = (0..12).map(|i| format!("u{i}")).collect();
+    let s = Arc::new(Script {
+        answer: Arc::new(|rcpt: &str, _| {
+            if rcpt.starts_with("rc-") {
+                (550, "5.1.1", "User unknown")
+            } else {
+                (250, "2.1.5", "Ok")
+            }
+        }),
+        refuse_connections: false,
+        rcpt_cap: Some(4),
+        seen: Mutex::new(Seen::default()),
+    });
+    let mut config = config();
+    config.shaping.default.rcpt_per_transaction = 10;
+    let reasons = run(
+        s.clone(),
+        config,
+        batch(&CampaignId::random(), "small.test", &locals),
+    )
+    .await;
+    assert!(
+        reasons.values().all(|r| *r == Reason::Accepted),
+        "{reasons:?}"
+    );
+    let seen = s.seen.lock().unwrap();
+    assert!(
+        seen.transactions[0].len() > 4,
+        "the first transaction tried the site's limit"
+    );
+    // After the 452 the transactions carry at most what the server took.
+    assert!(
+        seen.transactions.iter().skip(1).all(|t| t.len() <= 4),
+        "{:?}",
+        seen.transactions
+    );
+}
+
+#[tokio::test]
+async fn unreachable_host_is_retried_then_connection_failed() {
+    let s = Arc::new(Script {
+        answer: Arc::new(|_: &str, _| (250, "2.1.5", "Ok")),
+        refuse_connections: true,
+        rcpt_cap: None,
+        seen: Mutex::new(Seen::default()),
+    });
+    let mut config = config();
+    // Keep the circuit out of the way: this test is about the retry schedule.
+    config.shaping.default.backoff.failures_to_open = 100;
+    let reasons = run(
+        s,
+        config,
+        batch(&CampaignId::random(), "down.test", &["dave".to_string()]),
+    )
+    .await;
+    assert_eq!(reasons["dave@down.test"], Reason::ConnectionFailed);
+}
