@@ -1,2 +1,39 @@
-//! rollcall-dns (skeleton; filled in by its issue).
+//! rollcall-dns: where mail for a domain goes.
+//!
+//! Resolves a domain's MX records with hickory (system or given nameservers), orders them
+//! (RFC 5321 5.1 preference order, random among equals, implicit MX; RFC 7505 null MX),
+//! resolves the hosts' addresses, refuses private and unusable targets unless allowed, and
+//! caches the outcome with its TTL. The outcome is a [`Resolution`]; this crate knows nothing
+//! of verdicts, queues or SMTP (the engine maps a `Resolution` to a verdict).
+//!
+//! # Layout
+//! - `config`: [`ResolverConfig`] and its validation.
+//! - `resolver`: [`MxResolver`]: cache, single flight per domain, lookup concurrency bound,
+//!   [`ResolveStats`].
+//! - `lookup`: one uncached resolution over hickory, DNS answers and errors to a
+//!   [`Resolution`], cache lifetimes.
+//! - `order`: pure MX ordering ([`order_mx`]).
+//! - `target`: pure target policy ([`classify_target`], [`TargetPolicy`]).
+//! - `cache`: the bounded, expiring resolution cache.
+//! - `resolution`: the outcome types.
+//! - `error`: construction errors ([`Error`]).
 #![forbid(unsafe_code)]
+
+mod cache;
+mod config;
+mod error;
+mod lookup;
+mod order;
+mod resolution;
+mod resolver;
+mod target;
+
+pub use config::ResolverConfig;
+pub use error::Error;
+pub use order::{MxHost, MxOrder, normalise_name, order_mx, shuffle_equal_preferences};
+pub use resolution::{MxTarget, Resolution};
+pub use resolver::{AnswerSource, MxResolver, ResolveStats, Resolved};
+pub use target::{TargetClass, TargetPolicy, classify_target};
+
+/// The most MX hosts resolved for one domain (the rest are ignored).
+pub const MAX_MX_HOSTS: usize = lookup::MAX_MX_HOSTS;

@@ -453,7 +453,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 code: verdict.evidence.smtp_code,
                 enhanced: verdict.evidence.enhanced_code,
                 mx,
-                flags: verdict.flags.clone(),
+                flags: verdict.flags,
             };
             self.dedupe.insert(key, Slot::Done(Box::new(compact)));
         }
@@ -492,7 +492,7 @@ fn expand(compact: &Compact, address: &EmailAddress) -> Verdict {
     evidence.smtp_code = compact.code;
     evidence.enhanced_code = compact.enhanced;
     evidence.mx_host = compact.mx.as_deref().map(str::to_string);
-    let verdict = Verdict::new(compact.reason, evidence).with_flags(compact.flags.clone());
+    let verdict = Verdict::new(compact.reason, evidence).with_flags(compact.flags);
     match &compact.detail {
         Some(detail) => verdict.with_detail(detail.to_string()),
         None => verdict,

@@ -87,7 +87,9 @@ impl Default for BackoffPolicy {
 impl BackoffPolicy {
     /// How long the circuit stays open after its `opened`-th opening (1-based).
     pub fn open_for(&self, opened: u32) -> Duration {
-        let factor = 1u32.checked_shl(opened.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(opened.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.max)
     }
 }

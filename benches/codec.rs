@@ -1,0 +1,88 @@
+//! Criterion benches for the hot pure paths: parsing server replies and classifying them.
+//! Run: `cargo bench --bench codec` (figures in docs/BENCHMARKS.md).
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rollcall_core::{EnhancedCode, SmtpCommandKind, classify};
+use rollcall_smtp_proto::parse_reply;
+
+const EHLO: &[u8] = b"250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n\
+250-ETRN\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n\
+250-SMTPUTF8\r\n250 CHUNKING\r\n";
+const RCPT_OK: &[u8] = b"250 2.1.5 Ok\r\n";
+const RCPT_UNKNOWN: &[u8] = b"550 5.1.1 <nobody@example.test>: Recipient address rejected: \
+User unknown in virtual mailbox table\r\n";
+
+fn parser(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parse_reply");
+    for (name, bytes) in [
+        ("ehlo_11_lines", EHLO),
+        ("rcpt_ok", RCPT_OK),
+        ("rcpt_unknown", RCPT_UNKNOWN),
+    ] {
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_function(name, |b| b.iter(|| parse_reply(black_box(bytes))));
+    }
+    // A pipelined group's replies arriving in one read: 50 RCPT replies back to back.
+    let many: Vec<u8> = RCPT_OK
+        .iter()
+        .copied()
+        .cycle()
+        .take(RCPT_OK.len() * 50)
+        .collect();
+    group.throughput(Throughput::Elements(50));
+    group.bench_function("50_rcpt_replies_in_one_buffer", |b| {
+        b.iter(|| {
+            let mut rest = black_box(&many[..]);
+            let mut n = 0;
+            while let Ok(Some((_, used))) = parse_reply(rest) {
+                rest = &rest[used..];
+                n += 1;
+            }
+            n
+        })
+    });
+    group.finish();
+}
+
+fn classifier(c: &mut Criterion) {
+    let cases: [(u16, &str, &str); 6] = [
+        (250, "2.1.5", "Ok"),
+        (
+            550,
+            "5.1.1",
+            "<nobody@example.test>: Recipient address rejected: User unknown in virtual mailbox table",
+        ),
+        (
+            450,
+            "4.2.0",
+            "<a@example.test>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/example.test.html",
+        ),
+        (550, "5.7.1", "No such user!"),
+        (
+            550,
+            "5.7.1",
+            "Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+        ),
+        (452, "4.5.3", "Error: too many recipients"),
+    ];
+    let mut group = c.benchmark_group("classify");
+    group.throughput(Throughput::Elements(cases.len() as u64));
+    group.bench_function("six_common_replies", |b| {
+        b.iter(|| {
+            for (code, enhanced, text) in &cases {
+                black_box(classify(
+                    SmtpCommandKind::RcptTo,
+                    *code,
+                    EnhancedCode::parse(enhanced),
+                    black_box(text),
+                ));
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parser, classifier);
+criterion_main!(benches);
