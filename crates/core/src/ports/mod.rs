@@ -6,6 +6,7 @@
 //! implements the same traits over RabbitMQ and Redis. Nothing in this module does I/O.
 
 mod batch;
+pub mod contract;
 mod memory_queue;
 mod memory_state;
 mod queue;

@@ -1,0 +1,264 @@
+//! The behaviour every `StateStore` must have, as plain async checks that panic on a
+//! violation. `MemoryState`'s tests run them, and so do the tests of every other store (the
+//! Redis one), so both wirings agree. Each check takes a store and a fresh key prefix.
+
+use std::time::{Duration, SystemTime};
+
+use super::{
+    BackoffPolicy, Batch, BatchItem, CircuitDecision, GreylistEntry, ItemResult, RateDecision,
+    RateLimit, StateStore,
+};
+use crate::{CampaignId, Evidence, ItemId, Reason, Verdict};
+
+/// GCRA: the burst is granted at once, the next cell must wait about one interval, other keys
+/// are independent.
+pub async fn rate_limit<S: StateStore>(store: &S, prefix: &str) {
+    let limit = RateLimit {
+        per_minute: 60,
+        burst: 3,
+    };
+    let key = format!("{prefix}rate");
+    for _ in 0..3 {
+        assert_eq!(
+            store.rate_take(&key, limit, 1).await.unwrap(),
+            RateDecision::Granted
+        );
+    }
+    match store.rate_take(&key, limit, 1).await.unwrap() {
+        RateDecision::Wait(wait) => assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(1100),
+            "wait {wait:?}"
+        ),
+        RateDecision::Granted => panic!("a fourth cell inside the burst window was granted"),
+    }
+    let other = format!("{prefix}rate-other");
+    assert_eq!(
+        store.rate_take(&other, limit, 3).await.unwrap(),
+        RateDecision::Granted
+    );
+}
+
+/// Leases: at most `cap` at once; a released slot is free again; a lapsed one too.
+pub async fn leases<S: StateStore>(store: &S, prefix: &str) {
+    let site = format!("{prefix}site");
+    let ttl = Duration::from_secs(30);
+    let a = store.lease_acquire(&site, "w1", 2, ttl).await.unwrap();
+    let b = store.lease_acquire(&site, "w2", 2, ttl).await.unwrap();
+    assert!(a.is_some() && b.is_some());
+    assert!(
+        store
+            .lease_acquire(&site, "w3", 2, ttl)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let a = a.unwrap();
+    assert!(store.lease_renew(&a, ttl).await.unwrap());
+    store.lease_release(&a).await.unwrap();
+    assert!(
+        !store.lease_renew(&a, ttl).await.unwrap(),
+        "a released lease cannot be renewed"
+    );
+    let c = store.lease_acquire(&site, "w3", 2, ttl).await.unwrap();
+    assert!(c.is_some(), "the released slot is free again");
+
+    let short = format!("{prefix}site-short");
+    let lapsing = store
+        .lease_acquire(&short, "w1", 1, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(lapsing.is_some());
+    assert!(
+        store
+            .lease_acquire(&short, "w2", 1, ttl)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        store
+            .lease_acquire(&short, "w2", 1, ttl)
+            .await
+            .unwrap()
+            .is_some(),
+        "a dead worker's lease lapses"
+    );
+}
+
+/// Circuit: opens after the configured failures, lets exactly one probe through once the open
+/// period is over, closes on success.
+pub async fn circuit<S: StateStore>(store: &S, prefix: &str) {
+    let host = format!("{prefix}mx.example.test");
+    let policy = BackoffPolicy {
+        failures_to_open: 2,
+        base: Duration::from_millis(200),
+        max: Duration::from_secs(1),
+    };
+    assert_eq!(
+        store.circuit_check(&host).await.unwrap(),
+        CircuitDecision::Closed
+    );
+    store.circuit_report(&host, false, &policy).await.unwrap();
+    assert_eq!(
+        store.circuit_check(&host).await.unwrap(),
+        CircuitDecision::Closed
+    );
+    store.circuit_report(&host, false, &policy).await.unwrap();
+    assert!(matches!(
+        store.circuit_check(&host).await.unwrap(),
+        CircuitDecision::Open { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store.circuit_check(&host).await.unwrap(),
+        CircuitDecision::HalfOpenProbe
+    );
+    assert!(
+        matches!(
+            store.circuit_check(&host).await.unwrap(),
+            CircuitDecision::Open { .. }
+        ),
+        "only one probe while half-open"
+    );
+    store.circuit_report(&host, true, &policy).await.unwrap();
+    assert_eq!(
+        store.circuit_check(&host).await.unwrap(),
+        CircuitDecision::Closed
+    );
+}
+
+/// Catch-all verdicts are remembered per domain until their TTL.
+pub async fn catch_all<S: StateStore>(store: &S, prefix: &str) {
+    let domain = format!("{prefix}catchall.test");
+    assert_eq!(store.catch_all_get(&domain).await.unwrap(), None);
+    store
+        .catch_all_put(&domain, true, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(store.catch_all_get(&domain).await.unwrap(), Some(true));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.catch_all_get(&domain).await.unwrap(), None);
+}
+
+fn batch(campaign: &CampaignId, domain: &str, item: u64) -> Batch {
+    Batch {
+        campaign: campaign.clone(),
+        site: "mx.example.test".into(),
+        domain: domain.into(),
+        mx: Vec::new(),
+        items: vec![BatchItem {
+            item: ItemId(item),
+            address: format!("a{item}@{domain}"),
+            attempts: 0,
+            greylist_round: 1,
+        }],
+    }
+}
+
+/// The greylist schedule hands out due entries once, in due order, and keeps the rest.
+pub async fn greylist<S: StateStore>(store: &S, campaign: &CampaignId) {
+    let now = SystemTime::now();
+    let entry = |item| GreylistEntry {
+        batch: batch(campaign, "grey.test", item),
+        egress: None,
+    };
+    let before = store.greylist_pending().await.unwrap();
+    store
+        .greylist_schedule(&entry(2), now - Duration::from_secs(1))
+        .await
+        .unwrap();
+    store
+        .greylist_schedule(&entry(1), now - Duration::from_secs(2))
+        .await
+        .unwrap();
+    store
+        .greylist_schedule(&entry(3), now + Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(store.greylist_pending().await.unwrap(), before + 3);
+    let due: Vec<GreylistEntry> = store
+        .greylist_take_due(now, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.batch.campaign == *campaign)
+        .collect();
+    let items: Vec<u64> = due.iter().map(|e| e.batch.items[0].item.0).collect();
+    assert_eq!(items, vec![1, 2]);
+    assert_eq!(due[0], entry(1), "the entry comes back whole");
+    let again: Vec<GreylistEntry> = store
+        .greylist_take_due(now, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.batch.campaign == *campaign)
+        .collect();
+    assert!(again.is_empty(), "a due entry is handed out once");
+}
+
+fn result(item: u64, reason: Reason) -> ItemResult {
+    let address = format!("user{item}@example.test");
+    let mut evidence = Evidence::default();
+    evidence.address = address.clone();
+    ItemResult {
+        item: ItemId(item),
+        address,
+        verdict: Verdict::new(reason, evidence),
+    }
+}
+
+/// Results: recorded once whatever the redeliveries, counted once, read back in order by cursor.
+pub async fn results<S: StateStore>(store: &S, campaign: &CampaignId) {
+    store.campaign_add_total(campaign, 3).await.unwrap();
+    let first = [
+        result(1, Reason::Accepted),
+        result(2, Reason::MailboxNotFound),
+    ];
+    assert_eq!(store.record_results(campaign, &first).await.unwrap(), 2);
+    // The same batch again (a redelivery) plus one new item.
+    let again = [
+        result(2, Reason::MailboxNotFound),
+        result(1, Reason::Accepted),
+        result(3, Reason::CatchAll),
+    ];
+    assert_eq!(store.record_results(campaign, &again).await.unwrap(), 1);
+    let progress = store.progress(campaign).await.unwrap();
+    assert_eq!(progress.total, 3);
+    assert_eq!(progress.done, 3);
+    assert_eq!(progress.by_status, [1, 1, 1, 0]);
+
+    let (page, cursor) = store.results_since(campaign, 0, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.item.0).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let (rest, end) = store.results_since(campaign, cursor, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|r| r.item.0).collect::<Vec<_>>(), vec![3]);
+    assert_eq!(rest[0].verdict.reason(), Reason::CatchAll);
+    store.results_trim(campaign, end).await.unwrap();
+    let (none, after) = store.results_since(campaign, end, 10).await.unwrap();
+    assert!(none.is_empty());
+    assert_eq!(after, end);
+}
+
+/// Runs every check.
+pub async fn all<S: StateStore>(store: &S, prefix: &str) {
+    rate_limit(store, prefix).await;
+    leases(store, prefix).await;
+    circuit(store, prefix).await;
+    catch_all(store, prefix).await;
+    let campaign = CampaignId::random();
+    greylist(store, &campaign).await;
+    results(store, &campaign).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::MemoryState;
+
+    #[tokio::test]
+    async fn memory_state_keeps_the_contract() {
+        super::all(&MemoryState::new(), "test:").await;
+    }
+}
