@@ -199,8 +199,10 @@ pub async fn greylist<S: StateStore>(store: &S, campaign: &CampaignId) {
 
 fn result(item: u64, reason: Reason) -> ItemResult {
     let address = format!("user{item}@example.test");
-    let mut evidence = Evidence::default();
-    evidence.address = address.clone();
+    let evidence = Evidence {
+        address: address.clone(),
+        ..Evidence::default()
+    };
     ItemResult {
         item: ItemId(item),
         address,
