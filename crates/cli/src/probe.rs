@@ -1,11 +1,346 @@
-//! `rollcall probe`: one session against one host (skeleton).
+//! `rollcall probe`: one SMTP session against one host, like swaks for verification.
+//!
+//! Owns the flags, the output (transcript, one line per address, or one JSON object) and the
+//! exit code. Does not own any protocol logic: the session is `rollcall_smtp::Session`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rollcall_smtp::proto::{ClientName, Mailbox, ReversePath};
+use rollcall_smtp::{ClientConfig, Error, NotProbed, RecipientOutcome, Session, TlsMode};
+use serde_json::{Value, json};
+
+/// EX_UNAVAILABLE (sysexits.h): the host could not be reached.
+const EXIT_UNAVAILABLE: u8 = 69;
+/// EX_USAGE.
+const EXIT_USAGE: u8 = 64;
 
 /// Flags of `rollcall probe`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Host to probe: IP, IP:PORT, [IPv6]:PORT or NAME[:PORT] (port 25 when omitted). The
+    /// host itself is probed; no MX lookup is done.
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    host: String,
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("probe: not implemented yet")
+    /// Name sent in EHLO/HELO. Default: this machine's host name when it is a dotted name,
+    /// else `localhost.localdomain`. Many servers want a name that resolves to your address.
+    #[arg(long, value_name = "NAME")]
+    helo: Option<String>,
+
+    /// Reverse path for MAIL FROM (`<>` for the null sender). Default: `postmaster@` the
+    /// EHLO name (a mailbox every domain must have, RFC 5321 4.5.1).
+    #[arg(long, value_name = "ADDR")]
+    mail_from: Option<String>,
+
+    /// STARTTLS: `opportunistic` uses it when offered without verifying the certificate
+    /// (whether it would verify is reported), `require` fails if it is not offered or the
+    /// handshake fails, `never` stays in plaintext.
+    #[arg(long, value_enum, default_value_t = TlsArg::Opportunistic)]
+    tls: TlsArg,
+
+    /// Timeout in seconds for connecting, the greeting, the TLS handshake and each command.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    timeout: u64,
+
+    /// Print exactly one JSON object (transcript, capabilities, TLS, one result per address)
+    /// instead of text.
+    #[arg(long)]
+    json: bool,
+
+    /// Addresses to probe (RCPT TO), all in one session; one transaction per domain.
+    #[arg(value_name = "ADDRESS", required = true)]
+    addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TlsArg {
+    Opportunistic,
+    Require,
+    Never,
+}
+
+/// One line of the result.
+struct Row {
+    address: String,
+    code: Option<u16>,
+    enhanced: Option<String>,
+    text: String,
+    probed: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let helo = match &args.helo {
+        Some(h) => h.clone(),
+        None => default_helo(),
+    };
+    let Ok(helo_name) = ClientName::parse(&helo) else {
+        eprintln!("rollcall probe: --helo {helo:?} is not a valid host name or address literal");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    };
+    let mail_from = args
+        .mail_from
+        .clone()
+        .unwrap_or_else(|| format!("postmaster@{helo}"));
+    let Ok(reverse) = ReversePath::parse(&mail_from) else {
+        eprintln!(
+            "rollcall probe: --mail-from {mail_from:?} is not a valid address (use <> for the null sender)"
+        );
+        return Ok(ExitCode::from(EXIT_USAGE));
+    };
+    let (addr, server_name) = resolve(&args.host).await?;
+
+    let mut config = ClientConfig::new(helo_name);
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    config.connect_timeout = timeout;
+    config.greeting_timeout = timeout;
+    config.command_timeout = timeout;
+    config.tls_handshake_timeout = timeout;
+    config.tls = match args.tls {
+        TlsArg::Opportunistic => TlsMode::Opportunistic,
+        TlsArg::Require => TlsMode::Require,
+        TlsArg::Never => TlsMode::Never,
+    };
+    config.transcript_lines = 10_000;
+
+    // Local checks first: an invalid address is reported, never sent.
+    let mut rows: Vec<Row> = Vec::new();
+    let mut valid: Vec<(usize, Mailbox)> = Vec::new();
+    for a in &args.addresses {
+        match Mailbox::parse(a) {
+            Ok(m) => valid.push((rows.len(), m)),
+            Err(e) => {
+                rows.push(not_probed(a, format!("invalid address: {e}")));
+                continue;
+            }
+        }
+        rows.push(not_probed(a, "not probed".into()));
+    }
+
+    let mut session = match Session::open(addr, server_name.as_deref(), &config).await {
+        Ok(s) => s,
+        Err(e) => {
+            if args.json {
+                println!("{}", report(&args.host, None, &rows, Some(&e)));
+            }
+            eprintln!("rollcall probe: {e}");
+            return Ok(ExitCode::from(EXIT_UNAVAILABLE));
+        }
+    };
+    let mut error = session.handshake().await.err();
+    let opened = error.is_none();
+    if opened {
+        error = probe_all(&mut session, &reverse, &valid, &mut rows).await;
+        let _ = session.quit().await;
+    }
+
+    if args.json {
+        println!(
+            "{}",
+            report(&args.host, Some(&session), &rows, error.as_ref())
+        );
+    } else {
+        print_text(&session, &rows, error.as_ref());
+    }
+    // 0 once the session opened (replies, even 5xx or a 421 later, are results); a failed
+    // opening (refused greeting, TLS required but missing, timeout) is a failure.
+    Ok(if opened {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One transaction per domain, in order of first appearance. Returns what ended the session
+/// early, if anything.
+async fn probe_all(
+    session: &mut Session,
+    reverse: &ReversePath,
+    valid: &[(usize, Mailbox)],
+    rows: &mut [Row],
+) -> Option<Error> {
+    let mut domains: Vec<String> = Vec::new();
+    for (_, m) in valid {
+        let d = m.domain().to_ascii_lowercase();
+        if !domains.contains(&d) {
+            domains.push(d);
+        }
+    }
+    for domain in domains {
+        let batch: Vec<&(usize, Mailbox)> = valid
+            .iter()
+            .filter(|(_, m)| m.domain().eq_ignore_ascii_case(&domain))
+            .collect();
+        let mailboxes: Vec<Mailbox> = batch.iter().map(|(_, m)| m.clone()).collect();
+        let outcome = match session.probe(reverse, &mailboxes).await {
+            Ok(o) => o,
+            Err(e) => return Some(e),
+        };
+        for ((row, _), result) in batch.iter().zip(&outcome.recipients) {
+            let r = &mut rows[*row];
+            match result {
+                RecipientOutcome::Replied(reply) => {
+                    r.code = Some(reply.code);
+                    r.enhanced = reply.enhanced.map(|e| e.to_string());
+                    r.text = reply.text();
+                    r.probed = true;
+                }
+                RecipientOutcome::NotProbed(why) => {
+                    r.text = match (why, &outcome.mail) {
+                        (NotProbed::MailRejected, Some(mail)) => {
+                            format!("not probed: MAIL FROM rejected: {mail}")
+                        }
+                        _ => format!("not probed: {}", why.as_str()),
+                    };
+                }
+            }
+        }
+        if let Some(e) = outcome.error {
+            return Some(e);
+        }
+    }
+    None
+}
+
+fn not_probed(address: &str, text: String) -> Row {
+    Row {
+        address: address.to_owned(),
+        code: None,
+        enhanced: None,
+        text,
+        probed: false,
+    }
+}
+
+fn print_text(session: &Session, rows: &[Row], error: Option<&Error>) {
+    if let Some(t) = session.transcript() {
+        for line in t.lines() {
+            println!("{line}");
+        }
+    }
+    println!();
+    for r in rows {
+        let code = r.code.map_or("-".to_owned(), |c| c.to_string());
+        let enhanced = r.enhanced.as_deref().unwrap_or("-");
+        println!("{}\t{code}\t{enhanced}\t{}", r.address, r.text);
+    }
+    if let Some(e) = error {
+        println!("error: {e}");
+    }
+}
+
+fn report(host: &str, session: Option<&Session>, rows: &[Row], error: Option<&Error>) -> Value {
+    let greeting = session
+        .and_then(Session::greeting)
+        .map(|g| json!({"code": g.code, "text": g.text()}));
+    let capabilities: Vec<String> = session
+        .and_then(Session::capabilities)
+        .map(|c| c.keywords.clone())
+        .unwrap_or_default();
+    let tls = session.and_then(Session::tls);
+    let results: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "address": r.address,
+                "code": r.code,
+                "enhanced": r.enhanced,
+                "text": r.text,
+                "probed": r.probed,
+            })
+        })
+        .collect();
+    let transcript: Vec<String> = session
+        .and_then(Session::transcript)
+        .map(|t| t.lines().to_vec())
+        .unwrap_or_default();
+    json!({
+        "host": host,
+        "greeting": greeting,
+        "capabilities": capabilities,
+        "tls": {
+            "used": tls.is_some(),
+            "verified": tls.is_some_and(|t| t.verified),
+            "version": tls.map(|t| t.version.clone()),
+        },
+        "pipelined": session.is_some_and(Session::pipelining),
+        "results": results,
+        "transcript": transcript,
+        "error": error.map(ToString::to_string),
+    })
+}
+
+/// `IP`, `IP:PORT`, `[IPv6]:PORT`, `NAME` or `NAME:PORT`; returns the address and the name
+/// (for TLS SNI) when one was given.
+async fn resolve(host: &str) -> anyhow::Result<(SocketAddr, Option<String>)> {
+    if let Ok(sa) = host.parse::<SocketAddr>() {
+        return Ok((sa, None));
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok((SocketAddr::new(ip, 25), None));
+    }
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) => (
+            n,
+            p.parse::<u16>()
+                .with_context(|| format!("bad port in --host {host:?}"))?,
+        ),
+        None => (host, 25),
+    };
+    let addr = tokio::net::lookup_host((name, port))
+        .await
+        .with_context(|| format!("cannot resolve --host {name:?}"))?
+        .next()
+        .with_context(|| format!("--host {name:?} has no address"))?;
+    Ok((addr, Some(name.to_owned())))
+}
+
+fn default_helo() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| h.contains('.') && ClientName::parse(h).is_ok())
+        .unwrap_or_else(|| "localhost.localdomain".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn host_forms() {
+        let (a, n) = resolve("127.0.0.25:2525").await.unwrap();
+        assert_eq!((a.to_string(), n), ("127.0.0.25:2525".to_owned(), None));
+        let (a, _) = resolve("127.0.0.1").await.unwrap();
+        assert_eq!(a.port(), 25);
+        let (a, _) = resolve("[::1]:2526").await.unwrap();
+        assert_eq!(a.to_string(), "[::1]:2526");
+        let (a, _) = resolve("::1").await.unwrap();
+        assert_eq!(a.port(), 25);
+        assert!(resolve("localhost:notaport").await.is_err());
+    }
+
+    #[test]
+    fn json_shape_without_session() {
+        let rows = vec![not_probed("a@b.test", "not probed".into())];
+        let v = report("127.0.0.1:25", None, &rows, None);
+        for key in [
+            "host",
+            "greeting",
+            "capabilities",
+            "tls",
+            "pipelined",
+            "results",
+            "transcript",
+            "error",
+        ] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        assert_eq!(v["results"][0]["code"], Value::Null);
+        assert_eq!(v["results"][0]["probed"], false);
+        assert_eq!(v["tls"]["used"], false);
+    }
 }

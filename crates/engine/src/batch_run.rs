@@ -14,8 +14,8 @@ use rollcall_core::ports::{
     WorkQueue,
 };
 use rollcall_core::{
-    CatchAll, Classification, DomainContext, EmailAddress, Evidence, RetryKind, SmtpCommandKind,
-    Verdict, classify, verdict_for,
+    CatchAll, Classification, DomainContext, EmailAddress, Evidence, Reason, RetryKind,
+    SmtpCommandKind, Verdict, classify, verdict_for,
 };
 
 use crate::Error;
@@ -243,6 +243,20 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
     for (index, item) in chunk.into_iter().enumerate() {
         let reply = match outcomes.get(index) {
             Some(RcptOutcome::Replied(reply)) => reply,
+            Some(RcptOutcome::OverLimit) => {
+                shrink = true;
+                remaining.push_front(item);
+                continue;
+            }
+            Some(RcptOutcome::Unsendable(why)) => {
+                let mut evidence = evidence_for(&item.address);
+                evidence.mx_host = Some(base.host.to_string());
+                let verdict = Verdict::new(Reason::Unverifiable, evidence)
+                    .with_flags(context_for(&item.address, catch_all).flags)
+                    .with_detail(why.clone());
+                out.results.push(result(item, verdict));
+                continue;
+            }
             _ => {
                 // Not answered (MAIL failed in the group, 421, broken session): try again on
                 // a fresh session; attempts bound how often.
@@ -432,7 +446,7 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
                 return Ok(Opened::Later(delay));
             }
             let addr = SocketAddr::new(*ip, ctx.config.smtp_port);
-            match ctx.connector.connect(addr).await {
+            match ctx.connector.connect(&mx.name, addr).await {
                 Ok(session) => {
                     ctx.metrics
                         .sessions_opened

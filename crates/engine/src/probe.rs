@@ -22,6 +22,10 @@ pub enum RcptOutcome {
     Replied(ReplyData),
     /// Never answered for this address (MAIL failed in the group, the session closed, ...).
     NotProbed,
+    /// Past the server's advertised RCPTMAX (RFC 9422): send it in the next transaction.
+    OverLimit,
+    /// Cannot be sent to this server at all (a non-ASCII mailbox without SMTPUTF8).
+    Unsendable(String),
 }
 
 /// Why a session could not be had or went away.
@@ -87,5 +91,11 @@ pub trait ProbeSession: Send {
 /// Opens sessions.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
-    async fn connect(&self, addr: SocketAddr) -> Result<Box<dyn ProbeSession>, ProbeFailure>;
+    /// Opens a session to `host` (the MX name, for SNI) at `addr`: greeting, EHLO, STARTTLS
+    /// per the TLS mode, EHLO again.
+    async fn connect(
+        &self,
+        host: &str,
+        addr: SocketAddr,
+    ) -> Result<Box<dyn ProbeSession>, ProbeFailure>;
 }

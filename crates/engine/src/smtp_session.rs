@@ -1,26 +1,192 @@
-//! `Connector` and `ProbeSession` over `rollcall-smtp` (being wired).
+//! `Connector` and `ProbeSession` over `rollcall-smtp`: the engine's port mapped onto the real
+//! driver. Every byte on the wire goes through the driver's sans-IO session, which refuses any
+//! command out of sequence; this module only translates outcomes into evidence.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use rollcall_core::EnhancedCode;
+use rollcall_smtp::proto::{ClientName, Mailbox, Reply, ReversePath};
+use rollcall_smtp::{ClientConfig, Error as SmtpError, NotProbed, RecipientOutcome, Session};
 
-use crate::config::EngineConfig;
-use crate::probe::{Connector, ProbeFailure, ProbeSession};
+use crate::config::{EngineConfig, TlsMode};
+use crate::probe::{Connector, ProbeFailure, ProbeSession, RcptOutcome, ReplyData, TxnOutcome};
 
-/// The connector the engine uses against real (or simulated) MX hosts.
-pub fn connector(config: &EngineConfig) -> Arc<dyn Connector> {
-    let _ = config;
-    Arc::new(Unwired)
+/// Builds the driver's client settings from the engine's; an invalid HELO name or sender is a
+/// configuration error, reported before any connection.
+pub fn client_config(config: &EngineConfig) -> Result<(ClientConfig, ReversePath), String> {
+    let name = ClientName::parse(&config.helo_name)
+        .map_err(|e| format!("helo name `{}`: {e}", config.helo_name))?;
+    let reverse = ReversePath::parse(&config.mail_from)
+        .map_err(|e| format!("mail from `{}`: {e}", config.mail_from))?;
+    let mut client = ClientConfig::new(name);
+    client.connect_timeout = config.connect_timeout;
+    client.greeting_timeout = config.greeting_timeout;
+    client.command_timeout = config.command_timeout;
+    client.local_addr = config.egress;
+    client.transcript_lines = 0;
+    client.tls = match config.tls {
+        TlsMode::Opportunistic => rollcall_smtp::TlsMode::Opportunistic,
+        TlsMode::Require => rollcall_smtp::TlsMode::Require,
+        TlsMode::Never => rollcall_smtp::TlsMode::Never,
+    };
+    Ok((client, reverse))
 }
 
-struct Unwired;
+/// The connector the engine uses against real (or simulated) MX hosts.
+pub fn connector(config: &EngineConfig) -> Result<Arc<dyn Connector>, String> {
+    let (client, reverse) = client_config(config)?;
+    Ok(Arc::new(SmtpConnector {
+        client: Arc::new(client),
+        reverse,
+    }))
+}
+
+struct SmtpConnector {
+    client: Arc<ClientConfig>,
+    reverse: ReversePath,
+}
 
 #[async_trait]
-impl Connector for Unwired {
-    async fn connect(&self, addr: SocketAddr) -> Result<Box<dyn ProbeSession>, ProbeFailure> {
-        Err(ProbeFailure::ConnectionFailed(format!(
-            "{addr}: SMTP driver not wired yet"
-        )))
+impl Connector for SmtpConnector {
+    async fn connect(
+        &self,
+        host: &str,
+        addr: SocketAddr,
+    ) -> Result<Box<dyn ProbeSession>, ProbeFailure> {
+        let session = Session::connect(addr, Some(host), &self.client)
+            .await
+            .map_err(|e| failure(&e))?;
+        Ok(Box::new(SmtpSession {
+            session,
+            reverse: self.reverse.clone(),
+        }))
+    }
+}
+
+struct SmtpSession {
+    session: Session,
+    reverse: ReversePath,
+}
+
+fn reply_data(reply: &Reply) -> ReplyData {
+    ReplyData {
+        code: reply.code,
+        enhanced: reply
+            .enhanced
+            .and_then(|e| EnhancedCode::new(e.class, e.subject, e.detail)),
+        text: reply.text(),
+    }
+}
+
+/// The driver's error as the kind of failure a verdict can name.
+fn failure(error: &SmtpError) -> ProbeFailure {
+    let detail = error.to_string();
+    match error {
+        _ if error.is_timeout() => ProbeFailure::Timeout(detail),
+        SmtpError::Tls(_) | SmtpError::TlsNotOffered | SmtpError::TlsRefused(_) => {
+            ProbeFailure::TlsFailed(detail)
+        }
+        SmtpError::MalformedReply(_) | SmtpError::Sequence(_) => ProbeFailure::Protocol(detail),
+        _ => ProbeFailure::ConnectionFailed(detail),
+    }
+}
+
+#[async_trait]
+impl ProbeSession for SmtpSession {
+    async fn transaction(&mut self, _mail_from: &str, rcpts: &[String]) -> TxnOutcome {
+        // Addresses the codec refuses never reach the wire; they are settled as unsendable.
+        let mut sendable = Vec::with_capacity(rcpts.len());
+        let mut slots: Vec<Result<usize, String>> = Vec::with_capacity(rcpts.len());
+        for rcpt in rcpts {
+            match Mailbox::parse(rcpt) {
+                Ok(mailbox) => {
+                    slots.push(Ok(sendable.len()));
+                    sendable.push(mailbox);
+                }
+                Err(e) => slots.push(Err(format!("not sendable: {e}"))),
+            }
+        }
+        let mut outcome = TxnOutcome {
+            mail: None,
+            rcpts: Vec::with_capacity(rcpts.len()),
+            closed_by: None,
+            failure: None,
+            pipelined: false,
+        };
+        let replies = if sendable.is_empty() {
+            Vec::new()
+        } else {
+            match self.session.probe(&self.reverse, &sendable).await {
+                Ok(done) => {
+                    outcome.mail = done.mail.as_ref().map(reply_data);
+                    outcome.pipelined = done.pipelined;
+                    if let Some(error) = &done.error {
+                        match error {
+                            SmtpError::ServiceClosing(reply) => {
+                                outcome.closed_by = Some(reply_data(reply))
+                            }
+                            other => outcome.failure = Some(failure(other)),
+                        }
+                    }
+                    done.recipients
+                }
+                Err(error) => {
+                    outcome.failure = Some(failure(&error));
+                    vec![RecipientOutcome::NotProbed(NotProbed::SessionClosed); sendable.len()]
+                }
+            }
+        };
+        for slot in slots {
+            outcome.rcpts.push(match slot {
+                Err(why) => RcptOutcome::Unsendable(why),
+                Ok(index) => match replies.get(index) {
+                    Some(RecipientOutcome::Replied(reply)) => {
+                        if reply.is_closing() && outcome.closed_by.is_none() {
+                            outcome.closed_by = Some(reply_data(reply));
+                        }
+                        RcptOutcome::Replied(reply_data(reply))
+                    }
+                    Some(RecipientOutcome::NotProbed(NotProbed::OverRcptLimit)) => {
+                        RcptOutcome::OverLimit
+                    }
+                    Some(RecipientOutcome::NotProbed(NotProbed::NeedsSmtpUtf8)) => {
+                        RcptOutcome::Unsendable(
+                            "non-ASCII mailbox and the server does not offer SMTPUTF8".into(),
+                        )
+                    }
+                    _ => RcptOutcome::NotProbed,
+                },
+            });
+        }
+        outcome
+    }
+
+    fn rejected_rcpts(&self) -> u32 {
+        self.session.stats().rcpts_rejected
+    }
+
+    fn transactions(&self) -> u32 {
+        self.session.stats().transactions
+    }
+
+    fn age(&self) -> Duration {
+        self.session.age()
+    }
+
+    fn is_usable(&self) -> bool {
+        self.session.is_usable()
+    }
+
+    fn tls(&self) -> bool {
+        self.session.tls().is_some()
+    }
+
+    async fn quit(mut self: Box<Self>) {
+        if self.session.is_usable() {
+            let _ = self.session.quit().await;
+        }
     }
 }

@@ -46,7 +46,11 @@ struct ScriptConnector(Arc<Script>);
 
 #[async_trait]
 impl Connector for ScriptConnector {
-    async fn connect(&self, addr: SocketAddr) -> Result<Box<dyn ProbeSession>, ProbeFailure> {
+    async fn connect(
+        &self,
+        _host: &str,
+        addr: SocketAddr,
+    ) -> Result<Box<dyn ProbeSession>, ProbeFailure> {
         if self.0.refuse_connections {
             return Err(ProbeFailure::ConnectionFailed(format!("{addr}: refused")));
         }

@@ -1,2 +1,36 @@
-//! rollcall-smtp (skeleton; filled in by its issue).
+//! rollcall-smtp: the tokio SMTP client that probes recipients without sending mail.
+//!
+//! Every byte written comes from the sans-IO state machine in `rollcall-smtp-proto`; this crate
+//! adds the socket, STARTTLS (tokio-rustls, ring), per-phase timeouts, transcripts and the warm
+//! session pool with its retirement rules.
+//!
+//! Layout:
+//! - `config`: `ClientConfig` (EHLO name, timeouts, TLS mode, egress address) and `TlsMode`.
+//! - `connection`: socket, read buffer, reply framing, in-place TLS upgrade.
+//! - `session`: `Session`: opening (greeting, EHLO/HELO, STARTTLS, EHLO), QUIT, what it learned.
+//! - `transaction`: `Session::probe`: MAIL, RCPTs (pipelined or lockstep), RSET; the outcome.
+//! - `pool`: `SessionPool` and `RetirePolicy`.
+//! - `tls`: rustls configuration and the recorded certificate check.
+//! - `transcript`: bounded `C:`/`S:` transcript.
+//! - `error`: `Error` and `Phase`.
 #![forbid(unsafe_code)]
+
+mod config;
+mod connection;
+mod error;
+mod pool;
+mod session;
+mod tls;
+mod transaction;
+mod transcript;
+
+pub use config::{ClientConfig, TlsMode};
+pub use error::{Error, Phase};
+pub use pool::{RetirePolicy, RetireReason, SessionPool};
+pub use session::{Session, SessionStats};
+pub use tls::TlsInfo;
+pub use transaction::{NotProbed, RecipientOutcome, TransactionOutcome};
+pub use transcript::Transcript;
+
+/// The protocol crate, re-exported so callers name one version of `Reply`, `Mailbox`, ...
+pub use rollcall_smtp_proto as proto;

@@ -1,0 +1,454 @@
+//! Server replies: the incremental parser and the `Reply` value.
+//!
+//! Owns the wire grammar of RFC 5321 4.2 (multi-line replies, one code per reply) and the
+//! enhanced status codes of RFC 3463. Does not own what a reply *means* for a command (the
+//! session does) nor any verdict (classification lives in the core crate).
+
+use std::fmt;
+
+/// Longest reply line accepted, CRLF excluded. RFC 5321 4.5.3.1.5 says 512 octets; real servers
+/// exceed it, so we allow more but stay bounded.
+pub const MAX_LINE_LEN: usize = 4096;
+/// Most lines accepted in one reply (EHLO replies are the longest seen, ~20 lines).
+pub const MAX_LINES: usize = 256;
+/// `Reply::text()` never returns more than this many bytes.
+pub const MAX_TEXT_LEN: usize = 1024;
+
+/// Why bytes from the server are not an SMTP reply. The connection is unusable afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplyError {
+    /// A line does not start with a three-digit reply code (RFC 5321 4.2).
+    #[error("malformed reply line (no valid reply code)")]
+    BadCode,
+    /// The fourth byte is neither SP, `-` nor end of line.
+    #[error("malformed reply line (bad separator after the code)")]
+    BadSeparator,
+    /// A continuation line carries a different code than the first line (RFC 5321 4.2.1).
+    #[error("reply lines disagree on the code: {first} then {other}")]
+    MixedCodes { first: u16, other: u16 },
+    /// A line longer than [`MAX_LINE_LEN`].
+    #[error("reply line longer than {MAX_LINE_LEN} bytes")]
+    LineTooLong,
+    /// A reply with more than [`MAX_LINES`] lines.
+    #[error("reply longer than {MAX_LINES} lines")]
+    TooManyLines,
+}
+
+/// An RFC 3463 enhanced status code `class.subject.detail`, e.g. `5.1.1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EnhancedCode {
+    pub class: u8,
+    pub subject: u16,
+    pub detail: u16,
+}
+
+impl EnhancedCode {
+    pub const fn new(class: u8, subject: u16, detail: u16) -> Self {
+        Self {
+            class,
+            subject,
+            detail,
+        }
+    }
+
+    /// Parses `x.y.z` (RFC 3463 2: class 2, 4 or 5; subject and detail 1-3 digits).
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut parts = s.split('.');
+        let class = parts.next()?;
+        let subject = parts.next()?;
+        let detail = parts.next()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        let class: u8 = match class {
+            "2" => 2,
+            "4" => 4,
+            "5" => 5,
+            _ => return None,
+        };
+        let num = |p: &str| -> Option<u16> {
+            if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            p.parse().ok()
+        };
+        Some(Self::new(class, num(subject)?, num(detail)?))
+    }
+}
+
+impl fmt::Display for EnhancedCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+/// One complete server reply. The code applies to every line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Three-digit reply code, 200..=599.
+    pub code: u16,
+    /// Enhanced status code of the first line, if the server sent one.
+    pub enhanced: Option<EnhancedCode>,
+    /// Text of each line, without the code, separator, enhanced code or line ending.
+    /// Invalid UTF-8 is replaced (servers send Latin-1 now and then).
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// Builds a reply value (for tests and fakes).
+    pub fn new(code: u16, enhanced: Option<EnhancedCode>, text: &str) -> Self {
+        Self {
+            code,
+            enhanced,
+            lines: vec![text.to_owned()],
+        }
+    }
+
+    /// 2xx (RFC 5321 4.2.1: positive completion).
+    pub fn is_positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    /// 3xx (positive intermediate; only DATA earns it, which rollcall never sends).
+    pub fn is_intermediate(&self) -> bool {
+        (300..400).contains(&self.code)
+    }
+
+    /// 4xx: transient negative, try again later.
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// 5xx: permanent negative.
+    pub fn is_permanent(&self) -> bool {
+        (500..600).contains(&self.code)
+    }
+
+    /// 421: the server is closing the transmission channel (RFC 5321 3.8).
+    pub fn is_closing(&self) -> bool {
+        self.code == 421
+    }
+
+    /// The lines joined with a space, cut to at most [`MAX_TEXT_LEN`] bytes (on a char boundary).
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (i, line) in self.lines.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(line);
+            if out.len() >= MAX_TEXT_LEN {
+                break;
+            }
+        }
+        if out.len() > MAX_TEXT_LEN {
+            let mut cut = MAX_TEXT_LEN;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+        }
+        out
+    }
+
+    /// The reply as it appeared on the wire (CRLF line endings), for transcripts.
+    pub fn to_wire(&self) -> String {
+        let mut out = String::new();
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            out.push_str(&self.code.to_string());
+            out.push(sep);
+            if let (0, Some(e)) = (i, self.enhanced) {
+                out.push_str(&e.to_string());
+                if !line.is_empty() {
+                    out.push(' ');
+                }
+            }
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+        out
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(e) = self.enhanced {
+            write!(f, " {e}")?;
+        }
+        write!(f, " {}", self.text())
+    }
+}
+
+/// Parses one reply from the front of `buf`.
+///
+/// `Ok(None)`: the bytes so far are a valid prefix, read more. `Ok(Some((reply, n)))`: a
+/// complete reply used the first `n` bytes. `Err`: the server is not speaking SMTP (or is
+/// hostile); drop the connection. Bare LF is accepted as a line end (tolerance for broken
+/// servers); CR before LF is stripped. Never panics, never needs more than
+/// `MAX_LINES * (MAX_LINE_LEN + 2)` bytes of input.
+pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
+    let mut pos = 0usize;
+    let mut code: Option<u16> = None;
+    let mut enhanced: Option<EnhancedCode> = None;
+    let mut lines: Vec<String> = Vec::new();
+    loop {
+        let rest = &buf[pos..];
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            // Incomplete line: check what we have so far so a hostile server cannot make us
+            // buffer forever, then ask for more.
+            check_partial_line(rest, code)?;
+            return Ok(None);
+        };
+        let mut line = &rest[..nl];
+        if let [head @ .., b'\r'] = line {
+            line = head;
+        }
+        if line.len() > MAX_LINE_LEN {
+            return Err(ReplyError::LineTooLong);
+        }
+        let (line_code, last, text) = split_line(line)?;
+        match code {
+            None => code = Some(line_code),
+            Some(first) if first != line_code => {
+                return Err(ReplyError::MixedCodes {
+                    first,
+                    other: line_code,
+                });
+            }
+            Some(_) => {}
+        }
+        if lines.len() >= MAX_LINES {
+            return Err(ReplyError::TooManyLines);
+        }
+        let text = String::from_utf8_lossy(text);
+        let text = if lines.is_empty() {
+            let (e, rest) = split_enhanced(&text);
+            enhanced = e;
+            rest.to_owned()
+        } else {
+            // Continuation lines often repeat the enhanced code (Gmail: `550-5.1.1 The
+            // email account...`); drop it when it matches the first line's.
+            match (split_enhanced(&text), enhanced) {
+                ((Some(e), rest), Some(first)) if e == first => rest.to_owned(),
+                _ => text.into_owned(),
+            }
+        };
+        lines.push(text);
+        pos += nl + 1;
+        if last {
+            let code = code.unwrap_or(line_code);
+            return Ok(Some((
+                Reply {
+                    code,
+                    enhanced,
+                    lines,
+                },
+                pos,
+            )));
+        }
+    }
+}
+
+/// Validates what can be validated of a line that has not ended yet.
+fn check_partial_line(rest: &[u8], code: Option<u16>) -> Result<(), ReplyError> {
+    // A CR may still be followed by LF, so allow one extra byte.
+    if rest.len() > MAX_LINE_LEN + 1 {
+        return Err(ReplyError::LineTooLong);
+    }
+    let digits = rest.len().min(3);
+    if rest[..digits]
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| !valid_code_digit(i, b))
+    {
+        return Err(ReplyError::BadCode);
+    }
+    if let (Some(first), true) = (code, rest.len() >= 3) {
+        let c = code_of(&rest[..3]);
+        if c != first {
+            return Err(ReplyError::MixedCodes { first, other: c });
+        }
+    }
+    if rest.len() >= 4 && rest[3] != b' ' && rest[3] != b'-' && rest[3] != b'\r' {
+        return Err(ReplyError::BadSeparator);
+    }
+    Ok(())
+}
+
+/// RFC 5321 4.2: first digit 2-5, second 0-5, third 0-9.
+fn valid_code_digit(i: usize, b: u8) -> bool {
+    match i {
+        0 => (b'2'..=b'5').contains(&b),
+        1 => (b'0'..=b'5').contains(&b),
+        _ => b.is_ascii_digit(),
+    }
+}
+
+fn code_of(d: &[u8]) -> u16 {
+    d.iter()
+        .fold(0u16, |acc, &b| acc * 10 + u16::from(b - b'0'))
+}
+
+/// Splits a complete line (no line ending) into (code, is_last, text).
+fn split_line(line: &[u8]) -> Result<(u16, bool, &[u8]), ReplyError> {
+    if line.len() < 3
+        || !line[..3]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| valid_code_digit(i, b))
+    {
+        return Err(ReplyError::BadCode);
+    }
+    let code = code_of(&line[..3]);
+    match line.get(3) {
+        // RFC 5321 4.2: `Reply-code [ SP textstring ] CRLF` ends the reply; a bare code too.
+        None => Ok((code, true, &[])),
+        Some(b' ') => Ok((code, true, &line[4..])),
+        Some(b'-') => Ok((code, false, &line[4..])),
+        Some(_) => Err(ReplyError::BadSeparator),
+    }
+}
+
+/// Takes a leading `x.y.z ` off a line's text (RFC 3463 is carried at the start of the text).
+fn split_enhanced(text: &str) -> (Option<EnhancedCode>, &str) {
+    let (head, rest) = match text.split_once(' ') {
+        Some((h, r)) => (h, r),
+        None => (text, ""),
+    };
+    match EnhancedCode::parse(head) {
+        Some(e) => (Some(e), rest),
+        None => (None, text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(s: &str) -> (Reply, usize) {
+        parse_reply(s.as_bytes()).unwrap().unwrap()
+    }
+
+    #[test]
+    fn single_line_with_enhanced_code() {
+        let (r, n) = parse_all("250 2.1.5 Ok\r\n");
+        assert_eq!(n, 14);
+        assert_eq!(r.code, 250);
+        assert_eq!(r.enhanced, Some(EnhancedCode::new(2, 1, 5)));
+        assert_eq!(r.lines, vec!["Ok"]);
+        assert!(r.is_positive() && !r.is_transient() && !r.is_permanent());
+    }
+
+    #[test]
+    fn postfix_unknown_user() {
+        let s = "550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown in virtual mailbox table\r\n";
+        let (r, _) = parse_all(s);
+        assert!(r.is_permanent());
+        assert_eq!(r.enhanced.map(|e| e.to_string()).as_deref(), Some("5.1.1"));
+        assert!(r.text().starts_with("<nobody@example.test>: Recipient"));
+        assert_eq!(r.to_wire(), s);
+    }
+
+    #[test]
+    fn multi_line_ehlo() {
+        let s = "250-mx.example.test\r\n250-PIPELINING\r\n250 CHUNKING\r\nextra";
+        let (r, n) = parse_all(s);
+        assert_eq!(n, s.len() - 5);
+        assert_eq!(r.lines, vec!["mx.example.test", "PIPELINING", "CHUNKING"]);
+        assert_eq!(r.enhanced, None);
+    }
+
+    #[test]
+    fn gmail_style_repeated_enhanced_code_is_stripped() {
+        let s = "550-5.1.1 The email account that you tried to reach does not exist.\r\n550 5.1.1 https://support.example.test/mail x1si\r\n";
+        let (r, _) = parse_all(s);
+        assert_eq!(r.enhanced, Some(EnhancedCode::new(5, 1, 1)));
+        assert_eq!(r.lines[1], "https://support.example.test/mail x1si");
+    }
+
+    #[test]
+    fn need_more_is_not_malformed() {
+        assert_eq!(parse_reply(b""), Ok(None));
+        assert_eq!(parse_reply(b"2"), Ok(None));
+        assert_eq!(parse_reply(b"250-a\r\n250"), Ok(None));
+        assert_eq!(parse_reply(b"250 ok\r"), Ok(None));
+        assert_eq!(parse_reply(b"x"), Err(ReplyError::BadCode));
+        assert_eq!(
+            parse_reply(b"250-a\r\n251"),
+            Err(ReplyError::MixedCodes {
+                first: 250,
+                other: 251
+            })
+        );
+    }
+
+    #[test]
+    fn bare_lf_and_bare_code() {
+        let (r, n) = parse_all("220 hi\n");
+        assert_eq!((r.code, n), (220, 7));
+        let (r, _) = parse_all("250\r\n");
+        assert_eq!(r.lines, vec![""]);
+    }
+
+    #[test]
+    fn malformed() {
+        assert_eq!(parse_reply(b"25\r\n"), Err(ReplyError::BadCode));
+        assert_eq!(parse_reply(b"650 x\r\n"), Err(ReplyError::BadCode));
+        assert_eq!(parse_reply(b"250x\r\n"), Err(ReplyError::BadSeparator));
+        assert_eq!(
+            parse_reply(b"250-a\r\n251 b\r\n"),
+            Err(ReplyError::MixedCodes {
+                first: 250,
+                other: 251
+            })
+        );
+    }
+
+    #[test]
+    fn bounded() {
+        let long = format!("250 {}\r\n", "a".repeat(MAX_LINE_LEN));
+        assert_eq!(parse_reply(long.as_bytes()), Err(ReplyError::LineTooLong));
+        let partial = format!("250 {}", "a".repeat(MAX_LINE_LEN));
+        assert_eq!(
+            parse_reply(partial.as_bytes()),
+            Err(ReplyError::LineTooLong)
+        );
+        let many = "250-x\r\n".repeat(MAX_LINES) + "250 end\r\n";
+        assert_eq!(parse_reply(many.as_bytes()), Err(ReplyError::TooManyLines));
+        let ok = "250-x\r\n".repeat(MAX_LINES - 1) + "250 end\r\n";
+        assert!(parse_reply(ok.as_bytes()).unwrap().is_some());
+    }
+
+    #[test]
+    fn enhanced_code_only_when_well_formed() {
+        assert_eq!(parse_all("250 2.0 ok\r\n").0.enhanced, None);
+        assert_eq!(parse_all("250 3.1.1 ok\r\n").0.enhanced, None);
+        assert_eq!(parse_all("250 2.1.1234 ok\r\n").0.enhanced, None);
+        let (r, _) = parse_all("421 4.7.0\r\n");
+        assert_eq!(
+            (r.enhanced, r.text()),
+            (Some(EnhancedCode::new(4, 7, 0)), String::new())
+        );
+    }
+
+    #[test]
+    fn text_is_bounded_on_char_boundary() {
+        let r = Reply {
+            code: 250,
+            enhanced: None,
+            lines: vec!["é".repeat(MAX_TEXT_LEN); 3],
+        };
+        let t = r.text();
+        assert!(t.len() <= MAX_TEXT_LEN && !t.is_empty());
+    }
+
+    #[test]
+    fn latin1_is_replaced_not_rejected() {
+        let (r, _) = parse_reply(b"550 M\xfcller unknown\r\n").unwrap().unwrap();
+        assert!(r.text().contains("M\u{fffd}ller"));
+    }
+}

@@ -1,0 +1,126 @@
+//! The socket and its read buffer: connect (with an optional egress address), write bytes,
+//! read one complete reply, upgrade to TLS in place.
+//!
+//! Owns framing only (mini-redis `connection.rs`): the buffer is fed to the sans-IO parser and
+//! nothing here knows which command a reply answers. Timeouts are applied by the caller per
+//! phase.
+
+use std::io;
+use std::net::SocketAddr;
+
+use rollcall_smtp_proto::{Reply, parse_reply};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+
+use crate::error::Error;
+use crate::tls::{self, TlsInfo};
+use crate::transcript::Transcript;
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Between taking the plain socket for the handshake and getting the TLS one back, or
+    /// after a failed handshake.
+    Gone,
+}
+
+pub(crate) struct Connection {
+    io: Transport,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    /// TCP connect, binding `local` first when given (egress address selection).
+    pub(crate) async fn connect(
+        addr: SocketAddr,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<Self, Error> {
+        let fail = |source| Error::Connect { addr, source };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(fail)?;
+        if let Some(ip) = local {
+            socket.bind(SocketAddr::new(ip, 0)).map_err(fail)?;
+        }
+        let tcp = socket.connect(addr).await.map_err(fail)?;
+        // Commands are small and latency-bound.
+        let _ = tcp.set_nodelay(true);
+        Ok(Self {
+            io: Transport::Plain(tcp),
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        match &mut self.io {
+            Transport::Plain(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await?;
+            }
+            Transport::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await?;
+            }
+            Transport::Gone => return Err(Error::Closed),
+        }
+        Ok(())
+    }
+
+    /// Reads until one complete reply is buffered; leaves any following bytes (the next
+    /// pipelined reply) in the buffer.
+    pub(crate) async fn read_reply(
+        &mut self,
+        transcript: Option<&mut Transcript>,
+    ) -> Result<Reply, Error> {
+        loop {
+            if let Some((reply, used)) = parse_reply(&self.buf)? {
+                if let Some(t) = transcript {
+                    t.server(&self.buf[..used]);
+                }
+                self.buf.drain(..used);
+                return Ok(reply);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = match &mut self.io {
+                Transport::Plain(s) => s.read(&mut chunk).await?,
+                Transport::Tls(s) => s.read(&mut chunk).await?,
+                Transport::Gone => return Err(Error::Closed),
+            };
+            if n == 0 {
+                return Err(Error::Eof);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Upgrades the plain socket after STARTTLS's 220.
+    pub(crate) async fn start_tls(&mut self, name: ServerName<'static>) -> Result<TlsInfo, Error> {
+        // RFC 3207 5 / CVE-2011-0411: plaintext that arrived after the 220 must not be read as
+        // if it came through TLS.
+        self.buf.clear();
+        let tcp = match std::mem::replace(&mut self.io, Transport::Gone) {
+            Transport::Plain(tcp) => tcp,
+            other => {
+                self.io = other;
+                return Err(Error::Tls("not a plain connection".into()));
+            }
+        };
+        let (stream, info) = tls::handshake(tcp, name).await.map_err(Error::Tls)?;
+        self.io = Transport::Tls(Box::new(stream));
+        Ok(info)
+    }
+
+    /// Best-effort close of the write side.
+    pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
+        match &mut self.io {
+            Transport::Plain(s) => s.shutdown().await,
+            Transport::Tls(s) => s.shutdown().await,
+            Transport::Gone => Ok(()),
+        }
+    }
+}
