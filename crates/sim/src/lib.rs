@@ -1,2 +1,44 @@
-//! rollcall-sim (skeleton; filled in by its issue).
+//! rollcall-sim: a simulated mail fleet on loopback, for tests, the demo and benchmarks.
+//!
+//! SMTP servers (one per host, each on its own 127.x.y.z address, all on one port) with
+//! Postfix-like replies and strict RFC 5321 / RFC 2920 sequencing, a DNS server (hickory) that
+//! serves the fleet's MX and A records, and the ground truth a perfect verifier would report.
+//! It shares no protocol code with the rollcall client, so it catches the client's mistakes;
+//! its counters (503s, pipelining violations, DATA commands, concurrency) are what tests
+//! assert on.
+//!
+//! Layout:
+//! - `spec`: the fleet file (TOML) and its validation.
+//! - `world`: the resolved world (hosts, domains, mailboxes, list, truth); `population`:
+//!   synthetic, Zipf-sized populations; `truth`: verdict rules and rows.
+//! - `server`: binding and accept loops; `connection`: per-connection I/O, latency,
+//!   pipelining checks, STARTTLS; `session`: the command state machine; `command`: the
+//!   server-side parser; `greylist`; `counters`.
+//! - `dns`: the DNS server; `tls`: the self-signed identity; `fleet`: start and shutdown.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod command;
+mod connection;
+mod counters;
+mod dns;
+mod error;
+mod fleet;
+mod greylist;
+mod population;
+mod server;
+mod session;
+mod spec;
+mod tls;
+mod truth;
+mod world;
+
+pub use counters::{Counters, HostCounters};
+pub use error::Error;
+pub use fleet::{Fleet, HostInfo, SimOptions, start};
+pub use population::ROLE_WORDS;
+pub use spec::{
+    Behaviour, BehaviourMix, DomainSpec, FleetSettings, FleetSpec, GenerateSpec, HostSpec,
+    MailboxState, MxSpec, Profile, SiteSpec,
+};
+pub use truth::{Reason, Scenario, Status, TruthRow};

@@ -1,0 +1,480 @@
+//! The fleet file: serde types read from TOML (`deny_unknown_fields` everywhere) and their
+//! validation. Owns the format and its defaults; turning a spec into a running world is
+//! `world`'s job, synthetic populations are `population`'s.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// A whole fleet: hosts with behaviour profiles, sites (MX sets), domains with mailboxes,
+/// and optionally a synthetic population.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSpec {
+    /// Fleet-wide settings.
+    #[serde(default)]
+    pub fleet: FleetSettings,
+    /// Named behaviour profiles; `default` (if given) replaces the built-in defaults for hosts
+    /// that name no profile.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+    /// Explicit SMTP hosts.
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<HostSpec>,
+    /// Explicit sites: a site is an MX set shared by its domains.
+    #[serde(default, rename = "site")]
+    pub sites: Vec<SiteSpec>,
+    /// Explicit domains.
+    #[serde(default, rename = "domain")]
+    pub domains: Vec<DomainSpec>,
+    /// A synthetic population added after the explicit part.
+    #[serde(default)]
+    pub generate: Option<GenerateSpec>,
+}
+
+/// `[fleet]`: settings that apply to every host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetSettings {
+    /// Hosts without an explicit address (and all generated hosts) get addresses counting up
+    /// from here. Must be inside 127.0.0.0/8.
+    pub address_base: Ipv4Addr,
+    /// How long a (client IP, sender, recipient) triple stays greylisted.
+    pub greylist_delay_ms: u64,
+    /// Seed for the random transient 4xx replies.
+    pub seed: u64,
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        FleetSettings {
+            address_base: Ipv4Addr::new(127, 20, 0, 0),
+            greylist_delay_ms: 300_000,
+            seed: 1,
+        }
+    }
+}
+
+/// How one SMTP host behaves. Every field has a Postfix-like default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Profile {
+    /// Advertise PIPELINING (RFC 2920). Without it, any byte sent ahead is a violation.
+    pub pipelining: bool,
+    /// Advertise and accept STARTTLS (RFC 3207).
+    pub starttls: bool,
+    /// Advertise SMTPUTF8 (RFC 6531).
+    pub smtputf8: bool,
+    /// Latency added once per server read that yields at least one complete command.
+    pub latency_ms: u64,
+    /// Delay before the (last line of the) greeting.
+    pub greeting_delay_ms: u64,
+    /// Send `220-` first and `220 ` after the greeting delay (postscreen style).
+    pub multiline_greeting: bool,
+    /// MAIL before EHLO/HELO is answered 503 (Postfix `smtpd_helo_required = yes`).
+    pub helo_required: bool,
+    /// Concurrent sessions allowed per client IP; the next one gets 421 and is closed.
+    pub max_conns_per_ip: u32,
+    /// Accepted recipients per transaction; the next RCPT gets `452 4.5.3`.
+    pub rcpt_limit: u32,
+    /// Advertise `LIMITS RCPTMAX=n` (RFC 9422).
+    pub limits_rcptmax: Option<u32>,
+    /// Probability (0..=1) that a RCPT is answered `451 4.3.0 Temporary failure`.
+    pub transient_4xx_rate: f64,
+    /// Drop the connection (no reply) when the client sends its (N+1)th command.
+    pub drop_after_commands: Option<u32>,
+    /// Error replies answered at once; later ones wait `error_delay_ms` (Postfix soft limit).
+    pub error_soft_limit: u32,
+    /// After this many error replies the next command gets `421 ... too many errors`.
+    pub error_hard_limit: u32,
+    /// Delay before each error reply past the soft limit.
+    pub error_delay_ms: u64,
+    /// RSET/NOOP/EHLO/HELO allowed per session before each one counts as an error.
+    pub junk_command_limit: u32,
+    /// Reject every recipient with the policy block reply (the prober's IP is "listed").
+    pub policy_block: bool,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            pipelining: true,
+            starttls: true,
+            smtputf8: true,
+            latency_ms: 0,
+            greeting_delay_ms: 0,
+            multiline_greeting: false,
+            helo_required: true,
+            max_conns_per_ip: 50,
+            rcpt_limit: 1000,
+            limits_rcptmax: None,
+            transient_4xx_rate: 0.0,
+            drop_after_commands: None,
+            error_soft_limit: 10,
+            error_hard_limit: 20,
+            error_delay_ms: 1000,
+            junk_command_limit: 100,
+            policy_block: false,
+        }
+    }
+}
+
+/// `[[host]]`: one SMTP server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Host name (what MX records point at, and what the greeting says).
+    pub name: String,
+    /// Loopback address; allocated from `fleet.address_base` when absent.
+    #[serde(default)]
+    pub address: Option<Ipv4Addr>,
+    /// Profile name from `[profiles]`; `default` when absent.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Nothing listens on a down host's address (connections are refused).
+    #[serde(default)]
+    pub down: bool,
+}
+
+/// `[[site]]`: an MX set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSpec {
+    /// Site name, referenced by domains.
+    pub name: String,
+    /// MX records of every domain on this site.
+    pub mx: Vec<MxSpec>,
+}
+
+/// One MX record of a site.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MxSpec {
+    /// A host name from `[[host]]`.
+    pub host: String,
+    /// MX preference (lower is tried first).
+    pub preference: u16,
+}
+
+/// What a domain does, as seen by DNS and by the SMTP servers that serve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Behaviour {
+    /// MX records to its site; mailboxes as listed, anything else is unknown.
+    Normal,
+    /// Accepts any local part (except full/disabled mailboxes, answered as such).
+    CatchAll,
+    /// Like normal, behind greylisting (first attempt per triple gets 450 4.2.0).
+    Greylist,
+    /// `MX 0 .` (RFC 7505): the domain accepts no mail.
+    NullMx,
+    /// No MX; an A record pointing at `a_host` (implicit MX, RFC 5321 5.1).
+    AOnly,
+    /// The name does not exist (NXDOMAIN).
+    Nxdomain,
+    /// The name exists (a TXT record) but has neither MX nor A.
+    NoMx,
+    /// Its servers reject the prober by policy at RCPT (`550 5.7.1 ... blocked using ...`).
+    Blocked,
+}
+
+impl Behaviour {
+    /// All behaviours, in documentation order.
+    pub const ALL: [Behaviour; 8] = [
+        Behaviour::Normal,
+        Behaviour::CatchAll,
+        Behaviour::Greylist,
+        Behaviour::NullMx,
+        Behaviour::AOnly,
+        Behaviour::Nxdomain,
+        Behaviour::NoMx,
+        Behaviour::Blocked,
+    ];
+
+    /// True when the domain is served by SMTP hosts (so needs a site or an A host).
+    pub fn has_servers(self) -> bool {
+        !matches!(
+            self,
+            Behaviour::NullMx | Behaviour::Nxdomain | Behaviour::NoMx
+        )
+    }
+}
+
+/// The state of one mailbox. A local part not listed is unknown (`550 5.1.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailboxState {
+    /// Accepts mail: `250 2.1.5 Ok`.
+    Valid,
+    /// Over quota: `452 4.2.2 <rcpt>: Mailbox full`.
+    Full,
+    /// `550 5.2.1 <rcpt>: Mailbox disabled, not accepting messages`.
+    Disabled,
+}
+
+/// `[[domain]]`: one mail domain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainSpec {
+    /// The domain name (ASCII).
+    pub name: String,
+    /// What it does.
+    #[serde(default = "default_behaviour")]
+    pub behaviour: Behaviour,
+    /// Its site (MX set); required unless the behaviour is a_only, null_mx, nxdomain, no_mx.
+    #[serde(default)]
+    pub site: Option<String>,
+    /// For a_only: the host the domain's A record points at.
+    #[serde(default)]
+    pub a_host: Option<String>,
+    /// Local part -> state.
+    #[serde(default)]
+    pub mailboxes: BTreeMap<String, MailboxState>,
+    /// Extra local parts to put on the list to verify (usually unknown ones).
+    #[serde(default)]
+    pub verify: Vec<String>,
+}
+
+fn default_behaviour() -> Behaviour {
+    Behaviour::Normal
+}
+
+/// `[generate]`: a synthetic population, Zipf-sized.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerateSpec {
+    /// Seed: the same spec and seed give the same fleet, list and truth.
+    pub seed: u64,
+    /// Number of domains.
+    pub domains: u32,
+    /// Number of addresses on the list (spread over the domains, Zipf-sized).
+    pub addresses: u32,
+    /// Number of (working) sites; domains are spread over them, Zipf-sized.
+    pub sites: u32,
+    /// MX hosts per site.
+    pub hosts_per_site: u32,
+    /// Zipf exponent for both domain sizes and site sizes.
+    pub zipf_exponent: f64,
+    /// Fraction of listed addresses that have no mailbox.
+    pub unknown_fraction: f64,
+    /// Fraction of listed addresses whose mailbox is full.
+    pub full_fraction: f64,
+    /// Fraction of listed addresses whose mailbox is disabled.
+    pub disabled_fraction: f64,
+    /// Profile of the generated hosts (from `[profiles]`); `default` when absent.
+    pub profile: Option<String>,
+    /// Overrides `fleet.greylist_delay_ms` when present.
+    pub greylist_delay_ms: Option<u64>,
+    /// Fractions of domains per behaviour (normalised; they need not sum to 1).
+    pub mix: BehaviourMix,
+}
+
+impl Default for GenerateSpec {
+    fn default() -> Self {
+        GenerateSpec {
+            seed: 1,
+            domains: 100,
+            addresses: 1000,
+            sites: 10,
+            hosts_per_site: 2,
+            zipf_exponent: 1.0,
+            unknown_fraction: 0.2,
+            full_fraction: 0.01,
+            disabled_fraction: 0.01,
+            profile: None,
+            greylist_delay_ms: None,
+            mix: BehaviourMix::default(),
+        }
+    }
+}
+
+/// `[generate.mix]`: how many domains of each kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BehaviourMix {
+    /// Normal domains.
+    pub normal: f64,
+    /// Catch-all domains.
+    pub catch_all: f64,
+    /// Greylisting domains.
+    pub greylist: f64,
+    /// Null MX domains.
+    pub null_mx: f64,
+    /// Domains with only an A record.
+    pub a_only: f64,
+    /// Names that do not exist.
+    pub nxdomain: f64,
+    /// Names with neither MX nor A.
+    pub no_mx: f64,
+    /// Domains whose servers block the prober.
+    pub blocked: f64,
+    /// Domains whose every MX host is down.
+    pub mx_down: f64,
+    /// Domains whose primary MX is down and whose backup MX works.
+    pub mx_backup: f64,
+}
+
+impl Default for BehaviourMix {
+    fn default() -> Self {
+        BehaviourMix {
+            normal: 0.70,
+            catch_all: 0.08,
+            greylist: 0.08,
+            null_mx: 0.02,
+            a_only: 0.03,
+            nxdomain: 0.02,
+            no_mx: 0.01,
+            blocked: 0.02,
+            mx_down: 0.02,
+            mx_backup: 0.02,
+        }
+    }
+}
+
+impl FleetSpec {
+    /// Parses and validates a fleet file's text. Pure: touches no file or socket.
+    pub fn from_toml(s: &str) -> Result<FleetSpec, Error> {
+        let spec: FleetSpec = toml::from_str(s)?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Reads, parses and validates a fleet file.
+    pub fn from_file(p: &Path) -> Result<FleetSpec, Error> {
+        let text = std::fs::read_to_string(p).map_err(|source| Error::Read {
+            path: p.to_path_buf(),
+            source,
+        })?;
+        FleetSpec::from_toml(&text)
+    }
+
+    /// The profile a host with this profile name gets.
+    pub(crate) fn profile(&self, name: Option<&str>) -> Result<Profile, Error> {
+        match name {
+            None => Ok(self.profiles.get("default").cloned().unwrap_or_default()),
+            Some(n) => self
+                .profiles
+                .get(n)
+                .cloned()
+                .ok_or_else(|| Error::Spec(format!("unknown profile `{n}`"))),
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let spec_err = |m: String| Err(Error::Spec(m));
+        if !self.fleet.address_base.is_loopback() {
+            return spec_err(format!(
+                "fleet.address_base {} is not in 127.0.0.0/8",
+                self.fleet.address_base
+            ));
+        }
+        for (name, p) in &self.profiles {
+            if !(0.0..=1.0).contains(&p.transient_4xx_rate) {
+                return spec_err(format!(
+                    "profiles.{name}.transient_4xx_rate must be within 0..=1"
+                ));
+            }
+        }
+        let mut hosts = std::collections::HashSet::new();
+        for h in &self.hosts {
+            if !hosts.insert(h.name.to_ascii_lowercase()) {
+                return spec_err(format!("host `{}` is defined twice", h.name));
+            }
+            if let Some(a) = h.address
+                && !a.is_loopback()
+            {
+                return spec_err(format!("host `{}`: {a} is not in 127.0.0.0/8", h.name));
+            }
+            self.profile(h.profile.as_deref())?;
+        }
+        let mut sites = std::collections::HashSet::new();
+        for s in &self.sites {
+            if !sites.insert(s.name.as_str()) {
+                return spec_err(format!("site `{}` is defined twice", s.name));
+            }
+            if s.mx.is_empty() {
+                return spec_err(format!("site `{}` has no mx", s.name));
+            }
+            for mx in &s.mx {
+                if !hosts.contains(&mx.host.to_ascii_lowercase()) {
+                    return spec_err(format!("site `{}`: unknown host `{}`", s.name, mx.host));
+                }
+            }
+        }
+        let mut domains = std::collections::HashSet::new();
+        for d in &self.domains {
+            if !domains.insert(d.name.to_ascii_lowercase()) {
+                return spec_err(format!("domain `{}` is defined twice", d.name));
+            }
+            if !d.name.is_ascii() || d.name.is_empty() {
+                return spec_err(format!("domain `{}` must be non-empty ASCII", d.name));
+            }
+            match d.behaviour {
+                Behaviour::AOnly => match &d.a_host {
+                    Some(h) if hosts.contains(&h.to_ascii_lowercase()) => {}
+                    Some(h) => {
+                        return spec_err(format!("domain `{}`: unknown a_host `{h}`", d.name));
+                    }
+                    None => return spec_err(format!("domain `{}`: a_only needs a_host", d.name)),
+                },
+                b if b.has_servers() => match &d.site {
+                    Some(s) if sites.contains(s.as_str()) => {}
+                    Some(s) => return spec_err(format!("domain `{}`: unknown site `{s}`", d.name)),
+                    None => return spec_err(format!("domain `{}` needs a site", d.name)),
+                },
+                _ => {}
+            }
+        }
+        if let Some(g) = &self.generate {
+            self.profile(g.profile.as_deref())?;
+            for (what, f) in [
+                ("unknown_fraction", g.unknown_fraction),
+                ("full_fraction", g.full_fraction),
+                ("disabled_fraction", g.disabled_fraction),
+            ] {
+                if !(0.0..=1.0).contains(&f) {
+                    return spec_err(format!("generate.{what} must be within 0..=1"));
+                }
+            }
+            if g.unknown_fraction + g.full_fraction + g.disabled_fraction > 1.0 {
+                return spec_err("generate: unknown + full + disabled fractions exceed 1".into());
+            }
+            if g.domains == 0 || g.addresses == 0 || g.sites == 0 || g.hosts_per_site == 0 {
+                return spec_err(
+                    "generate: domains, addresses, sites and hosts_per_site must be > 0".into(),
+                );
+            }
+            if g.mix.weights().iter().any(|w| *w < 0.0 || !w.is_finite())
+                || g.mix.weights().iter().sum::<f64>() <= 0.0
+            {
+                return spec_err("generate.mix: fractions must be >= 0 and not all 0".into());
+            }
+            if !(g.zipf_exponent.is_finite() && g.zipf_exponent >= 0.0) {
+                return spec_err("generate.zipf_exponent must be >= 0".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BehaviourMix {
+    /// The weights in the order of `population::Kind::ALL`.
+    pub(crate) fn weights(&self) -> [f64; 10] {
+        [
+            self.normal,
+            self.catch_all,
+            self.greylist,
+            self.null_mx,
+            self.a_only,
+            self.nxdomain,
+            self.no_mx,
+            self.blocked,
+            self.mx_down,
+            self.mx_backup,
+        ]
+    }
+}

@@ -1,0 +1,229 @@
+//! Ground truth: the verdict a perfect verifier gives each address of the list, spelled as
+//! the verdict taxonomy spells it (`deliverable/accepted`, `risky/catch_all`, ...).
+//! Owns the row type and the rule that derives a verdict from a domain and a local part; it
+//! does not know how the fleet is built.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Behaviour, MailboxState};
+use crate::world::{DomainEntry, World};
+
+/// The verdict status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The mailbox accepts mail.
+    Deliverable,
+    /// Mail to it cannot arrive.
+    Undeliverable,
+    /// Accepted, but with a caveat.
+    Risky,
+    /// Could not be decided.
+    Unknown,
+}
+
+/// The verdict reason (a subset of the full taxonomy: what the fleet can produce).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// `250` at RCPT.
+    Accepted,
+    /// `550 5.1.1`.
+    MailboxNotFound,
+    /// `550 5.2.1`.
+    MailboxDisabled,
+    /// `452 4.2.2`.
+    MailboxFull,
+    /// The domain accepts any local part.
+    CatchAll,
+    /// Accepted, but the local part names a role (postmaster, info...), not a person.
+    RoleAccount,
+    /// `MX 0 .` (RFC 7505).
+    NullMx,
+    /// NXDOMAIN.
+    NoSuchDomain,
+    /// The name exists but has neither MX nor A.
+    NoMailServer,
+    /// The server rejects the prober by policy (5.7.1 about the client).
+    Blocked,
+    /// Every MX host of the domain is down.
+    ConnectionFailed,
+    /// A non-ASCII local part at a server without SMTPUTF8.
+    Unverifiable,
+}
+
+/// What the domain of an address does, as the truth row reports it: the domain's
+/// behaviour, except that a domain whose every MX is down is `mx_down` and a normal domain
+/// whose preferred MX is down (but a backup works) is `mx_backup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// See [`Behaviour::Normal`].
+    Normal,
+    /// See [`Behaviour::CatchAll`].
+    CatchAll,
+    /// See [`Behaviour::Greylist`].
+    Greylist,
+    /// See [`Behaviour::NullMx`].
+    NullMx,
+    /// See [`Behaviour::AOnly`].
+    AOnly,
+    /// See [`Behaviour::Nxdomain`].
+    Nxdomain,
+    /// See [`Behaviour::NoMx`].
+    NoMx,
+    /// See [`Behaviour::Blocked`].
+    Blocked,
+    /// Every MX host is down.
+    MxDown,
+    /// The preferred MX is down, a backup answers.
+    MxBackup,
+}
+
+impl Scenario {
+    /// Every scenario a fleet can show.
+    pub const ALL: [Scenario; 10] = [
+        Scenario::Normal,
+        Scenario::CatchAll,
+        Scenario::Greylist,
+        Scenario::NullMx,
+        Scenario::AOnly,
+        Scenario::Nxdomain,
+        Scenario::NoMx,
+        Scenario::Blocked,
+        Scenario::MxDown,
+        Scenario::MxBackup,
+    ];
+
+    fn of(b: Behaviour) -> Scenario {
+        match b {
+            Behaviour::Normal => Scenario::Normal,
+            Behaviour::CatchAll => Scenario::CatchAll,
+            Behaviour::Greylist => Scenario::Greylist,
+            Behaviour::NullMx => Scenario::NullMx,
+            Behaviour::AOnly => Scenario::AOnly,
+            Behaviour::Nxdomain => Scenario::Nxdomain,
+            Behaviour::NoMx => Scenario::NoMx,
+            Behaviour::Blocked => Scenario::Blocked,
+        }
+    }
+}
+
+/// One line of ground truth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruthRow {
+    /// The address exactly as it appears on the list.
+    pub address: String,
+    /// Expected status.
+    pub status: Status,
+    /// Expected reason.
+    pub reason: Reason,
+    /// False when random transient 4xx replies can make an honest verifier end elsewhere
+    /// (usually `unknown/deferred`).
+    pub deterministic: bool,
+    /// What the domain does.
+    pub behaviour: Scenario,
+}
+
+/// Lower-cases a local part and drops a `+extension` (Postfix `recipient_delimiter = +`), the
+/// key under which mailboxes are stored and looked up.
+pub(crate) fn mailbox_key(local: &str) -> String {
+    let base = match local.find('+') {
+        Some(i) if i > 0 => &local[..i],
+        _ => local,
+    };
+    base.to_lowercase()
+}
+
+/// The verdict a perfect verifier gives `local@<domain>`.
+pub(crate) fn verdict(
+    world: &World,
+    domain: &DomainEntry,
+    local: &str,
+) -> (Status, Reason, bool, Scenario) {
+    use Reason as R;
+    use Status as S;
+    let scenario = world.scenario(domain);
+    let (status, reason, deterministic) = match domain.behaviour {
+        Behaviour::Nxdomain => (S::Undeliverable, R::NoSuchDomain, true),
+        Behaviour::NullMx => (S::Undeliverable, R::NullMx, true),
+        Behaviour::NoMx => (S::Undeliverable, R::NoMailServer, true),
+        _ => {
+            let up = world.up_hosts(domain);
+            match up.first() {
+                None => (S::Unknown, R::ConnectionFailed, true),
+                Some(&first) => {
+                    let host = &world.hosts[first as usize];
+                    let deterministic = up
+                        .iter()
+                        .all(|&h| world.hosts[h as usize].profile.transient_4xx_rate <= 0.0);
+                    let (s, r) =
+                        if domain.behaviour == Behaviour::Blocked || host.profile.policy_block {
+                            (S::Unknown, R::Blocked)
+                        } else if !local.is_ascii() && !host.profile.smtputf8 {
+                            (S::Unknown, R::Unverifiable)
+                        } else {
+                            let catch_all = domain.behaviour == Behaviour::CatchAll;
+                            match (domain.mailbox(local), catch_all) {
+                                (Some(MailboxState::Full), _) => (S::Risky, R::MailboxFull),
+                                (Some(MailboxState::Disabled), _) => {
+                                    (S::Undeliverable, R::MailboxDisabled)
+                                }
+                                (_, true) => (S::Risky, R::CatchAll),
+                                // DESIGN 4: an accepted role account is risky (a missing one
+                                // stays undeliverable, flagged).
+                                (Some(MailboxState::Valid), false)
+                                    if crate::population::ROLE_WORDS
+                                        .contains(&mailbox_key(local).as_str()) =>
+                                {
+                                    (S::Risky, R::RoleAccount)
+                                }
+                                (Some(MailboxState::Valid), false) => (S::Deliverable, R::Accepted),
+                                (None, false) => (S::Undeliverable, R::MailboxNotFound),
+                            }
+                        };
+                    (s, r, deterministic)
+                }
+            }
+        }
+    };
+    (status, reason, deterministic, scenario)
+}
+
+pub(crate) fn scenario_of(behaviour: Behaviour, all_down: bool, first_down: bool) -> Scenario {
+    if behaviour.has_servers() && all_down {
+        Scenario::MxDown
+    } else if behaviour == Behaviour::Normal && first_down {
+        Scenario::MxBackup
+    } else {
+        Scenario::of(behaviour)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mailbox_key_folds_case_and_drops_extension() {
+        assert_eq!(mailbox_key("Alice.Smith+News"), "alice.smith");
+        assert_eq!(mailbox_key("+odd"), "+odd");
+        assert_eq!(mailbox_key("bob"), "bob");
+    }
+
+    #[test]
+    fn rows_serialise_with_taxonomy_spelling() {
+        let row = TruthRow {
+            address: "a@b.test".into(),
+            status: Status::Undeliverable,
+            reason: Reason::MailboxNotFound,
+            deterministic: true,
+            behaviour: Scenario::MxBackup,
+        };
+        let json = serde_json::to_string(&row).unwrap();
+        assert_eq!(
+            json,
+            r#"{"address":"a@b.test","status":"undeliverable","reason":"mailbox_not_found","deterministic":true,"behaviour":"mx_backup"}"#
+        );
+    }
+}
