@@ -3,10 +3,23 @@
 //! Layout:
 //! - `probe`: one SMTP session against one host, transcript and per-address replies.
 //! - `sim`: runs the simulated mail fleet standalone.
+//! - `verify`: verifies a list in this process; the run loop shared with `demo`.
+//! - `config`: the config file, the engine flags and env vars, and their merge.
+//! - `rows`: input formats (text, CSV, JSONL). `output`: output formats (CSV, JSONL).
+//! - `progress`: the progress bar or log lines, and the summary table.
+//! - `demo`, `bench`: the embedded engine against a simulated fleet; `fleet_run`: what they share.
 #![forbid(unsafe_code)]
 
+mod bench;
+mod config;
+mod demo;
+mod fleet_run;
+mod output;
 mod probe;
+mod progress;
+mod rows;
 mod sim;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -27,6 +40,15 @@ enum Command {
     Probe(probe::Args),
     /// Run the simulated mail fleet (SMTP servers and a DNS server on loopback).
     Sim(sim::Args),
+    /// Verify a list of addresses (text, CSV or JSONL) and write one result per row (CSV or
+    /// JSONL), without sending mail. See deploy/config/rollcall.example.toml for every setting.
+    Verify(verify::Args),
+    /// Start the bundled simulated fleet on loopback and verify its list with the embedded
+    /// engine; print the summary, throughput and accuracy against the fleet's ground truth.
+    Demo(demo::Args),
+    /// The fleet benchmark: a generated fleet with a fixed latency, the achieved rate against
+    /// the theoretical bound (docs/BENCHMARKS.md), and CPU time per 1,000 addresses.
+    Bench(bench::Args),
 }
 
 /// Entry point used by the `rollcall` binary.
@@ -34,7 +56,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rollcall: cannot start the async runtime: {e}");
@@ -45,6 +70,9 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Probe(args) => probe::run(args).await,
             Command::Sim(args) => sim::run(args).await,
+            Command::Verify(args) => verify::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use rollcall_core::ports::{
-    Batch, BatchItem, CircuitDecision, GreylistEntry, ItemResult, RateDecision, StateStore,
+    Batch, BatchItem, CircuitDecision, GreylistEntry, ItemResult, Lease, RateDecision, StateStore,
     WorkQueue,
 };
 use rollcall_core::{
@@ -25,11 +25,14 @@ use crate::site::SiteContext;
 /// The longest a worker sleeps in place for a rate limit; longer waits reschedule the batch.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 
-/// A session bound to the host it talks to.
+/// A session bound to the host it talks to, holding that address's fleet-wide slot.
 pub struct Live {
     pub session: Box<dyn ProbeSession>,
     pub host: String,
     pub addr: SocketAddr,
+    /// Many domains (and so several sites) can share one server address (shared hosting,
+    /// implicit MX): sessions are capped per address too, not only per site.
+    ip_lease: Lease,
 }
 
 /// Everything one batch produced, applied in order: results first, then retries, then the ack.
@@ -71,6 +74,17 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
                         .extend(remaining.drain(..).map(|item| (item, delay)));
                     break;
                 }
+                Opened::CircuitOpen(delay) => {
+                    // The open circuit is evidence the hosts are failing: it uses an attempt,
+                    // so a host that stays down ends in `connection_failed`, not in a loop.
+                    let failure = ProbeFailure::ConnectionFailed(
+                        "every MX host is failing (circuit open)".into(),
+                    );
+                    for item in remaining.drain(..) {
+                        defer_at_least(ctx, &mut out, item, &failure, delay);
+                    }
+                    break;
+                }
                 Opened::Failed(failure) => {
                     for item in remaining.drain(..) {
                         defer(ctx, &mut out, item, Some(&failure), None);
@@ -90,7 +104,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         let room = allowed.saturating_sub(usize::from(with_probe));
         if room == 0 {
             // The session's error budget is used up: a fresh session starts from zero.
-            retire(live).await;
+            retire(ctx, live).await;
             continue;
         }
         let take = room.min(remaining.len());
@@ -188,7 +202,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             )
             .await?;
         if !current.session.is_usable() {
-            retire(live).await;
+            retire(ctx, live).await;
         }
     }
 
@@ -341,6 +355,21 @@ fn defer<Q: WorkQueue, S: StateStore>(
     }
 }
 
+/// Like `defer` for a failure, waiting at least `at_least` (the circuit's open period).
+fn defer_at_least<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    out: &mut Settlement,
+    item: BatchItem,
+    failure: &ProbeFailure,
+    at_least: Duration,
+) {
+    let before = out.later.len();
+    defer(ctx, out, item, Some(failure), None);
+    if let Some((_, delay)) = out.later.get_mut(before) {
+        *delay = (*delay).max(at_least);
+    }
+}
+
 fn failure_verdict(item: &BatchItem, failure: &ProbeFailure, reply: Option<&ReplyData>) -> Verdict {
     let mut evidence = evidence_for(&item.address);
     if let Some(reply) = reply {
@@ -420,8 +449,10 @@ fn result(item: BatchItem, verdict: Verdict) -> ItemResult {
 
 enum Opened {
     Live(Live),
-    /// Every host's circuit is open, or the connection rate is spent: come back later.
+    /// Our own politeness (connection rate, address slots) says wait: come back later.
     Later(Duration),
+    /// Every host's circuit is open: come back after this long, and count the attempt.
+    CircuitOpen(Duration),
     /// Every host failed.
     Failed(ProbeFailure),
 }
@@ -432,6 +463,7 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
 ) -> Result<Opened, Error> {
     let mut last_failure = None;
     let mut open_for: Option<Duration> = None;
+    let mut address_busy = false;
     for mx in &batch.mx {
         match ctx.state.circuit_check(&mx.name).await? {
             CircuitDecision::Open { retry_after } => {
@@ -441,11 +473,16 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
             CircuitDecision::Closed | CircuitDecision::HalfOpenProbe => {}
         }
         for ip in &mx.addrs {
+            let addr = SocketAddr::new(*ip, ctx.config.smtp_port);
+            let Some(ip_lease) = address_slot(ctx, addr).await? else {
+                address_busy = true;
+                continue;
+            };
             let key = format!("connect:{}", batch.site);
             if let Some(delay) = take_cells(ctx, &key, ctx.shaping.connect_rate, 1).await? {
+                release(ctx, &ip_lease).await;
                 return Ok(Opened::Later(delay));
             }
-            let addr = SocketAddr::new(*ip, ctx.config.smtp_port);
             match ctx.connector.connect(&mx.name, addr).await {
                 Ok(session) => {
                     ctx.metrics
@@ -455,9 +492,11 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
                         session,
                         host: mx.name.clone(),
                         addr,
+                        ip_lease,
                     }));
                 }
                 Err(failure) => {
+                    release(ctx, &ip_lease).await;
                     tracing::debug!(host = %mx.name, %addr, ?failure, "connect failed");
                     ctx.state
                         .circuit_report(&mx.name, false, &ctx.shaping.backoff)
@@ -469,11 +508,46 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
     }
     Ok(match (last_failure, open_for) {
         (Some(failure), _) => Opened::Failed(failure),
-        (None, Some(delay)) => Opened::Later(delay),
+        _ if address_busy => Opened::Later(ADDRESS_BUSY_RETRY),
+        (None, Some(delay)) => Opened::CircuitOpen(delay),
         (None, None) => Opened::Failed(ProbeFailure::ConnectionFailed(
             "no MX host address to connect to".into(),
         )),
     })
+}
+
+/// How long to wait for a server address's session slot in place before rescheduling.
+const ADDRESS_WAIT: Duration = Duration::from_secs(2);
+const ADDRESS_BUSY_RETRY: Duration = Duration::from_millis(500);
+
+/// One of the site's `max_sessions` slots at this server address, fleet-wide, waiting briefly
+/// for one to free up.
+async fn address_slot<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    addr: SocketAddr,
+) -> Result<Option<Lease>, Error> {
+    let key = format!("ip:{}", addr.ip());
+    let ttl = ctx.shaping.session_max_age + ctx.shaping.session_idle + Duration::from_secs(60);
+    let started = Instant::now();
+    loop {
+        if let Some(lease) = ctx
+            .state
+            .lease_acquire(&key, &ctx.holder, ctx.shaping.max_sessions, ttl)
+            .await?
+        {
+            return Ok(Some(lease));
+        }
+        if started.elapsed() >= ADDRESS_WAIT {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn release<Q: WorkQueue, S: StateStore>(ctx: &SiteContext<Q, S>, lease: &Lease) {
+    if let Err(error) = ctx.state.lease_release(lease).await {
+        tracing::warn!(%error, "address slot not released; it will lapse");
+    }
 }
 
 /// Takes `cells` from a GCRA bucket, sleeping for short waits. `Some(delay)` when the wait is
@@ -505,14 +579,15 @@ async fn retire_if_spent<Q: WorkQueue, S: StateStore>(
             || l.session.rejected_rcpts() >= ctx.shaping.retire_after_rejected
     });
     if spent {
-        retire(live).await;
+        retire(ctx, live).await;
     }
 }
 
-/// QUIT (when still usable) and forget the session.
-pub async fn retire(live: &mut Option<Live>) {
+/// QUIT (when still usable), forget the session and give its address slot back.
+pub async fn retire<Q: WorkQueue, S: StateStore>(ctx: &SiteContext<Q, S>, live: &mut Option<Live>) {
     if let Some(current) = live.take() {
         current.session.quit().await;
+        release(ctx, &current.ip_lease).await;
     }
 }
 

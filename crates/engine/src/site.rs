@@ -202,7 +202,7 @@ async fn session_task<Q: WorkQueue, S: StateStore>(
             }
             Err(error) => {
                 tracing::warn!(site = %ctx.site, %error, "batch not settled; giving it back");
-                batch_run::retire(&mut live).await;
+                batch_run::retire(ctx, &mut live).await;
                 let _ = delivery.requeue().await;
             }
         }
@@ -214,5 +214,5 @@ async fn session_task<Q: WorkQueue, S: StateStore>(
             break;
         }
     }
-    batch_run::retire(&mut live).await;
+    batch_run::retire(ctx, &mut live).await;
 }

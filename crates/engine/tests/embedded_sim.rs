@@ -43,7 +43,11 @@ async fn example_fleet_matches_ground_truth_and_stays_polite() {
         smtp_port: fleet.smtp_port(),
         allow_private_targets: true,
         connect_timeout: Duration::from_secs(2),
-        greylist_retry: vec![Duration::from_millis(600), Duration::from_secs(1), Duration::from_secs(2)],
+        greylist_retry: vec![
+            Duration::from_millis(600),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        ],
         defer_retry: vec![Duration::from_millis(200), Duration::from_millis(400)],
         ..EngineConfig::default()
     };
@@ -75,7 +79,11 @@ async fn example_fleet_matches_ground_truth_and_stays_polite() {
         let rows = rows.clone();
         tokio::spawn(async move {
             for (i, text) in rows.into_iter().enumerate() {
-                let row = InputRow { row: i as u64 + 1, text, payload: () };
+                let row = InputRow {
+                    row: i as u64 + 1,
+                    text,
+                    payload: (),
+                };
                 if in_tx.send(row).await.is_err() {
                     return;
                 }
@@ -108,7 +116,8 @@ async fn example_fleet_matches_ground_truth_and_stays_polite() {
     let mut mismatches = Vec::new();
     for (i, truth) in fleet.truth().iter().enumerate() {
         let got = &out[&(i as u64 + 1)].verdict;
-        let (want_status, want_reason) = (status_reason(&truth.status), status_reason(&truth.reason));
+        let (want_status, want_reason) =
+            (status_reason(&truth.status), status_reason(&truth.reason));
         if truth.deterministic
             && (got.status().as_str() != want_status || got.reason().as_str() != want_reason)
         {
@@ -123,9 +132,19 @@ async fn example_fleet_matches_ground_truth_and_stays_polite() {
             ));
         }
     }
-    assert!(mismatches.is_empty(), "verdicts differ from the truth:\n{}", mismatches.join("\n"));
-    assert_eq!(out[&(listed as u64 + 1)].verdict.reason().as_str(), "invalid_syntax");
-    assert_eq!(out[&(listed as u64 + 2)].verdict.reason().as_str(), "invalid_syntax");
+    assert!(
+        mismatches.is_empty(),
+        "verdicts differ from the truth:\n{}",
+        mismatches.join("\n")
+    );
+    assert_eq!(
+        out[&(listed as u64 + 1)].verdict.reason().as_str(),
+        "invalid_syntax"
+    );
+    assert_eq!(
+        out[&(listed as u64 + 2)].verdict.reason().as_str(),
+        "invalid_syntax"
+    );
     assert!(out[&(listed as u64 + 3)].duplicate);
 
     let counters = fleet.counters();

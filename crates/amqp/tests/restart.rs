@@ -1,0 +1,111 @@
+//! Surviving a broker restart (`rabbitmqctl stop_app` / `start_app`). It restarts the SHARED
+//! broker on this machine, so it is ignored by default and must run alone:
+//!
+//! ```text
+//! cargo test -p rollcall-amqp --test restart -- --ignored broker_restart
+//! ```
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{batch, cleanup, config, connect, recv};
+use rollcall_core::ports::WorkQueue;
+
+/// Starts the broker application again even when the test fails half-way.
+struct StartAppOnDrop;
+
+impl Drop for StartAppOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .status();
+    }
+}
+
+async fn rabbitmqctl(command: &str) {
+    let status = tokio::process::Command::new("rabbitmqctl")
+        .arg(command)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "rabbitmqctl {command}: {status}");
+}
+
+#[tokio::test]
+#[ignore = "restarts the shared broker; run alone with --ignored broker_restart"]
+async fn broker_restart_is_survived() {
+    let mut cfg = config(2);
+    cfg.publish_timeout = Duration::from_secs(90);
+    let Some(queue) = connect(cfg).await else {
+        return;
+    };
+    queue.consume_shards(&[0, 1]).await.unwrap();
+    for i in 0..5 {
+        queue
+            .publish(&batch(&format!("mx{i}.r.test"), i, 1))
+            .await
+            .unwrap();
+    }
+    // Settle four, hold one across the restart.
+    let mut held = None;
+    for _ in 0..5 {
+        let d = recv(&queue, Duration::from_secs(10))
+            .await
+            .expect("delivery");
+        if d.batch.items[0].item.get() == 4 {
+            held = Some(d);
+        } else {
+            d.ack().await.unwrap();
+        }
+    }
+    let held = held.expect("batch 4 was delivered");
+
+    let _restart_guard = StartAppOnDrop;
+    rabbitmqctl("stop_app").await;
+
+    // Single confirmed publishes, then a windowed burst, all during the outage.
+    let publishing = tokio::spawn({
+        let queue = queue.clone();
+        async move {
+            for i in 5..25 {
+                queue
+                    .publish(&batch(&format!("mx{i}.r.test"), i, 1))
+                    .await?;
+            }
+            let mut publisher = queue.publisher();
+            for i in 25..125 {
+                publisher
+                    .send(&batch(&format!("mx{i}.r.test"), i, 1))
+                    .await?;
+            }
+            publisher.flush().await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !publishing.is_finished(),
+        "a publish completed while the broker was down"
+    );
+    rabbitmqctl("start_app").await;
+    publishing.await.unwrap().unwrap();
+
+    // The held delivery's channel is gone: its ack fails and the broker delivers it again.
+    assert!(held.ack().await.is_err());
+    let mut seen = HashSet::new();
+    while seen.len() < 121 {
+        let d = recv(&queue, Duration::from_secs(30))
+            .await
+            .expect("consuming resumed after the restart");
+        seen.insert(d.batch.items[0].item.get());
+        d.ack().await.unwrap();
+    }
+    assert_eq!(seen, (4..125).collect::<HashSet<u64>>());
+    let stats = queue.stats();
+    assert!(stats.reconnects >= 1, "{stats:?}");
+    assert!(stats.ack_failures >= 1, "{stats:?}");
+    assert_eq!(queue.consumed_shards(), vec![0, 1]);
+    eprintln!("after the restart: {stats:?}");
+    cleanup(&queue).await;
+}

@@ -1,0 +1,286 @@
+//! Config parsing, validation and precedence.
+
+use super::*;
+use clap::Parser;
+
+#[derive(Parser)]
+struct Flags {
+    #[command(flatten)]
+    engine: EngineFlags,
+}
+
+fn flags(args: &[&str]) -> EngineFlags {
+    let mut argv = vec!["rollcall"];
+    argv.extend_from_slice(args);
+    Flags::try_parse_from(argv).unwrap().engine
+}
+
+const FILE: &str = r#"
+[identity]
+helo = "mx-probe.example.com"
+mail_from = "bounce@example.com"
+egress = "192.0.2.10"
+
+[smtp]
+port = 2525
+tls = "require"
+connect_timeout = "5s"
+command_timeout = "30s"
+
+[dns]
+servers = ["127.0.0.1:5353", "::1"]
+allow_private_targets = true
+timeout = "500ms"
+
+[retry]
+greylist = "7s,15s,30s"
+defer = ["1s", "2s"]
+
+[shaping.default]
+max_sessions = 3
+
+[[shaping.site]]
+pattern = "*.example.net"
+max_sessions = 1
+rcpt_per_minute = 10
+
+[engine]
+batch_size = 20
+"#;
+
+#[test]
+fn valid_file_parses_every_section() {
+    let c = Config::from_toml(FILE).unwrap();
+    assert_eq!(c.identity.helo.as_deref(), Some("mx-probe.example.com"));
+    assert_eq!(c.identity.egress, Some("192.0.2.10".parse().unwrap()));
+    assert_eq!(c.smtp.port, Some(2525));
+    assert_eq!(c.smtp.tls, Some(TlsSetting::Require));
+    assert_eq!(c.smtp.connect_timeout, Some(Duration::from_secs(5)));
+    assert_eq!(
+        c.dns.servers,
+        Some(vec![
+            "127.0.0.1:5353".parse().unwrap(),
+            "[::1]:53".parse().unwrap()
+        ])
+    );
+    assert_eq!(c.dns.timeout, Some(Duration::from_millis(500)));
+    assert_eq!(
+        c.retry.greylist,
+        Some(vec![
+            Duration::from_secs(7),
+            Duration::from_secs(15),
+            Duration::from_secs(30)
+        ])
+    );
+    assert_eq!(
+        c.retry.defer,
+        Some(vec![Duration::from_secs(1), Duration::from_secs(2)])
+    );
+    assert_eq!(c.shaping.default.max_sessions, Some(3));
+    assert_eq!(c.shaping.site.len(), 1);
+    assert_eq!(c.shaping.site[0].pattern, "*.example.net");
+    assert_eq!(c.shaping.site[0].shaping.rcpt_per_minute, Some(10));
+    assert_eq!(c.engine.batch_size, Some(20));
+}
+
+#[test]
+fn empty_file_is_all_defaults() {
+    assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    let s = build_engine_config(&Config::default(), &flags(&[]), "probe.example.org").unwrap();
+    assert!(s.helo_defaulted);
+    assert_eq!(s.engine.helo_name, "probe.example.org");
+    assert_eq!(s.engine.mail_from, "verify@probe.example.org");
+    assert_eq!(s.engine.smtp_port, 25);
+    assert_eq!(s.engine.greylist_retry.len(), 5);
+    assert!(!s.engine.allow_private_targets);
+    assert!(s.resolver.nameservers.is_empty());
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let err =
+        Config::from_toml("[identity]\nhelo = \"a.example\"\nhelo_name = \"x\"\n").unwrap_err();
+    let line = err.to_string();
+    assert!(line.contains("line 3"), "{line}");
+    assert!(line.contains("`identity.helo_name`"), "{line}");
+    assert!(line.contains("unknown field"), "{line}");
+    assert!(line.contains(EXAMPLE_CONFIG), "{line}");
+    assert!(!line.contains('\n'), "{line}");
+}
+
+#[test]
+fn unknown_section_and_unknown_shaping_key_are_rejected() {
+    let err = Config::from_toml("[smpt]\nport = 25\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `smpt`"), "{err}");
+    let err = Config::from_toml("[[shaping.site]]\npattern = \"*.x.com\"\nmax_sesions = 2\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_sesions"), "{err}");
+}
+
+#[test]
+fn bad_values_name_the_setting() {
+    let err = Config::from_toml("[smtp]\nconnect_timeout = \"10\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`smtp.connect_timeout`"), "{err}");
+    assert!(err.contains("no unit"), "{err}");
+    let err = Config::from_toml("[smtp]\ntls = \"always\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`smtp.tls`"), "{err}");
+    let err = Config::from_toml("[dns]\nservers = [\"resolver\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`dns.servers`") && err.contains("ADDR:PORT"),
+        "{err}"
+    );
+    let err = Config::from_toml("[retry]\ngreylist = \"6m,10x\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`retry.greylist`") && err.contains("unknown unit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn merged_values_are_checked() {
+    let c = Config::from_toml("[engine]\nbatch_size = 0\n").unwrap();
+    let err = build_engine_config(&c, &flags(&[]), "a.example")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`engine.batch_size`"), "{err}");
+    let err = build_engine_config(
+        &Config::default(),
+        &flags(&["--helo", "bad name"]),
+        "a.example",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`identity.helo`"), "{err}");
+    let err = build_engine_config(
+        &Config::default(),
+        &flags(&["--mail-from", "nobody"]),
+        "a.example",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`identity.mail_from`"), "{err}");
+    let s = build_engine_config(
+        &Config::default(),
+        &flags(&["--mail-from", "<>"]),
+        "a.example",
+    )
+    .unwrap();
+    assert_eq!(s.engine.mail_from, "");
+}
+
+#[test]
+fn file_values_apply_when_no_flag_is_given() {
+    let c = Config::from_toml(FILE).unwrap();
+    let s = build_engine_config(&c, &flags(&[]), "unused.example").unwrap();
+    assert!(!s.helo_defaulted);
+    assert_eq!(s.engine.helo_name, "mx-probe.example.com");
+    assert_eq!(s.engine.mail_from, "bounce@example.com");
+    assert_eq!(s.engine.smtp_port, 2525);
+    assert_eq!(s.engine.tls, TlsMode::Require);
+    assert_eq!(s.engine.connect_timeout, Duration::from_secs(5));
+    assert_eq!(
+        s.engine.greeting_timeout,
+        EngineConfig::default().greeting_timeout
+    );
+    assert_eq!(s.engine.greylist_retry[0], Duration::from_secs(7));
+    assert!(s.engine.allow_private_targets && s.resolver.allow_private_targets);
+    assert_eq!(s.engine.batch_size, 20);
+    assert_eq!(s.engine.shaping.default.max_sessions, 3);
+    assert_eq!(s.engine.shaping.rules[0].pattern, "*.example.net");
+    assert_eq!(s.resolver.nameservers.len(), 2);
+    assert_eq!(s.resolver.timeout, Duration::from_millis(500));
+}
+
+#[test]
+fn flags_override_the_file() {
+    let c = Config::from_toml(FILE).unwrap();
+    let f = flags(&[
+        "--helo",
+        "flag.example.org",
+        "--smtp-port",
+        "2626",
+        "--tls",
+        "never",
+        "--dns",
+        "127.0.0.2:53",
+        "--dns",
+        "127.0.0.3",
+        "--greylist-retry",
+        "1s,2s",
+        "--connect-timeout",
+        "2s",
+        "--batch-size",
+        "7",
+    ]);
+    let s = build_engine_config(&c, &f, "unused.example").unwrap();
+    assert_eq!(s.engine.helo_name, "flag.example.org");
+    // mail_from still comes from the file: only what a flag sets is overridden.
+    assert_eq!(s.engine.mail_from, "bounce@example.com");
+    assert_eq!(s.engine.smtp_port, 2626);
+    assert_eq!(s.engine.tls, TlsMode::Never);
+    assert_eq!(
+        s.resolver.nameservers,
+        vec![
+            "127.0.0.2:53".parse::<SocketAddr>().unwrap(),
+            "127.0.0.3:53".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        s.engine.greylist_retry,
+        vec![Duration::from_secs(1), Duration::from_secs(2)]
+    );
+    assert_eq!(s.engine.connect_timeout, Duration::from_secs(2));
+    assert_eq!(s.engine.batch_size, 7);
+}
+
+#[test]
+fn bad_flag_values_are_refused_by_the_parser() {
+    let mut argv = vec!["rollcall", "--greylist-retry", "6m,ten"];
+    assert!(Flags::try_parse_from(&argv).is_err());
+    argv = vec!["rollcall", "--dns", "nameserver.example"];
+    assert!(Flags::try_parse_from(&argv).is_err());
+}
+
+#[test]
+fn nameserver_forms() {
+    assert_eq!(
+        parse_nameserver("127.0.0.1").unwrap(),
+        "127.0.0.1:53".parse().unwrap()
+    );
+    assert_eq!(
+        parse_nameserver("[::1]:5353").unwrap(),
+        "[::1]:5353".parse().unwrap()
+    );
+    assert!(parse_nameserver("127.0.0.1:99999").is_err());
+}
+
+#[test]
+fn example_config_parses_and_builds() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(EXAMPLE_CONFIG);
+    let c = Config::from_file(&path).unwrap();
+    assert!(c.identity.helo.is_some());
+    assert!(c.shaping.site.iter().any(|r| r.pattern.contains("google")));
+    assert!(c.shaping.site.iter().any(|r| r.pattern.contains("outlook")));
+    assert!(c.shaping.site.iter().any(|r| r.pattern.contains("yahoo")));
+    build_engine_config(&c, &EngineFlags::default(), "unused.example").unwrap();
+}
+
+#[test]
+fn missing_file_says_so() {
+    let err = Config::from_file(Path::new("/nonexistent/rollcall.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.to_string().contains("--config"));
+}

@@ -1,0 +1,477 @@
+//! Output formats: one CSV record or one JSON line per output row, written as results come
+//! (completion order, not input order: the `row` column/field gives the input position, so
+//! `sort -t, -k row` or a `jq -s 'sort_by(.row)'` restores it).
+//!
+//! CSV columns: the input's columns (CSV input: its header; text input: `address`; JSONL input:
+//! `address,input` with the original object as JSON), then
+//! `status,reason,mx,smtp_code,enhanced_code,flags,duplicate,detail,smtp_text,row`.
+//! JSONL fields: `row, address, status, reason, mx, smtp_code, enhanced_code, smtp_text, flags,
+//! duplicate, detail`, and `input` (the original fields) for CSV and JSONL input.
+//!
+//! Owns the formats and the `RowSink` trait the run loop writes to; does not decide when to
+//! flush (the run loop does, about every second) or what a verdict is.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use rollcall_core::Verdict;
+use rollcall_engine::coordinator::OutputRow;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::rows::{Fields, InputFormat, Record};
+
+/// How results are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Csv,
+    Jsonl,
+}
+
+impl OutputFormat {
+    /// From the output file name: `.jsonl` or `.ndjson` JSONL, anything else (and stdout) CSV.
+    pub fn from_path(path: Option<&Path>) -> OutputFormat {
+        match path.map(InputFormat::from_path) {
+            Some(InputFormat::Jsonl) => OutputFormat::Jsonl,
+            _ => OutputFormat::Csv,
+        }
+    }
+}
+
+/// Verdict columns appended after the input's columns, in this order.
+pub const VERDICT_COLUMNS: [&str; 10] = [
+    "status",
+    "reason",
+    "mx",
+    "smtp_code",
+    "enhanced_code",
+    "flags",
+    "duplicate",
+    "detail",
+    "smtp_text",
+    "row",
+];
+
+/// Where output rows go.
+pub trait RowSink<P> {
+    fn write_row(&mut self, row: &OutputRow<P>) -> io::Result<()>;
+    /// Pushes buffered rows to the file or pipe, so what is there is whole and readable.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// What the input looked like, so its columns can be written back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputShape {
+    Text,
+    Csv(Vec<String>),
+    Jsonl,
+}
+
+/// Opens the writer for `format` over `out`; the CSV header is written at once.
+pub fn open_sink(
+    format: OutputFormat,
+    out: Box<dyn Write + Send>,
+    shape: InputShape,
+) -> io::Result<Box<dyn RowSink<Record> + Send>> {
+    Ok(match format {
+        OutputFormat::Csv => Box::new(CsvOutput::new(out, shape)?),
+        OutputFormat::Jsonl => Box::new(JsonlOutput::new(out, shape)),
+    })
+}
+
+/// The detail column: what was wrong with the input record first, then the verdict's detail.
+fn detail(record: &Record, verdict: &Verdict) -> Option<String> {
+    match (&record.malformed, &verdict.detail) {
+        (Some(m), Some(d)) => Some(format!("malformed input: {m}; {d}")),
+        (Some(m), None) => Some(format!("malformed input: {m}")),
+        (None, d) => d.clone(),
+    }
+}
+
+fn flags(verdict: &Verdict) -> Vec<&'static str> {
+    verdict.flags.names()
+}
+
+/// CSV writer.
+pub struct CsvOutput<W: Write> {
+    writer: csv::Writer<W>,
+    shape: InputShape,
+    fields: Vec<String>,
+}
+
+impl<W: Write> CsvOutput<W> {
+    pub fn new(out: W, shape: InputShape) -> io::Result<Self> {
+        let mut writer = csv::WriterBuilder::new().flexible(false).from_writer(out);
+        let mut header: Vec<&str> = match &shape {
+            InputShape::Text => vec!["address"],
+            InputShape::Csv(columns) => columns.iter().map(String::as_str).collect(),
+            InputShape::Jsonl => vec!["address", "input"],
+        };
+        header.extend(VERDICT_COLUMNS);
+        writer.write_record(&header).map_err(csv_error)?;
+        Ok(CsvOutput {
+            writer,
+            shape,
+            fields: Vec::new(),
+        })
+    }
+}
+
+fn csv_error(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}
+
+impl<W: Write> RowSink<Record> for CsvOutput<W> {
+    fn write_row(&mut self, row: &OutputRow<Record>) -> io::Result<()> {
+        let v = &row.verdict;
+        let record = &row.payload;
+        self.fields.clear();
+        match (&self.shape, &record.fields) {
+            (InputShape::Csv(columns), Fields::Csv(fields)) => {
+                // A malformed record is padded or cut to the header's width so the file stays a
+                // valid CSV; a cut record's whole text goes into `detail` below.
+                self.fields
+                    .extend(fields.iter().take(columns.len()).cloned());
+                self.fields.resize(columns.len(), String::new());
+            }
+            (InputShape::Csv(columns), _) => self.fields.resize(columns.len(), String::new()),
+            (InputShape::Text, _) => self.fields.push(row.text.clone()),
+            (InputShape::Jsonl, fields) => {
+                self.fields.push(row.text.clone());
+                self.fields.push(match fields {
+                    Fields::Json(value) => value.to_string(),
+                    _ => String::new(),
+                });
+            }
+        }
+        let e = &v.evidence;
+        let mut detail = detail(record, v).unwrap_or_default();
+        if let (InputShape::Csv(columns), Fields::Csv(fields)) = (&self.shape, &record.fields)
+            && fields.len() > columns.len()
+        {
+            detail = format!("{detail} (record: {})", row.text);
+        }
+        self.fields.extend([
+            v.status().as_str().to_string(),
+            v.reason().as_str().to_string(),
+            e.mx_host.clone().unwrap_or_default(),
+            e.smtp_code.map(|c| c.to_string()).unwrap_or_default(),
+            e.enhanced_code.map(|c| c.to_string()).unwrap_or_default(),
+            flags(v).join(";"),
+            row.duplicate.to_string(),
+            detail,
+            e.smtp_text
+                .as_ref()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+            row.row.to_string(),
+        ]);
+        self.writer.write_record(&self.fields).map_err(csv_error)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// JSONL writer.
+pub struct JsonlOutput<W: Write> {
+    out: io::BufWriter<W>,
+    /// The CSV header, to key a CSV record's fields under `input`.
+    columns: Vec<String>,
+}
+
+impl<W: Write> JsonlOutput<W> {
+    pub fn new(out: W, shape: InputShape) -> Self {
+        JsonlOutput {
+            out: io::BufWriter::with_capacity(64 * 1024, out),
+            columns: match shape {
+                InputShape::Csv(columns) => columns,
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+/// One JSONL line (field order is the documented order).
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    row: u64,
+    address: &'a str,
+    status: &'static str,
+    reason: &'static str,
+    mx: Option<&'a str>,
+    smtp_code: Option<u16>,
+    enhanced_code: Option<String>,
+    smtp_text: Option<&'a str>,
+    flags: Vec<&'static str>,
+    duplicate: bool,
+    detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<Value>,
+}
+
+impl<W: Write> RowSink<Record> for JsonlOutput<W> {
+    fn write_row(&mut self, row: &OutputRow<Record>) -> io::Result<()> {
+        let v = &row.verdict;
+        let e = &v.evidence;
+        let input = match &row.payload.fields {
+            Fields::None => None,
+            Fields::Json(value) => Some(value.clone()),
+            Fields::Csv(fields) => Some(csv_object(&self.columns, fields)),
+        };
+        let line = JsonRow {
+            row: row.row,
+            address: &row.text,
+            status: v.status().as_str(),
+            reason: v.reason().as_str(),
+            mx: e.mx_host.as_deref(),
+            smtp_code: e.smtp_code,
+            enhanced_code: e.enhanced_code.map(|c| c.to_string()),
+            smtp_text: e.smtp_text.as_ref().map(|t| t.as_str()),
+            flags: flags(v),
+            duplicate: row.duplicate,
+            detail: detail(&row.payload, v),
+            input,
+        };
+        serde_json::to_writer(&mut self.out, &line).map_err(io::Error::other)?;
+        self.out.write_all(b"\n")
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// CSV fields as an object keyed by the header; fields beyond the header go under `_extra`.
+fn csv_object(columns: &[String], fields: &[String]) -> Value {
+    let mut map = Map::new();
+    let mut extra = Vec::new();
+    for (i, field) in fields.iter().enumerate() {
+        match columns.get(i) {
+            Some(name) => {
+                map.insert(name.clone(), Value::String(field.clone()));
+            }
+            None => extra.push(Value::String(field.clone())),
+        }
+    }
+    if !extra.is_empty() {
+        map.insert("_extra".to_string(), Value::Array(extra));
+    }
+    Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rollcall_core::{EmailAddress, EnhancedCode, Evidence, Flags, Reason};
+    use serde_json::json;
+
+    use super::*;
+
+    fn rejected() -> Arc<Verdict> {
+        let address = EmailAddress::parse("info@example.com").unwrap();
+        let mut evidence = Evidence::for_address(&address);
+        evidence.set_reply(
+            550,
+            EnhancedCode::parse("5.1.1"),
+            "5.1.1 <info@example.com>: User unknown",
+        );
+        evidence.mx_host = Some("mx1.example.com".into());
+        let flags = Flags {
+            role_account: true,
+            free_provider: true,
+            ..Flags::default()
+        };
+        Arc::new(Verdict::new(Reason::MailboxNotFound, evidence).with_flags(flags))
+    }
+
+    fn out_row(
+        row: u64,
+        text: &str,
+        payload: Record,
+        verdict: Arc<Verdict>,
+        duplicate: bool,
+    ) -> OutputRow<Record> {
+        OutputRow {
+            row,
+            text: text.into(),
+            payload,
+            verdict,
+            duplicate,
+        }
+    }
+
+    fn csv_text(shape: InputShape, rows: &[OutputRow<Record>]) -> String {
+        let mut out = CsvOutput::new(Vec::new(), shape).unwrap();
+        for row in rows {
+            out.write_row(row).unwrap();
+        }
+        RowSink::<Record>::flush(&mut out).unwrap();
+        String::from_utf8(out.writer.into_inner().unwrap()).unwrap()
+    }
+
+    fn jsonl_values(shape: InputShape, rows: &[OutputRow<Record>]) -> Vec<Value> {
+        let mut out = JsonlOutput::new(Vec::new(), shape);
+        for row in rows {
+            out.write_row(row).unwrap();
+        }
+        let bytes = out.out.into_inner().unwrap();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn format_from_output_name() {
+        assert_eq!(OutputFormat::from_path(None), OutputFormat::Csv);
+        assert_eq!(
+            OutputFormat::from_path(Some(Path::new("r.ndjson"))),
+            OutputFormat::Jsonl
+        );
+        assert_eq!(
+            OutputFormat::from_path(Some(Path::new("r.txt"))),
+            OutputFormat::Csv
+        );
+    }
+
+    #[test]
+    fn csv_of_text_input_has_the_documented_columns() {
+        let text = csv_text(
+            InputShape::Text,
+            &[out_row(
+                7,
+                "info@example.com",
+                Record::plain(),
+                rejected(),
+                true,
+            )],
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "address,status,reason,mx,smtp_code,enhanced_code,flags,duplicate,detail,smtp_text,row",
+                "info@example.com,undeliverable,mailbox_not_found,mx1.example.com,550,5.1.1,\
+                 role_account;free_provider,true,,5.1.1 <info@example.com>: User unknown,7",
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_pads_short_records_and_notes_malformed_input() {
+        let record = Record {
+            fields: Fields::Csv(vec!["Ann".into()]),
+            malformed: Some("the record has 1 fields, the header 2".into()),
+        };
+        let address = EmailAddress::parse("x@example.com").unwrap();
+        let verdict = Arc::new(
+            Verdict::new(Reason::InvalidSyntax, Evidence::for_address(&address))
+                .with_detail("comma"),
+        );
+        let text = csv_text(
+            InputShape::Csv(vec!["name".into(), "email".into()]),
+            &[out_row(2, "Ann,", record, verdict, false)],
+        );
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        assert_eq!(reader.headers().unwrap().len(), 12);
+        let rec = reader.records().next().unwrap().unwrap();
+        assert_eq!(&rec[0], "Ann");
+        assert_eq!(&rec[1], "");
+        assert_eq!(&rec[3], "invalid_syntax");
+        assert_eq!(&rec[4], "");
+        assert_eq!(&rec[6], "");
+        assert_eq!(
+            &rec[9],
+            "malformed input: the record has 1 fields, the header 2; comma"
+        );
+    }
+
+    #[test]
+    fn jsonl_fields_for_text_and_jsonl_input() {
+        let plain = jsonl_values(
+            InputShape::Text,
+            &[out_row(
+                3,
+                "info@example.com",
+                Record::plain(),
+                rejected(),
+                false,
+            )],
+        );
+        assert_eq!(
+            plain[0],
+            json!({
+                "row": 3,
+                "address": "info@example.com",
+                "status": "undeliverable",
+                "reason": "mailbox_not_found",
+                "mx": "mx1.example.com",
+                "smtp_code": 550,
+                "enhanced_code": "5.1.1",
+                "smtp_text": "5.1.1 <info@example.com>: User unknown",
+                "flags": ["role_account", "free_provider"],
+                "duplicate": false,
+                "detail": null,
+            })
+        );
+        let record = Record {
+            fields: Fields::Json(json!({"email": "info@example.com", "id": 9})),
+            malformed: None,
+        };
+        let address = EmailAddress::parse("info@example.com").unwrap();
+        let bare = Arc::new(Verdict::new(
+            Reason::NoSuchDomain,
+            Evidence::for_address(&address),
+        ));
+        let lines = jsonl_values(
+            InputShape::Jsonl,
+            &[out_row(1, "info@example.com", record, bare, false)],
+        );
+        assert_eq!(
+            lines[0]["input"],
+            json!({"email": "info@example.com", "id": 9})
+        );
+        assert_eq!(lines[0]["enhanced_code"], Value::Null);
+        assert_eq!(lines[0]["mx"], Value::Null);
+        assert_eq!(lines[0]["flags"], json!([]));
+    }
+
+    #[test]
+    fn jsonl_line_order_is_the_documented_order() {
+        let lines = {
+            let mut out = JsonlOutput::new(Vec::new(), InputShape::Text);
+            out.write_row(&out_row(
+                1,
+                "info@example.com",
+                Record::plain(),
+                rejected(),
+                false,
+            ))
+            .unwrap();
+            String::from_utf8(out.out.into_inner().unwrap()).unwrap()
+        };
+        let keys = [
+            "\"row\"",
+            "\"address\"",
+            "\"status\"",
+            "\"reason\"",
+            "\"mx\"",
+            "\"smtp_code\"",
+            "\"enhanced_code\"",
+            "\"smtp_text\"",
+            "\"flags\"",
+            "\"duplicate\"",
+            "\"detail\"",
+        ];
+        let positions: Vec<usize> = keys.iter().map(|k| lines.find(k).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{lines}");
+        assert!(lines.ends_with('\n') && lines.matches('\n').count() == 1);
+    }
+}

@@ -1,0 +1,687 @@
+//! Input formats of `rollcall verify`: plain text (one address per line), CSV (an address
+//! column, other columns kept) and JSONL (an address field, other fields kept), read as a
+//! stream of `InputRow<Record>` without ever holding the whole file.
+//!
+//! Every record of the input becomes exactly one row, malformed or not: a CSV record with the
+//! wrong field count, bytes that are not UTF-8, a JSONL line that is not an object or lacks the
+//! field all become rows whose text is what could be read (invalid bytes written as `\xNN`,
+//! which no address contains) and whose `Record::malformed` says what was wrong. Blank lines of
+//! text and JSONL are not records. Owns reading and decoding; does not judge addresses (the
+//! engine does) and does not write anything (`output` does).
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use rollcall_engine::coordinator::InputRow;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+/// How the input is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// One address per line; blank lines skipped.
+    Text,
+    /// Comma-separated with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl InputFormat {
+    /// From the file name: `.csv`, `.jsonl` or `.ndjson`, anything else (and stdin) text.
+    pub fn from_path(path: &Path) -> InputFormat {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("csv") => InputFormat::Csv,
+            Some("jsonl" | "ndjson") => InputFormat::Jsonl,
+            _ => InputFormat::Text,
+        }
+    }
+}
+
+/// The fields of an input row besides its address text, to be written back out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fields {
+    /// Plain text input (or a caller with nothing to keep, like the demo).
+    None,
+    /// The CSV record's fields, in header order (more or fewer than the header when malformed).
+    Csv(Vec<String>),
+    /// The JSONL line: the object, or the line as a string when it was not an object.
+    Json(Value),
+}
+
+/// The payload of an input row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub fields: Fields,
+    /// What was wrong with the record, if anything (shown in the output's `detail`).
+    pub malformed: Option<String>,
+}
+
+impl Record {
+    /// A record with nothing to write back (input the caller made, like the demo's list).
+    #[allow(dead_code)] // until `rollcall demo` uses it
+    pub fn plain() -> Record {
+        Record {
+            fields: Fields::None,
+            malformed: None,
+        }
+    }
+}
+
+/// Input that cannot be read at all (as opposed to a malformed record, which is a row).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    #[error("cannot read the input: {0}")]
+    Io(#[from] io::Error),
+    #[error("column `{column}` is not in the CSV header (columns: {columns}); fix: --column NAME")]
+    NoColumn { column: String, columns: String },
+    #[error(
+        "--column applies to CSV and JSONL input; for a CSV or JSONL file with another extension add --input-format csv or jsonl"
+    )]
+    ColumnOnText,
+}
+
+impl InputError {
+    /// True when the user can fix it with a flag (exit code 64).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, InputError::Io(_))
+    }
+}
+
+/// CSV header names taken as the address column, in order of preference (case-insensitive).
+const ADDRESS_COLUMNS: [&str; 5] = [
+    "email",
+    "e-mail",
+    "email_address",
+    "email address",
+    "address",
+];
+/// JSONL fields taken as the address when `--column` is not given.
+const ADDRESS_FIELDS: [&str; 2] = ["email", "address"];
+/// A line longer than this is malformed (and only its start is kept): bounds memory on a file
+/// that is not line-oriented at all.
+pub const MAX_LINE: usize = 64 * 1024;
+
+type Source = Box<dyn Read + Send>;
+
+enum Format {
+    Text,
+    Csv {
+        reader: csv::Reader<Source>,
+        columns: Vec<String>,
+        index: usize,
+        record: csv::ByteRecord,
+    },
+    Jsonl {
+        column: Option<String>,
+    },
+}
+
+/// Reads rows one at a time (blocking I/O; run it off the async runtime, see `spawn_reader`).
+pub struct RowReader {
+    format: Format,
+    lines: BufReader<Source>,
+    line_no: u64,
+    record_no: u64,
+}
+
+impl RowReader {
+    /// Opens `source` as `format`; for CSV reads the header and picks the address column
+    /// (`column`, else the first of `ADDRESS_COLUMNS` present, else the first column).
+    pub fn open(
+        source: Source,
+        format: InputFormat,
+        column: Option<&str>,
+    ) -> Result<RowReader, InputError> {
+        let format = match format {
+            InputFormat::Text if column.is_some() => return Err(InputError::ColumnOnText),
+            InputFormat::Text => Format::Text,
+            InputFormat::Jsonl => Format::Jsonl {
+                column: column.map(str::to_string),
+            },
+            InputFormat::Csv => {
+                return RowReader::open_csv(source, column);
+            }
+        };
+        Ok(RowReader {
+            format,
+            lines: BufReader::new(source),
+            line_no: 0,
+            record_no: 0,
+        })
+    }
+
+    fn open_csv(source: Source, column: Option<&str>) -> Result<RowReader, InputError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(source);
+        let mut header = csv::ByteRecord::new();
+        reader.read_byte_record(&mut header).map_err(csv_io)?;
+        let mut columns: Vec<String> = header.iter().map(|f| decode(f).0).collect();
+        if let Some(first) = columns.first_mut() {
+            // Spreadsheets save UTF-8 CSV with a byte order mark.
+            *first = first.trim_start_matches('\u{feff}').to_string();
+        }
+        let index = address_column(&columns, column)?;
+        Ok(RowReader {
+            format: Format::Csv {
+                reader,
+                columns,
+                index,
+                record: csv::ByteRecord::new(),
+            },
+            // Unused for CSV: the csv reader owns the source.
+            lines: BufReader::new(Box::new(io::empty())),
+            line_no: 0,
+            record_no: 0,
+        })
+    }
+
+    /// The CSV header (empty for text and JSONL).
+    pub fn columns(&self) -> &[String] {
+        match &self.format {
+            Format::Csv { columns, .. } => columns,
+            _ => &[],
+        }
+    }
+
+    /// The next row, `None` at the end of the input. Row numbers: the line number for text
+    /// and JSONL (blank lines are counted but are not rows), the record number after the
+    /// header for CSV (1 = first data record).
+    pub fn next_row(&mut self) -> Result<Option<InputRow<Record>>, InputError> {
+        match &mut self.format {
+            Format::Csv {
+                reader,
+                columns,
+                index,
+                record,
+            } => {
+                if !reader.read_byte_record(record).map_err(csv_io)? {
+                    return Ok(None);
+                }
+                self.record_no += 1;
+                Ok(Some(csv_row(self.record_no, record, columns.len(), *index)))
+            }
+            Format::Text | Format::Jsonl { .. } => loop {
+                let Some((line, too_long)) = read_line(&mut self.lines)? else {
+                    return Ok(None);
+                };
+                self.line_no += 1;
+                if line.iter().all(u8::is_ascii_whitespace) && !too_long {
+                    continue;
+                }
+                let row = match &self.format {
+                    Format::Jsonl { column } => {
+                        jsonl_row(self.line_no, &line, too_long, column.as_deref())
+                    }
+                    _ => text_row(self.line_no, &line, too_long),
+                };
+                return Ok(Some(row));
+            },
+        }
+    }
+}
+
+fn csv_io(e: csv::Error) -> InputError {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => InputError::Io(e),
+        other => InputError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{other:?}"),
+        )),
+    }
+}
+
+/// Picks the address column of a CSV header.
+pub fn address_column(columns: &[String], wanted: Option<&str>) -> Result<usize, InputError> {
+    if let Some(wanted) = wanted {
+        return columns
+            .iter()
+            .position(|c| c == wanted)
+            .or_else(|| {
+                columns
+                    .iter()
+                    .position(|c| c.trim().eq_ignore_ascii_case(wanted.trim()))
+            })
+            .ok_or_else(|| InputError::NoColumn {
+                column: wanted.to_string(),
+                columns: columns.join(", "),
+            });
+    }
+    Ok(ADDRESS_COLUMNS
+        .iter()
+        .find_map(|name| {
+            columns
+                .iter()
+                .position(|c| c.trim().eq_ignore_ascii_case(name))
+        })
+        .unwrap_or(0))
+}
+
+fn csv_row(row: u64, record: &csv::ByteRecord, width: usize, index: usize) -> InputRow<Record> {
+    let mut bad_utf8 = false;
+    let fields: Vec<String> = record
+        .iter()
+        .map(|f| {
+            let (s, bad) = decode(f);
+            bad_utf8 |= bad;
+            s
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let text = if fields.len() == width {
+        fields.get(index).cloned().unwrap_or_default()
+    } else {
+        problems.push(format!(
+            "the record has {} fields, the header {width}",
+            fields.len()
+        ));
+        // The fields may have shifted: the address column cannot be trusted, so the text is the
+        // whole record as read, short records padded to the header's width (so it always holds
+        // a comma and never passes as an address).
+        let mut all = fields.clone();
+        all.resize(all.len().max(width.max(2)), String::new());
+        all.join(",")
+    };
+    if bad_utf8 {
+        problems.push("bytes that are not UTF-8, shown as \\xNN".to_string());
+    }
+    InputRow {
+        row,
+        text: text.trim().to_string(),
+        payload: Record {
+            fields: Fields::Csv(fields),
+            malformed: (!problems.is_empty()).then(|| problems.join("; ")),
+        },
+    }
+}
+
+fn text_row(row: u64, line: &[u8], too_long: bool) -> InputRow<Record> {
+    let (text, bad) = decode(line);
+    InputRow {
+        row,
+        text: text.trim().to_string(),
+        payload: Record {
+            fields: Fields::None,
+            malformed: line_problem(bad, too_long),
+        },
+    }
+}
+
+fn line_problem(bad_utf8: bool, too_long: bool) -> Option<String> {
+    match (bad_utf8, too_long) {
+        (_, true) => Some(format!(
+            "the line is longer than {MAX_LINE} bytes; only its start is kept"
+        )),
+        (true, false) => Some("bytes that are not UTF-8, shown as \\xNN".to_string()),
+        (false, false) => None,
+    }
+}
+
+fn jsonl_row(row: u64, line: &[u8], too_long: bool, column: Option<&str>) -> InputRow<Record> {
+    let (line_text, bad) = decode(line);
+    let line_text = line_text.trim().to_string();
+    let malformed = |text: String, problem: String| InputRow {
+        row,
+        text,
+        payload: Record {
+            fields: Fields::Json(Value::String(line_text.clone())),
+            malformed: Some(problem),
+        },
+    };
+    if let Some(problem) = line_problem(bad, too_long) {
+        return malformed(line_text.clone(), problem);
+    }
+    let object = match serde_json::from_str::<Value>(&line_text) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => {
+            return malformed(
+                line_text.clone(),
+                "the line is not a JSON object".to_string(),
+            );
+        }
+        Err(e) => return malformed(line_text.clone(), format!("the line is not JSON ({e})")),
+    };
+    let field = match column {
+        Some(column) => object.contains_key(column).then_some(column),
+        None => ADDRESS_FIELDS.into_iter().find(|f| object.contains_key(*f)),
+    };
+    let (text, problem) = match field.and_then(|f| object.get(f)) {
+        Some(Value::String(s)) => (s.trim().to_string(), None),
+        Some(other) => (
+            other.to_string(),
+            Some(format!(
+                "the `{}` field is not a string",
+                field.unwrap_or_default()
+            )),
+        ),
+        None => (
+            String::new(),
+            Some(match column {
+                Some(c) => format!("no `{c}` field"),
+                None => "no `email` or `address` field (fix: --column NAME)".to_string(),
+            }),
+        ),
+    };
+    InputRow {
+        row,
+        text,
+        payload: Record {
+            fields: Fields::Json(Value::Object(object)),
+            malformed: problem,
+        },
+    }
+}
+
+/// UTF-8 text of `bytes`, with each invalid byte written as `\xNN` (a backslash is not allowed
+/// in an unquoted local part or a domain, so such text never passes as an address). The flag
+/// says whether any byte was invalid.
+pub fn decode(bytes: &[u8]) -> (String, bool) {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return (s.to_string(), false);
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    (out, true)
+}
+
+/// Reads one line (without its `\n` or `\r\n`), keeping at most `MAX_LINE` bytes; the flag says
+/// whether the line was cut. `None` at the end of input.
+fn read_line(input: &mut impl BufRead) -> io::Result<Option<(Vec<u8>, bool)>> {
+    let mut line = Vec::new();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        any = true;
+        let (chunk, used, end) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..i], i + 1, true),
+            None => (buf, buf.len(), false),
+        };
+        let room = MAX_LINE.saturating_sub(line.len());
+        if chunk.len() > room {
+            too_long = true;
+        }
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        input.consume(used);
+        if end {
+            break;
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(Some((line, too_long)))
+}
+
+/// Reads `reader` on its own thread into `tx` (bounded: reading waits while the engine is
+/// busy). The answer is the number of rows sent, or why reading stopped early. A plain thread
+/// rather than `spawn_blocking`: a read stuck on a terminal must not hold up the runtime's exit.
+pub fn spawn_reader(
+    mut reader: RowReader,
+    tx: mpsc::Sender<InputRow<Record>>,
+) -> oneshot::Receiver<Result<u64, InputError>> {
+    let (done_tx, done_rx) = oneshot::channel();
+    let body = move || {
+        let mut sent = 0u64;
+        let result = loop {
+            match reader.next_row() {
+                Ok(Some(row)) => {
+                    // The engine stopped taking rows (interrupted): stop reading.
+                    if tx.blocking_send(row).is_err() {
+                        break Ok(sent);
+                    }
+                    sent += 1;
+                }
+                Ok(None) => break Ok(sent),
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = done_tx.send(result);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("rollcall-input".into())
+        .spawn(body)
+    {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Err(InputError::Io(e)));
+        return rx;
+    }
+    done_rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(input: &[u8], format: InputFormat, column: Option<&str>) -> Vec<InputRow<Record>> {
+        let source: Source = Box::new(io::Cursor::new(input.to_vec()));
+        let mut reader = RowReader::open(source, format, column).unwrap();
+        let mut rows = Vec::new();
+        while let Some(row) = reader.next_row().unwrap() {
+            rows.push(row);
+        }
+        rows
+    }
+
+    fn texts(rows: &[InputRow<Record>]) -> Vec<(u64, &str, bool)> {
+        rows.iter()
+            .map(|r| (r.row, r.text.as_str(), r.payload.malformed.is_some()))
+            .collect()
+    }
+
+    #[test]
+    fn format_from_extension() {
+        assert_eq!(InputFormat::from_path(Path::new("a.CSV")), InputFormat::Csv);
+        assert_eq!(
+            InputFormat::from_path(Path::new("a.ndjson")),
+            InputFormat::Jsonl
+        );
+        assert_eq!(
+            InputFormat::from_path(Path::new("a.jsonl")),
+            InputFormat::Jsonl
+        );
+        assert_eq!(
+            InputFormat::from_path(Path::new("list.txt")),
+            InputFormat::Text
+        );
+        assert_eq!(InputFormat::from_path(Path::new("-")), InputFormat::Text);
+    }
+
+    #[test]
+    fn text_lines_blank_skipped_crlf_and_bad_utf8() {
+        let rows = read_all(
+            b"a@example.com\r\n\n   \n b@example.com \nj\xe9r@example.com\nlast@example.com",
+            InputFormat::Text,
+            None,
+        );
+        assert_eq!(
+            texts(&rows),
+            vec![
+                (1, "a@example.com", false),
+                (4, "b@example.com", false),
+                (5, "j\\xE9r@example.com", true),
+                (6, "last@example.com", false),
+            ]
+        );
+        assert_eq!(rows[0].payload.fields, Fields::None);
+    }
+
+    #[test]
+    fn a_very_long_line_is_one_malformed_row() {
+        let mut input = vec![b'x'; MAX_LINE * 3];
+        input.extend_from_slice(b"\nok@example.com\n");
+        let rows = read_all(&input, InputFormat::Text, None);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].text.len(), MAX_LINE);
+        assert!(
+            rows[0]
+                .payload
+                .malformed
+                .as_deref()
+                .unwrap()
+                .contains("longer")
+        );
+        assert_eq!(texts(&rows)[1], (2, "ok@example.com", false));
+    }
+
+    #[test]
+    fn text_refuses_column() {
+        let source: Source = Box::new(io::empty());
+        assert!(matches!(
+            RowReader::open(source, InputFormat::Text, Some("email")),
+            Err(InputError::ColumnOnText)
+        ));
+    }
+
+    #[test]
+    fn csv_column_detection() {
+        let cols = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            address_column(&cols(&["name", "E-Mail", "x"]), None).unwrap(),
+            1
+        );
+        assert_eq!(
+            address_column(&cols(&["address", "Email"]), None).unwrap(),
+            1
+        );
+        assert_eq!(
+            address_column(&cols(&["id", " EMAIL_ADDRESS "]), None).unwrap(),
+            1
+        );
+        assert_eq!(
+            address_column(&cols(&["contact", "name"]), None).unwrap(),
+            0
+        );
+        assert_eq!(
+            address_column(&cols(&["a", "Work Mail"]), Some("work mail")).unwrap(),
+            1
+        );
+        let err = address_column(&cols(&["a", "b"]), Some("mail")).unwrap_err();
+        assert!(err.to_string().contains("columns: a, b"), "{err}");
+        assert!(err.is_usage());
+    }
+
+    #[test]
+    fn csv_rows_keep_fields_and_malformed_records_become_rows() {
+        let input = b"\xef\xbb\xbfname,Email,team\nAnn,ann@example.com,red\n\"Lee, Bo\",bo@example.com,\"blue\"\nshort@example.com\nX,x@example.com,y,extra\nJ,j\xff@example.com,z\n";
+        let source: Source = Box::new(io::Cursor::new(input.to_vec()));
+        let mut reader = RowReader::open(source, InputFormat::Csv, None).unwrap();
+        assert_eq!(reader.columns(), ["name", "Email", "team"]);
+        let mut rows = Vec::new();
+        while let Some(row) = reader.next_row().unwrap() {
+            rows.push(row);
+        }
+        assert_eq!(
+            texts(&rows),
+            vec![
+                (1, "ann@example.com", false),
+                (2, "bo@example.com", false),
+                (3, "short@example.com,,", true),
+                (4, "X,x@example.com,y,extra", true),
+                (5, "j\\xFF@example.com", true),
+            ]
+        );
+        assert_eq!(
+            rows[1].payload.fields,
+            Fields::Csv(vec![
+                "Lee, Bo".into(),
+                "bo@example.com".into(),
+                "blue".into()
+            ])
+        );
+        assert!(
+            rows[3]
+                .payload
+                .malformed
+                .as_deref()
+                .unwrap()
+                .contains("4 fields, the header 3")
+        );
+    }
+
+    #[test]
+    fn csv_named_column_and_missing_column() {
+        let rows = read_all(b"a,b\nx,y@example.com\n", InputFormat::Csv, Some("b"));
+        assert_eq!(texts(&rows), vec![(1, "y@example.com", false)]);
+        let source: Source = Box::new(io::Cursor::new(b"a,b\n".to_vec()));
+        assert!(matches!(
+            RowReader::open(source, InputFormat::Csv, Some("email")),
+            Err(InputError::NoColumn { .. })
+        ));
+    }
+
+    #[test]
+    fn jsonl_rows_and_malformed_lines() {
+        let input = b"{\"email\":\"a@example.com\",\"id\":1}\n\n{\"address\":\"b@example.com\"}\n[1,2]\nnot json\n{\"id\":2}\n{\"email\":42}\n{\"email\":\"c\xff@example.com\"}\n";
+        let rows = read_all(input, InputFormat::Jsonl, None);
+        assert_eq!(
+            texts(&rows),
+            vec![
+                (1, "a@example.com", false),
+                (3, "b@example.com", false),
+                (4, "[1,2]", true),
+                (5, "not json", true),
+                (6, "", true),
+                (7, "42", true),
+                (8, "{\"email\":\"c\\xFF@example.com\"}", true),
+            ]
+        );
+        assert_eq!(
+            rows[0].payload.fields,
+            Fields::Json(serde_json::json!({"email": "a@example.com", "id": 1}))
+        );
+        assert_eq!(
+            rows[2].payload.fields,
+            Fields::Json(Value::String("[1,2]".into()))
+        );
+    }
+
+    #[test]
+    fn jsonl_named_field() {
+        let rows = read_all(
+            b"{\"mail\":\"m@example.com\",\"email\":\"no\"}\n{\"email\":\"e@example.com\"}\n",
+            InputFormat::Jsonl,
+            Some("mail"),
+        );
+        assert_eq!(
+            texts(&rows),
+            vec![(1, "m@example.com", false), (2, "", true)]
+        );
+    }
+
+    #[tokio::test]
+    async fn reader_thread_sends_every_row_then_reports() {
+        let source: Source = Box::new(io::Cursor::new(b"a@x.example\nb@x.example\n".to_vec()));
+        let reader = RowReader::open(source, InputFormat::Text, None).unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let done = spawn_reader(reader, tx);
+        let mut got = Vec::new();
+        while let Some(row) = rx.recv().await {
+            got.push(row.text);
+        }
+        assert_eq!(got, ["a@x.example", "b@x.example"]);
+        assert_eq!(done.await.unwrap().unwrap(), 2);
+    }
+}
