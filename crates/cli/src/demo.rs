@@ -110,6 +110,7 @@ pub(crate) fn report_table(r: &Report) -> String {
             r.addresses_per_session
         ),
     );
+    line("connections refused", r.connections_refused.to_string());
     line("elapsed", format!("{:.1} s", r.elapsed_s));
     line("throughput", format!("{:.0} addresses/s", r.rate_per_s));
     line(

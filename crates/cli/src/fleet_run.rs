@@ -58,6 +58,8 @@ pub(crate) struct Report {
     pub max_conns_per_host: u64,
     pub session_cap: u32,
     pub connections: u64,
+    /// Connections the fleet refused (over its per-IP cap): should stay 0.
+    pub connections_refused: u64,
     pub transactions: u64,
     pub addresses_per_session: f64,
     pub elapsed_s: f64,
@@ -140,6 +142,10 @@ pub(crate) fn engine_config(fleet: &Fleet, spec: &FleetSpec, knobs: &Knobs) -> E
             Duration::from_secs(2),
         ],
         max_outstanding: 400_000,
+        worker_prefetch: std::env::var("RC_PREFETCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(512),
         ..EngineConfig::default()
     };
     let shaping = &mut config.shaping.default;
@@ -304,6 +310,7 @@ pub(crate) async fn run(
             .unwrap_or(0),
         session_cap: knobs.sessions,
         connections: t.connections,
+        connections_refused: t.connections_refused,
         transactions: t.transactions,
         addresses_per_session: summary.out as f64 / (t.connections.max(1)) as f64,
         elapsed_s: elapsed,

@@ -104,8 +104,13 @@ struct Open {
     since: Instant,
 }
 
-/// How long a partial batch waits for more addresses of its domain before it is published.
+/// A partial batch is published once the input has been quiet this long (a stream that
+/// pauses, e.g. a gRPC client between chunks)...
 const LINGER: Duration = Duration::from_millis(300);
+/// ...or once it has waited this long while rows keep coming. Real lists are not sorted by
+/// domain: publishing partial batches early would cut one domain into many small
+/// transactions, and transactions, not addresses, are what a polite prober pays for.
+const MAX_LINGER: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(25);
 const RESULTS_PAGE: usize = 8192;
 
@@ -120,6 +125,8 @@ struct Run<'a, Q, S, P> {
     open: HashMap<String, Open>,
     resolving: usize,
     resolved_tx: mpsc::UnboundedSender<(String, Resolution)>,
+    /// When the last input row arrived.
+    last_row: Instant,
     cursor: u64,
     summary: Summary,
     mx_names: HashSet<Arc<str>>,
@@ -161,6 +168,7 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
             open: HashMap::new(),
             resolving: 0,
             resolved_tx,
+            last_row: Instant::now(),
             cursor: 0,
             summary: Summary::default(),
             mx_names: HashSet::new(),
@@ -173,7 +181,10 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
             let room = run.pending.len() < self.config.max_outstanding;
             tokio::select! {
                 row = input.recv(), if !input_done && room => match row {
-                    Some(row) => run.ingest(row).await?,
+                    Some(row) => {
+                        run.last_row = Instant::now();
+                        run.ingest(row).await?;
+                    }
                     None => {
                         input_done = true;
                         run.flush_open(true).await?;
@@ -362,10 +373,14 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
     }
 
     async fn flush_open(&mut self, all: bool) -> Result<(), Error> {
+        let quiet = self.last_row.elapsed() >= LINGER;
+        if !all && !quiet && self.open.values().all(|o| o.since.elapsed() < MAX_LINGER) {
+            return Ok(());
+        }
         let due: Vec<String> = self
             .open
             .iter()
-            .filter(|(_, open)| all || open.since.elapsed() >= LINGER)
+            .filter(|(_, open)| all || quiet || open.since.elapsed() >= MAX_LINGER)
             .map(|(domain, _)| domain.clone())
             .collect();
         for domain in due {

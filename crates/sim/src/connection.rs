@@ -77,6 +77,10 @@ impl AsyncWrite for Io {
 }
 
 struct Conn {
+    /// Declared first so it drops first: the session leaves the concurrency count before the
+    /// socket closes, so a client that saw the close and connects again is never counted twice
+    /// (Postfix's anvil, too, counts a client until smtpd reports the disconnect).
+    slot: Option<crate::counters::SessionSlot>,
     io: Io,
     buf: Vec<u8>,
     eof: bool,
@@ -145,9 +149,10 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, host: u32, shared
     let entry = &shared.world.hosts[host as usize];
     let profile = entry.profile.clone();
     let name = entry.name.clone();
-    let (_slot, from_ip) = stats.open(peer.ip());
+    let (slot, from_ip) = stats.open(peer.ip());
     let connection_no = stats.connections.load(std::sync::atomic::Ordering::Relaxed);
     let mut conn = Conn {
+        slot: Some(slot),
         io: Io::Plain(stream),
         buf: Vec::new(),
         eof: false,
@@ -221,6 +226,8 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, host: u32, shared
                 Step::Continue => {}
                 Step::Close => {
                     let _ = conn.send(&out).await;
+                    // Out of the count before the client can see the close.
+                    conn.slot.take();
                     let _ = conn.io.shutdown().await;
                     return;
                 }

@@ -115,6 +115,26 @@ impl Connection {
         Ok(info)
     }
 
+    /// Reads (and discards) until the server closes its side: after the 221 to QUIT the server
+    /// closes the channel (RFC 5321 4.1.1.10). Waiting for that before giving a session slot
+    /// back means the server, which counts the connection until it has closed it, never sees
+    /// one more session than the cap. Callers bound this with a timeout.
+    pub(crate) async fn await_close(&mut self) {
+        let mut chunk = [0u8; 512];
+        // Bounded: a server that keeps talking after 221 gets at most this much attention.
+        for _ in 0..16 {
+            let read = match &mut self.io {
+                Transport::Plain(s) => s.read(&mut chunk).await,
+                Transport::Tls(s) => s.read(&mut chunk).await,
+                Transport::Gone => return,
+            };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// Best-effort close of the write side.
     pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
         match &mut self.io {

@@ -246,6 +246,10 @@ impl Session {
             Err(e) => Err(Error::Sequence(e)),
         };
         self.proto.close();
+        if result.is_ok() {
+            let wait = self.config.command_timeout.min(Duration::from_secs(2));
+            let _ = tokio::time::timeout(wait, self.conn.await_close()).await;
+        }
         let _ = self.conn.shutdown().await;
         result
     }
