@@ -75,6 +75,9 @@ fn bind_on(world: &World, port: u16) -> Result<Bound, (SocketAddr, io::Error)> {
     };
     for (i, h) in world.hosts.iter().enumerate() {
         let addr = SocketAddr::new(IpAddr::V4(h.ip), port);
+        if h.external {
+            continue;
+        }
         let socket = TcpSocket::new_v4().map_err(|e| (addr, e))?;
         if h.down {
             // No SO_REUSEADDR: a parallel fleet cannot take this address:port either.

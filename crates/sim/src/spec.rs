@@ -138,6 +138,11 @@ pub struct HostSpec {
     /// Nothing listens on a down host's address (connections are refused).
     #[serde(default)]
     pub down: bool,
+    /// A real server the fleet does not run (e.g. the interop Postfix): the fleet serves only
+    /// its DNS records and binds nothing on its address; truth comes from the domain's
+    /// listed mailboxes, which must match what that server knows.
+    #[serde(default)]
+    pub external: bool,
 }
 
 /// `[[site]]`: an MX set.

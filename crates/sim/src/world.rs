@@ -19,6 +19,8 @@ pub(crate) struct HostEntry {
     pub ip: Ipv4Addr,
     pub profile: Arc<Profile>,
     pub down: bool,
+    /// Served elsewhere: DNS only, nothing bound here.
+    pub external: bool,
 }
 
 /// One mail domain.
@@ -124,7 +126,8 @@ impl World {
                 None => pool.allocate()?,
             };
             let profile = Arc::new(spec.profile(h.profile.as_deref())?);
-            world.add_host(&h.name, ip, profile, h.down)?;
+            let idx = world.add_host(&h.name, ip, profile, h.down)?;
+            world.hosts[idx as usize].external = h.external;
         }
         let mut sites: HashMap<&str, Vec<(u16, u32)>> = HashMap::new();
         for s in &spec.sites {
@@ -204,6 +207,7 @@ impl World {
             ip,
             profile,
             down,
+            external: false,
         });
         self.host_index.insert(key, idx);
         Ok(idx)
