@@ -18,5 +18,5 @@ sleep 1
 echo "list: $(wc -l <"$work/list.txt") addresses"
 /usr/bin/time -f 'verify: peak RSS %M KB, user %U s, system %S s, wall %e s' \
   "$bin" verify "$work/list.txt" -o "$work/out.csv" --progress log \
-  --config benches/fleet/million.rollcall.toml --dns "127.0.0.1:$dns" --smtp-port "$port"
+  --config benches/fleet/million.rollcall.toml --dns "127.0.0.1:$dns" --smtp-port "$port" "$@"
 echo "output rows: $(($(wc -l <"$work/out.csv") - 1))"

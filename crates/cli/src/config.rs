@@ -351,7 +351,7 @@ pub struct EngineFlags {
     pub batch_size: Option<usize>,
 
     /// Addresses in flight at most; input reading pauses beyond (bounds memory).
-    /// [config: engine.max_outstanding; default 200000]
+    /// [config: engine.max_outstanding; default 100000]
     #[arg(long, value_name = "N", env = "ROLLCALL_MAX_OUTSTANDING")]
     pub max_outstanding: Option<usize>,
 }

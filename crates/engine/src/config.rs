@@ -77,7 +77,7 @@ impl Default for EngineConfig {
             allow_private_targets: false,
             shaping: ShapingTable::default(),
             batch_size: 100,
-            max_outstanding: 200_000,
+            max_outstanding: 100_000,
             worker_prefetch: 512,
         }
     }

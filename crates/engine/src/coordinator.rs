@@ -9,7 +9,7 @@
 //!
 //! Does not talk SMTP, does not decide verdicts from replies (the worker does).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,27 +64,59 @@ impl<Q, S> Clone for Coordinator<Q, S> {
     }
 }
 
-/// A finished address, kept small for duplicates that come later.
-#[derive(Debug, Clone)]
+/// A finished address, kept small (24 bytes) for duplicates that come later: a million
+/// finished addresses must not cost more than a few tens of MB.
+#[derive(Debug, Clone, Copy)]
 struct Compact {
     reason: Reason,
-    detail: Option<Arc<str>>,
-    code: Option<u16>,
-    enhanced: Option<EnhancedCode>,
-    mx: Option<Arc<str>>,
     flags: Flags,
+    /// The last SMTP code, 0 when none (no reply code is 0).
+    code: u16,
+    enhanced: Option<EnhancedCode>,
+    /// Indexes into the interned MX names and details (`NONE` when absent or not interned).
+    mx: u32,
+    detail: u32,
 }
 
-enum Slot {
-    Pending(ItemId),
-    Done(Box<Compact>),
+const NONE: u32 = u32::MAX;
+
+/// Strings that repeat across verdicts (MX host names, fixed details), stored once. Bounded:
+/// past `MAX_INTERNED` distinct strings a new one is not kept (a later duplicate lacks it).
+#[derive(Default)]
+struct Interner {
+    index: HashMap<Arc<str>, u32>,
+    values: Vec<Arc<str>>,
+}
+
+const MAX_INTERNED: usize = 100_000;
+
+impl Interner {
+    fn intern(&mut self, text: Option<&str>) -> u32 {
+        let Some(text) = text else { return NONE };
+        if let Some(&i) = self.index.get(text) {
+            return i;
+        }
+        if self.values.len() >= MAX_INTERNED {
+            return NONE;
+        }
+        let shared: Arc<str> = Arc::from(text);
+        let i = self.values.len() as u32;
+        self.values.push(shared.clone());
+        self.index.insert(shared, i);
+        i
+    }
+
+    fn get(&self, i: u32) -> Option<&str> {
+        self.values.get(i as usize).map(|s| &**s)
+    }
 }
 
 struct Pending<P> {
     row: u64,
     text: String,
     payload: P,
-    key: Option<u64>,
+    /// A parsed address (remembered for duplicates); false for rows that did not parse.
+    dedupable: bool,
     duplicates: Vec<(u64, String, P)>,
 }
 
@@ -119,7 +151,10 @@ struct Run<'a, Q, S, P> {
     campaign: CampaignId,
     output: mpsc::Sender<OutputRow<P>>,
     next_item: u64,
-    dedupe: HashMap<u64, Slot>,
+    /// Dedupe key of every address seen -> its item number. Item numbers are dense, so what
+    /// each finished item came to lives in `done`, indexed by item number.
+    dedupe: HashMap<u64, u32>,
+    done: Vec<Option<Compact>>,
     pending: HashMap<ItemId, Pending<P>>,
     domains: HashMap<String, DomainState>,
     open: HashMap<String, Open>,
@@ -129,7 +164,7 @@ struct Run<'a, Q, S, P> {
     last_row: Instant,
     cursor: u64,
     summary: Summary,
-    mx_names: HashSet<Arc<str>>,
+    strings: Interner,
 }
 
 impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
@@ -163,6 +198,7 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
             output,
             next_item: 0,
             dedupe: HashMap::new(),
+            done: Vec::new(),
             pending: HashMap::new(),
             domains: HashMap::new(),
             open: HashMap::new(),
@@ -171,7 +207,7 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
             last_row: Instant::now(),
             cursor: 0,
             summary: Summary::default(),
-            mx_names: HashSet::new(),
+            strings: Interner::default(),
         };
         let started = Instant::now();
         let mut input_done = false;
@@ -227,7 +263,14 @@ fn dedupe_key(address: &EmailAddress) -> u64 {
 impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
     fn new_item(&mut self) -> ItemId {
         self.next_item += 1;
+        self.done.push(None);
         ItemId(self.next_item)
+    }
+
+    /// What a finished item came to, if it is finished.
+    fn finished(&self, item: ItemId) -> Option<&Compact> {
+        let index = usize::try_from(item.0).ok()?.checked_sub(1)?;
+        self.done.get(index)?.as_ref()
     }
 
     async fn ingest(&mut self, row: InputRow<P>) -> Result<(), Error> {
@@ -243,7 +286,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                         row: row.row,
                         text: row.text.clone(),
                         payload: row.payload,
-                        key: None,
+                        dedupable: false,
                         duplicates: Vec::new(),
                     },
                 );
@@ -257,31 +300,29 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             }
         };
         let key = dedupe_key(&address);
-        match self.dedupe.get(&key) {
-            Some(Slot::Pending(item)) => {
-                let item = *item;
-                if let Some(pending) = self.pending.get_mut(&item) {
-                    pending.duplicates.push((row.row, row.text, row.payload));
-                }
-                return Ok(());
-            }
-            Some(Slot::Done(compact)) => {
-                let verdict = Arc::new(expand(compact, &address));
+        if let Some(&seen) = self.dedupe.get(&key) {
+            let item = ItemId(u64::from(seen));
+            if let Some(compact) = self.finished(item) {
+                let verdict = Arc::new(expand(compact, &self.strings, &address));
                 self.emit(row.row, row.text, row.payload, verdict, true)
                     .await;
-                return Ok(());
+            } else if let Some(pending) = self.pending.get_mut(&item) {
+                pending.duplicates.push((row.row, row.text, row.payload));
             }
-            None => {}
+            return Ok(());
         }
         let item = self.new_item();
-        self.dedupe.insert(key, Slot::Pending(item));
+        // Item numbers past u32 (four billion rows in one run) are not deduplicated.
+        if let Ok(number) = u32::try_from(item.0) {
+            self.dedupe.insert(key, number);
+        }
         self.pending.insert(
             item,
             Pending {
                 row: row.row,
                 text: row.text,
                 payload: row.payload,
-                key: Some(key),
+                dedupable: true,
                 duplicates: Vec::new(),
             },
         );
@@ -448,29 +489,22 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             return;
         };
         let verdict = Arc::new(result.verdict);
-        if let Some(key) = pending.key {
-            let mx =
-                verdict
-                    .evidence
-                    .mx_host
-                    .as_deref()
-                    .map(|name| match self.mx_names.get(name) {
-                        Some(shared) => shared.clone(),
-                        None => {
-                            let shared: Arc<str> = Arc::from(name);
-                            self.mx_names.insert(shared.clone());
-                            shared
-                        }
-                    });
+        if pending.dedupable {
             let compact = Compact {
                 reason: verdict.reason(),
-                detail: verdict.detail.as_deref().map(Arc::from),
-                code: verdict.evidence.smtp_code,
-                enhanced: verdict.evidence.enhanced_code,
-                mx,
                 flags: verdict.flags,
+                code: verdict.evidence.smtp_code.unwrap_or(0),
+                enhanced: verdict.evidence.enhanced_code,
+                mx: self.strings.intern(verdict.evidence.mx_host.as_deref()),
+                detail: self.strings.intern(verdict.detail.as_deref()),
             };
-            self.dedupe.insert(key, Slot::Done(Box::new(compact)));
+            if let Some(slot) = usize::try_from(result.item.0)
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|i| self.done.get_mut(i))
+            {
+                *slot = Some(compact);
+            }
         }
         for (row, text, payload) in pending.duplicates {
             self.emit(row, text, payload, verdict.clone(), true).await;
@@ -502,14 +536,35 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
     }
 }
 
-fn expand(compact: &Compact, address: &EmailAddress) -> Verdict {
+fn expand(compact: &Compact, strings: &Interner, address: &EmailAddress) -> Verdict {
     let mut evidence = Evidence::for_address(address);
-    evidence.smtp_code = compact.code;
+    evidence.smtp_code = Some(compact.code).filter(|c| *c != 0);
     evidence.enhanced_code = compact.enhanced;
-    evidence.mx_host = compact.mx.as_deref().map(str::to_string);
+    evidence.mx_host = strings.get(compact.mx).map(str::to_string);
     let verdict = Verdict::new(compact.reason, evidence).with_flags(compact.flags);
-    match &compact.detail {
-        Some(detail) => verdict.with_detail(detail.to_string()),
+    match strings.get(compact.detail) {
+        Some(detail) => verdict.with_detail(detail),
         None => verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_address_costs_little() {
+        let size = std::mem::size_of::<Option<Compact>>();
+        assert!(size <= 24, "{size}");
+    }
+
+    #[test]
+    fn interner_shares_and_stays_bounded() {
+        let mut strings = Interner::default();
+        let a = strings.intern(Some("mx1.example.net"));
+        assert_eq!(strings.intern(Some("mx1.example.net")), a);
+        assert_eq!(strings.get(a), Some("mx1.example.net"));
+        assert_eq!(strings.intern(None), NONE);
+        assert_eq!(strings.get(NONE), None);
     }
 }
