@@ -1,4 +1,53 @@
+//! The gRPC interface of rollcall: the `rollcall.v1.Verifier` service (from
+//! `proto/rollcall/v1/verifier.proto`), the port it is served over, and a client.
+//!
+//! # Layout
+//! - `v1`: the generated messages, enums, client and server (prost + tonic).
+//! - `backend`: `CampaignBackend`, the port the coordinator implements, and its plain types.
+//!   No gRPC type crosses it.
+//! - `convert`: wire <-> domain conversions (`Verdict`, `Status`, `Reason`, progress, options).
+//! - `service`: `VerifierService`, the generated trait implemented over any backend.
+//! - `watch`: the server streams (WatchCampaign, ListResults) built on backend polling.
+//! - `auth`: bearer-token interceptors for server and client.
+//! - `server`: `serve`, with health and reflection alongside.
+//! - `client`: `connect`.
+//! - `error`: the crate's `Error`, and `BackendError -> tonic::Status`.
+//!
+//! `tonic::Status` appears in this crate only; the rest of the workspace speaks
+//! `BackendError` and `Error`.
+
 #![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod backend;
+pub mod client;
+pub mod convert;
+pub mod error;
+pub mod server;
+pub mod service;
+pub mod watch;
+
+/// The generated `rollcall.v1` types, client (`verifier_client`) and server
+/// (`verifier_server`).
 pub mod v1 {
     tonic::include_proto!("rollcall.v1");
 }
+
+/// The encoded file descriptor set of `rollcall.v1` (for reflection, or a client that wants the
+/// schema).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/rollcall_v1_descriptor.bin"));
+
+/// The full gRPC name of the service.
+pub const SERVICE_NAME: &str = "rollcall.v1.Verifier";
+
+pub use auth::{AttachToken, BearerAuth};
+pub use backend::{
+    AddressChunks, BackendError, CampaignBackend, CampaignState, ProgressSnapshot, ResultRecord,
+    SubmitOptions, SubmitOutcome,
+};
+pub use client::{Client, connect};
+pub use error::Error;
+pub use server::{serve, serve_service};
+pub use service::VerifierService;
+pub use watch::WatchPacing;

@@ -293,6 +293,12 @@ impl Session {
                 )
                 .await;
         }
+        if self.profile.reject_mail {
+            // The transaction never starts: RCPTs that follow get `503 need MAIL command`,
+            // as Postfix answers a pipelined group after a rejected MAIL.
+            let line = format!("550 5.7.1 <{path}>: Sender address rejected: Access denied");
+            return self.reply(out, &line).await;
+        }
         self.phase = Phase::Mail {
             sender: path,
             smtputf8,

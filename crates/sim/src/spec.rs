@@ -97,6 +97,9 @@ pub struct Profile {
     pub junk_command_limit: u32,
     /// Reject every recipient with the policy block reply (the prober's IP is "listed").
     pub policy_block: bool,
+    /// Reject every MAIL FROM with `550 5.7.1 <sender>: Sender address rejected: Access
+    /// denied` (Postfix `check_sender_access` REJECT with `smtpd_delay_reject = no`).
+    pub reject_mail: bool,
 }
 
 impl Default for Profile {
@@ -119,6 +122,7 @@ impl Default for Profile {
             error_delay_ms: 1000,
             junk_command_limit: 100,
             policy_block: false,
+            reject_mail: false,
         }
     }
 }

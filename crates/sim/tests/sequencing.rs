@@ -306,3 +306,33 @@ async fn helo_means_no_pipelining() {
     );
     assert_eq!(f.counters().totals.pipelining_violations, 1);
 }
+
+#[tokio::test]
+async fn reject_mail_refuses_the_sender_and_the_pipelined_rcpts_get_503() {
+    let f = fleet(&one_host("reject_mail = true")).await;
+    let mut c = Client::greeted(f.host_addr("mx.t.test").unwrap()).await;
+    c.cmd("EHLO probe.test").await;
+    // A pipelined group: the RCPTs are already on the wire when MAIL is refused.
+    c.send(
+        "MAIL FROM:<p@probe.test>\r\nRCPT TO:<alice@t.test>\r\nRCPT TO:<nobody@t.test>\r\nRSET\r\n",
+    )
+    .await;
+    assert_eq!(
+        c.reply().await,
+        "550 5.7.1 <p@probe.test>: Sender address rejected: Access denied"
+    );
+    for _ in 0..2 {
+        assert_eq!(c.reply().await, "503 5.5.1 Error: need MAIL command");
+    }
+    assert_eq!(c.reply().await, "250 2.0.0 Ok");
+    assert_eq!(
+        c.cmd("MAIL FROM:<>").await,
+        "550 5.7.1 <>: Sender address rejected: Access denied"
+    );
+    let n = f.counters().totals;
+    assert_eq!(n.transactions, 0);
+    assert_eq!(n.rcpts, 2);
+    assert_eq!(n.rcpts_accepted, 0);
+    assert_eq!(n.replies_503, 2);
+    assert_eq!(n.pipelining_violations, 0);
+}

@@ -12,6 +12,13 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)"
 venv="${ROLLCALL_PY_VENV:-${CARGO_TARGET_DIR:-$root/target}/python-grpc}"
 
+mkdir -p "$(dirname "$venv")"
+# One install at a time (parallel test binaries may call this together).
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$venv.lock"
+    flock 9
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi

@@ -1,0 +1,179 @@
+//! `VerifierService`: the `rollcall.v1.Verifier` gRPC service over any `CampaignBackend`.
+//!
+//! Owns request validation (campaign ids, options, the order of the SubmitCampaign stream) and
+//! the translation of each call into backend calls; the streaming calls are in `watch`. It
+//! does not own authentication (`auth`) or the listener (`server`).
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use rollcall_core::CampaignId;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::backend::{AddressChunks, BackendError, CampaignBackend, SubmitOptions};
+use crate::v1;
+use crate::v1::submit_campaign_request::Payload;
+use crate::v1::verifier_server::Verifier;
+use crate::watch::{self, BoxStream, Closing, Watch, WatchPacing};
+
+/// The Verifier service over a backend. Cheap to clone (the backend is shared).
+pub struct VerifierService<B> {
+    backend: Arc<B>,
+    pacing: WatchPacing,
+    closing: Closing,
+}
+
+impl<B> Clone for VerifierService<B> {
+    fn clone(&self) -> Self {
+        VerifierService {
+            backend: Arc::clone(&self.backend),
+            pacing: self.pacing,
+            closing: self.closing.clone(),
+        }
+    }
+}
+
+impl<B: CampaignBackend> VerifierService<B> {
+    /// The service over `backend`, with the default pacing.
+    pub fn new(backend: Arc<B>) -> VerifierService<B> {
+        VerifierService {
+            backend,
+            pacing: WatchPacing::default(),
+            closing: None,
+        }
+    }
+
+    /// Sets how watches poll and report.
+    pub fn with_pacing(mut self, pacing: WatchPacing) -> VerifierService<B> {
+        self.pacing = pacing;
+        self
+    }
+
+    /// Ends open streams (with UNAVAILABLE) when `closing` turns true, so a graceful shutdown
+    /// is not held up by watchers.
+    pub(crate) fn with_closing(mut self, closing: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.closing = Some(closing);
+        self
+    }
+}
+
+fn campaign_id(raw: &str) -> Result<CampaignId, Status> {
+    CampaignId::new(raw).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// The rest of a SubmitCampaign stream, after the options, as plain chunks.
+fn chunks(stream: Streaming<v1::SubmitCampaignRequest>) -> AddressChunks {
+    Box::pin(stream.map(|message| match message {
+        Ok(v1::SubmitCampaignRequest {
+            payload: Some(Payload::Chunk(chunk)),
+        }) => Ok(chunk.addresses),
+        Ok(v1::SubmitCampaignRequest {
+            payload: Some(Payload::Options(_)),
+        }) => Err(BackendError::InvalidArgument(
+            "options sent twice: they go in the first message only".into(),
+        )),
+        Ok(v1::SubmitCampaignRequest { payload: None }) => Err(BackendError::InvalidArgument(
+            "a message with neither options nor a chunk".into(),
+        )),
+        Err(status) => Err(BackendError::Unavailable(format!(
+            "the submission stream broke: {}",
+            status.message()
+        ))),
+    }))
+}
+
+#[tonic::async_trait]
+impl<B: CampaignBackend> Verifier for VerifierService<B> {
+    async fn submit_campaign(
+        &self,
+        request: Request<Streaming<v1::SubmitCampaignRequest>>,
+    ) -> Result<Response<v1::SubmitCampaignResponse>, Status> {
+        let mut stream = request.into_inner();
+        let options = match stream.message().await? {
+            Some(v1::SubmitCampaignRequest {
+                payload: Some(Payload::Options(options)),
+            }) => options,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "the first message must carry the campaign options",
+                ));
+            }
+            None => return Err(Status::invalid_argument("empty submission")),
+        };
+        let options = SubmitOptions::try_from(options)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let outcome = self.backend.submit(options, chunks(stream)).await?;
+        tracing::info!(
+            campaign = %outcome.campaign_id,
+            accepted = outcome.accepted,
+            duplicate = outcome.duplicate,
+            invalid = outcome.invalid,
+            "campaign submitted"
+        );
+        Ok(Response::new((&outcome).into()))
+    }
+
+    type WatchCampaignStream = BoxStream<v1::CampaignEvent>;
+
+    async fn watch_campaign(
+        &self,
+        request: Request<v1::WatchCampaignRequest>,
+    ) -> Result<Response<Self::WatchCampaignStream>, Status> {
+        let request = request.into_inner();
+        let campaign = campaign_id(&request.campaign_id)?;
+        let first = self.backend.progress(&campaign).await?;
+        let watch = Watch {
+            backend: Arc::clone(&self.backend),
+            campaign,
+            include_results: request.include_results,
+            pacing: self.pacing,
+            closing: self.closing.clone(),
+        };
+        Ok(Response::new(watch.start(first)))
+    }
+
+    type ListResultsStream = BoxStream<v1::VerificationResult>;
+
+    async fn list_results(
+        &self,
+        request: Request<v1::ListResultsRequest>,
+    ) -> Result<Response<Self::ListResultsStream>, Status> {
+        let campaign = campaign_id(&request.into_inner().campaign_id)?;
+        // An unknown campaign fails the call, not an empty stream.
+        self.backend.progress(&campaign).await?;
+        Ok(Response::new(watch::list_results(
+            Arc::clone(&self.backend),
+            campaign,
+            self.pacing,
+            self.closing.clone(),
+        )))
+    }
+
+    async fn get_campaign(
+        &self,
+        request: Request<v1::GetCampaignRequest>,
+    ) -> Result<Response<v1::Progress>, Status> {
+        let campaign = campaign_id(&request.into_inner().campaign_id)?;
+        let snapshot = self.backend.progress(&campaign).await?;
+        Ok(Response::new((&snapshot).into()))
+    }
+
+    async fn cancel_campaign(
+        &self,
+        request: Request<v1::CancelCampaignRequest>,
+    ) -> Result<Response<v1::Progress>, Status> {
+        let campaign = campaign_id(&request.into_inner().campaign_id)?;
+        let snapshot = self.backend.cancel(&campaign).await?;
+        tracing::info!(%campaign, state = ?snapshot.state, "campaign cancel requested");
+        Ok(Response::new((&snapshot).into()))
+    }
+
+    async fn verify(
+        &self,
+        request: Request<v1::VerifyRequest>,
+    ) -> Result<Response<v1::VerificationResult>, Status> {
+        let address = request.into_inner().address;
+        let verdict = self.backend.verify_one(&address).await?;
+        Ok(Response::new((&verdict).into()))
+    }
+}
