@@ -12,14 +12,19 @@
 
 mod bench;
 mod config;
+mod coordinator;
 mod demo;
 mod fleet_run;
+mod metrics;
 mod output;
 mod probe;
 mod progress;
 mod rows;
 mod sim;
+mod submit;
 mod verify;
+mod watch;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -49,6 +54,18 @@ enum Command {
     /// The fleet benchmark: a generated fleet with a fixed latency, the achieved rate against
     /// the theoretical bound (docs/BENCHMARKS.md), and CPU time per 1,000 addresses.
     Bench(bench::Args),
+    /// One worker of the distributed wiring: takes shard leases in Redis, consumes those
+    /// shards from RabbitMQ, probes and records results in Redis. Stops cleanly on SIGTERM.
+    Worker(worker::Args),
+    /// The coordinator of the distributed wiring behind the gRPC API: takes submitted lists,
+    /// publishes batches to RabbitMQ, reads the workers' results from Redis. Stops cleanly on
+    /// SIGTERM. Campaigns are kept in memory (a restart forgets them).
+    Coordinator(coordinator::Args),
+    /// Submit a list to a coordinator; prints the campaign id. With --wait, follow it and
+    /// write the results.
+    Submit(submit::Args),
+    /// Follow a campaign on a coordinator until it ends; with --results, write its results.
+    Watch(watch::Args),
 }
 
 /// Entry point used by the `rollcall` binary.
@@ -73,6 +90,10 @@ pub fn main() -> ExitCode {
             Command::Verify(args) => verify::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
+            Command::Coordinator(args) => coordinator::run(args).await,
+            Command::Submit(args) => submit::run(args).await,
+            Command::Watch(args) => watch::run(args).await,
         }
     });
     match result {

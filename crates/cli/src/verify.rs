@@ -93,6 +93,11 @@ pub struct Args {
     )]
     pub progress: ProgressMode,
 
+    /// Serve Prometheus metrics on ADDR (`GET /metrics`), e.g. 127.0.0.1:9185, to watch the
+    /// run. Off by default.
+    #[arg(long, value_name = "ADDR", env = "ROLLCALL_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Boxed: the engine flags are large, and `Command` holds one variant per command.
     #[command(flatten)]
     pub engine: Box<EngineFlags>,
@@ -285,6 +290,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
              name that resolves to your egress IP, or many servers will refuse the probes",
             settings.engine.helo_name
         );
+    }
+
+    if let Some(listen) = args.metrics_listen
+        && let Err(e) = crate::metrics::install(listen)
+    {
+        return fail(EX_USAGE, format!("{e:#}"));
     }
 
     let output = args.output.as_deref().filter(|p| !is_stdio(p));
@@ -647,5 +658,29 @@ Fi,ann@nowhere.example,red\n";
         }
         assert!(help.contains("deploy/config/rollcall.example.toml"));
         assert!(help.contains("ROLLCALL_HELO"));
+    }
+
+    #[test]
+    fn metrics_listen_takes_a_socket_address() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parsed =
+            Cli::try_parse_from(["verify", "in.txt", "--metrics-listen", "127.0.0.1:9185"])
+                .unwrap();
+        assert_eq!(
+            parsed.args.metrics_listen,
+            Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9185)))
+        );
+        let unset = Cli::try_parse_from(["verify", "in.txt"]).unwrap();
+        if std::env::var_os("ROLLCALL_METRICS_LISTEN").is_none() {
+            assert_eq!(unset.args.metrics_listen, None);
+        }
+        assert!(
+            Cli::try_parse_from(["verify", "in.txt", "--metrics-listen", "localhost"]).is_err()
+        );
     }
 }

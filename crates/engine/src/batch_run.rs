@@ -75,6 +75,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
                     break;
                 }
                 Opened::CircuitOpen(delay) => {
+                    metrics::counter!("rollcall_site_circuits_open").increment(1);
                     // The open circuit is evidence the hosts are failing: it uses an attempt,
                     // so a host that stays down ends in `connection_failed`, not in a loop.
                     let failure = ProbeFailure::ConnectionFailed(
@@ -143,6 +144,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             .transactions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let elapsed = started.elapsed();
+        record_transaction(&outcome, elapsed);
 
         let (probe_outcome, item_outcomes) = if with_probe {
             let mut outcomes = outcome.rcpts.clone().into_iter();
@@ -209,6 +211,43 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
     apply(ctx, &batch, out).await
 }
 
+/// Exports one transaction: its time, its pipelining, and the class of every MAIL and RCPT
+/// reply. Labels are fixed words only, never an address or a host name.
+fn record_transaction(outcome: &TxnOutcome, elapsed: Duration) {
+    metrics::counter!("rollcall_smtp_transactions_total").increment(1);
+    metrics::histogram!("rollcall_smtp_command_duration_seconds", "command" => "transaction")
+        .record(elapsed.as_secs_f64());
+    if outcome.pipelined {
+        // RFC 2920: MAIL FROM and its RCPTs went out as one group.
+        metrics::counter!("rollcall_smtp_pipelined_groups_total").increment(1);
+    }
+    let mail = outcome.mail.iter().map(|r| ("mail", r.code));
+    let rcpts = outcome.rcpts.iter().filter_map(|o| match o {
+        RcptOutcome::Replied(r) => Some(("rcpt", r.code)),
+        _ => None,
+    });
+    for (command, code) in mail.chain(rcpts) {
+        let class = reply_class(code);
+        metrics::counter!("rollcall_smtp_replies_total", "command" => command, "class" => class)
+            .increment(1);
+        if code == 503 {
+            // RFC 5321 4.3.2: 503 means a command came out of sequence, i.e. our bug.
+            metrics::counter!("rollcall_smtp_bad_sequence_total").increment(1);
+        }
+    }
+}
+
+/// The class of a reply code (RFC 5321 4.2.1), as a bounded label value.
+fn reply_class(code: u16) -> &'static str {
+    match code / 100 {
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "other",
+    }
+}
+
 struct EvidenceBase<'a> {
     site: &'a str,
     host: &'a str,
@@ -257,7 +296,7 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
     for (index, item) in chunk.into_iter().enumerate() {
         let reply = match outcomes.get(index) {
             Some(RcptOutcome::Replied(reply)) => reply,
-            Some(RcptOutcome::OverLimit) => {
+            Some(RcptOutcome::OverLimit) if ctx.rcpt_limit() > 1 => {
                 shrink = true;
                 remaining.push_front(item);
                 continue;
@@ -297,8 +336,10 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
                 out.results.push(result(item, verdict));
             }
             Classification::Retry(RetryKind::Greylisted) => out.greylist.push(item),
-            Classification::Retry(RetryKind::TooManyRecipients) => {
-                // RFC 5321 4.5.3.1.8: the server's limit; the rest go in the next transaction.
+            // RFC 5321 4.5.3.1.8: the server's limit; the rest go in the next transaction.
+            // Once down to one RCPT per transaction it is no longer about the count: a
+            // server that says "too many" to a single recipient is deferring it.
+            Classification::Retry(RetryKind::TooManyRecipients) if ctx.rcpt_limit() > 1 => {
                 shrink = true;
                 remaining.push_front(item);
             }
@@ -483,11 +524,20 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
                 release(ctx, &ip_lease).await;
                 return Ok(Opened::Later(delay));
             }
-            match ctx.connector.connect(&mx.name, addr).await {
+            let started = Instant::now();
+            let connected = ctx.connector.connect(&mx.name, addr).await;
+            metrics::histogram!("rollcall_smtp_command_duration_seconds", "command" => "connect")
+                .record(started.elapsed().as_secs_f64());
+            match connected {
                 Ok(session) => {
                     ctx.metrics
                         .sessions_opened
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    ctx.metrics
+                        .sessions_active
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics::counter!("rollcall_smtp_sessions_opened_total").increment(1);
+                    metrics::gauge!("rollcall_smtp_sessions_active").increment(1.0);
                     return Ok(Opened::Live(Live {
                         session,
                         host: mx.name.clone(),
@@ -586,6 +636,10 @@ async fn retire_if_spent<Q: WorkQueue, S: StateStore>(
 /// QUIT (when still usable), forget the session and give its address slot back.
 pub async fn retire<Q: WorkQueue, S: StateStore>(ctx: &SiteContext<Q, S>, live: &mut Option<Live>) {
     if let Some(current) = live.take() {
+        ctx.metrics
+            .sessions_active
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::gauge!("rollcall_smtp_sessions_active").decrement(1.0);
         current.session.quit().await;
         release(ctx, &current.ip_lease).await;
     }
@@ -630,6 +684,7 @@ async fn apply<Q: WorkQueue, S: StateStore>(
         ctx.queue
             .publish_after(&batch.with_items(items), delay)
             .await?;
+        metrics::counter!("rollcall_queue_published_total").increment(1);
     }
     Ok(())
 }

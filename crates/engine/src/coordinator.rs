@@ -275,6 +275,8 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
 
     async fn ingest(&mut self, row: InputRow<P>) -> Result<(), Error> {
         self.summary.rows += 1;
+        metrics::gauge!("rollcall_campaign_addresses", "state" => "total")
+            .set(self.summary.rows as f64);
         let address = match EmailAddress::parse(&row.text) {
             Ok(address) => address,
             Err(error) => {
@@ -357,7 +359,10 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 let resolver = self.co.resolver.clone();
                 let tx = self.resolved_tx.clone();
                 tokio::spawn(async move {
+                    let started = Instant::now();
                     let resolution = resolver.resolve(&domain).await;
+                    metrics::histogram!("rollcall_dns_lookup_duration_seconds")
+                        .record(started.elapsed().as_secs_f64());
                     let _ = tx.send((domain, resolution));
                 });
             }
@@ -446,6 +451,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         };
         self.summary.batches += 1;
         self.co.queue.publish(&batch).await?;
+        metrics::counter!("rollcall_queue_published_total").increment(1);
         Ok(())
     }
 
@@ -522,6 +528,14 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         duplicate: bool,
     ) {
         self.summary.count(&verdict, duplicate);
+        metrics::counter!(
+            "rollcall_verifications_total",
+            "status" => verdict.status().as_str(),
+            "reason" => verdict.reason().as_str(),
+        )
+        .increment(1);
+        metrics::gauge!("rollcall_campaign_addresses", "state" => "done")
+            .set(self.summary.out as f64);
         // A closed output means the caller stopped listening (e.g. Ctrl-C); keep counting.
         let _ = self
             .output

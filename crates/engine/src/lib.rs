@@ -23,6 +23,7 @@ pub mod embedded;
 mod error;
 pub mod probe;
 pub mod shaping;
+pub mod shards;
 mod site;
 mod smtp_session;
 pub mod summary;

@@ -74,6 +74,9 @@ impl Line {
     }
 }
 
+/// How long a runner with no session and no work waits before it ends.
+const RUNNER_IDLE: Duration = Duration::from_secs(5);
+
 /// How often the runner retries a lease when every slot of the site is taken.
 const LEASE_RETRY: Duration = Duration::from_millis(200);
 
@@ -135,6 +138,18 @@ async fn run_site<Q: WorkQueue, S: StateStore>(
             },
             Some(()) = done_rx.recv() => active -= 1,
             _ = tokio::time::sleep(LEASE_RETRY), if line.len() > 0 => {}
+            // Idle: no session, no work. Real lists have nearly one site per self-hosted
+            // domain, so idle runners end instead of piling up; the worker starts a new one
+            // when the site has work again. Whatever raced into the channel is still served.
+            _ = tokio::time::sleep(RUNNER_IDLE), if !closed && active == 0 && line.len() == 0 => {
+                rx.close();
+                while let Ok(work) = rx.try_recv() {
+                    line.pending.lock().unwrap_or_else(|p| p.into_inner()).push_back(work);
+                }
+                closed = true;
+                line.closed.store(true, Ordering::SeqCst);
+                line.notify.notify_waiters();
+            }
         }
         // Open another session while work waits that the idle sessions cannot absorb.
         while active < ctx.shaping.max_sessions
@@ -193,6 +208,7 @@ async fn session_task<Q: WorkQueue, S: StateStore>(
         };
         let (delivery, permit) = work;
         ctx.metrics.batches_inflight.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!("rollcall_worker_batches_inflight").increment(1.0);
         let batch = delivery.batch.clone();
         match batch_run::run_batch(ctx, &mut live, batch).await {
             Ok(()) => {
@@ -208,6 +224,7 @@ async fn session_task<Q: WorkQueue, S: StateStore>(
         }
         ctx.metrics.batches.fetch_add(1, Ordering::Relaxed);
         ctx.metrics.batches_inflight.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("rollcall_worker_batches_inflight").decrement(1.0);
         drop(permit);
         if let Ok(false) = ctx.state.lease_renew(lease, lease_ttl).await {
             // Our slot lapsed and may be someone else's now: stop rather than exceed the cap.

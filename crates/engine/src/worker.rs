@@ -16,6 +16,8 @@ use crate::site::{WorkerMetrics, spawn_site};
 
 /// How often the greylist schedule is read.
 const GREYLIST_POLL: Duration = Duration::from_millis(250);
+/// The queue depth and the greylist backlog are sampled every this many polls (about 1 s).
+const SAMPLE_EVERY: u32 = 4;
 
 /// One worker process (or one worker task of the embedded wiring).
 pub struct Worker<Q, S> {
@@ -34,6 +36,7 @@ impl<Q: WorkQueue, S: StateStore> Worker<Q, S> {
         let prefetch = Arc::new(Semaphore::new(self.config.worker_prefetch.max(1)));
         let mut sites = HashMap::new();
         let mut handles = Vec::new();
+        let mut dispatched: u64 = 0;
         let scheduler = tokio::spawn(greylist_loop(
             self.queue.clone(),
             self.state.clone(),
@@ -54,27 +57,44 @@ impl<Q: WorkQueue, S: StateStore> Worker<Q, S> {
                 },
                 _ = stop.wait_for(|s| *s) => break,
             };
+            if delivery.redelivered {
+                metrics::counter!("rollcall_queue_redelivered_total").increment(1);
+            }
             let site = delivery.batch.site.clone();
-            let tx = sites.entry(site.clone()).or_insert_with(|| {
-                let hosts: Vec<&str> = delivery.batch.mx.iter().map(|m| m.name.as_str()).collect();
-                let shaping = self.config.shaping.for_site(&site, &hosts);
-                let (tx, handle) = spawn_site(
-                    site.clone(),
-                    shaping,
-                    self.queue.clone(),
-                    self.state.clone(),
-                    self.connector.clone(),
-                    self.config.clone(),
-                    self.metrics.clone(),
-                    self.id.clone(),
-                );
-                handles.push(handle);
-                tx
-            });
-            if let Err(returned) = tx.send((delivery, permit)) {
-                // The runner is gone (it panicked): give the batch back for another try.
-                let (delivery, _permit) = returned.0;
+            let mut work = Some((delivery, permit));
+            // A runner that went idle has closed its channel: start a new one for the site.
+            for _ in 0..2 {
+                let Some(next) = work.take() else { break };
+                let tx = sites.entry(site.clone()).or_insert_with(|| {
+                    let batch = &next.0.batch;
+                    let hosts: Vec<&str> = batch.mx.iter().map(|m| m.name.as_str()).collect();
+                    let shaping = self.config.shaping.for_site(&site, &hosts);
+                    let (tx, handle) = spawn_site(
+                        site.clone(),
+                        shaping,
+                        self.queue.clone(),
+                        self.state.clone(),
+                        self.connector.clone(),
+                        self.config.clone(),
+                        self.metrics.clone(),
+                        self.id.clone(),
+                    );
+                    handles.push(handle);
+                    tx
+                });
+                if let Err(returned) = tx.send(next) {
+                    sites.remove(&site);
+                    work = Some(returned.0);
+                }
+            }
+            if let Some((delivery, _permit)) = work {
+                // Even a fresh runner is gone (it panicked): give the batch back.
                 let _ = delivery.requeue().await;
+            }
+            dispatched += 1;
+            if dispatched.is_multiple_of(4096) {
+                sites.retain(|_, tx| !tx.is_closed());
+                handles.retain(|h| !h.is_finished());
             }
         }
         drop(sites);
@@ -94,11 +114,16 @@ async fn greylist_loop<Q: WorkQueue, S: StateStore>(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(GREYLIST_POLL);
+    let mut polls: u32 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        if polls.is_multiple_of(SAMPLE_EVERY) {
+            sample_backlog(queue.as_ref(), state.as_ref()).await;
+        }
+        polls = polls.wrapping_add(1);
         let due = match state.greylist_take_due(SystemTime::now(), 1000).await {
             Ok(due) => due,
             Err(error) => {
@@ -112,7 +137,21 @@ async fn greylist_loop<Q: WorkQueue, S: StateStore>(
                 let _ = state
                     .greylist_schedule(&entry, SystemTime::now() + GREYLIST_POLL)
                     .await;
+            } else {
+                metrics::counter!("rollcall_queue_published_total").increment(1);
             }
         }
+    }
+}
+
+/// Exports the queue depth and the greylist backlog. The worker consumes one queue, so its
+/// depth is labelled shard "0" (the embedded wiring has a single shard).
+async fn sample_backlog<Q: WorkQueue, S: StateStore>(queue: &Q, state: &S) {
+    if let Some(depth) = queue.depth() {
+        metrics::gauge!("rollcall_queue_depth", "shard" => "0").set(depth as f64);
+    }
+    match state.greylist_pending().await {
+        Ok(pending) => metrics::gauge!("rollcall_greylist_pending").set(pending as f64),
+        Err(error) => tracing::debug!(%error, "greylist backlog not sampled"),
     }
 }

@@ -378,3 +378,24 @@ async fn unreachable_host_is_retried_then_connection_failed() {
     .await;
     assert_eq!(reasons["dave@down.test"], Reason::ConnectionFailed);
 }
+
+#[tokio::test]
+async fn too_many_recipients_for_every_rcpt_ends_deferred_not_in_a_loop() {
+    // A misbehaving server: `452 4.5.3` even for a single recipient.
+    let s = Arc::new(Script {
+        answer: Arc::new(|_: &str, _| (250, "2.1.5", "Ok")),
+        refuse_connections: false,
+        rcpt_cap: Some(0),
+        seen: Mutex::new(Seen::default()),
+    });
+    let reasons = run(
+        s.clone(),
+        config(),
+        batch(&CampaignId::random(), "stingy.test", &["erin".to_string()]),
+    )
+    .await;
+    assert_eq!(reasons["erin@stingy.test"], Reason::Deferred);
+    // Shrinking stops at one RCPT per transaction; from there each try uses an attempt.
+    let seen = s.seen.lock().unwrap();
+    assert!(seen.transactions.len() <= 10, "{}", seen.transactions.len());
+}

@@ -1,0 +1,134 @@
+//! `rollcall coordinator`: the coordinator of the distributed wiring behind the gRPC API.
+//! Clients submit lists (`rollcall submit`), the coordinator resolves, dedupes and publishes
+//! batches to RabbitMQ, and reads back the results the workers record in Redis.
+//!
+//! Owns the wiring and the shutdown order only; campaigns are run by `rollcall_service`, the
+//! API by `rollcall_api`. Campaign records live in this process's memory: a restarted
+//! coordinator has forgotten its campaigns (see `rollcall_service`).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rollcall_amqp::{AmqpConfig, AmqpQueue};
+use rollcall_engine::coordinator::Coordinator;
+use rollcall_redis::RedisState;
+use rollcall_service::{CoordinatorBackend, Limits};
+
+use crate::config::EngineFlags;
+use crate::verify::{load_settings, verifier};
+
+/// Flags of `rollcall coordinator`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Serve the gRPC API (rollcall.v1.Verifier) on this address.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "ROLLCALL_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub listen: SocketAddr,
+
+    /// RabbitMQ URI, amqp://USER:PASS@HOST:PORT/VHOST.
+    #[arg(long, value_name = "URL", env = "ROLLCALL_AMQP_URL")]
+    pub amqp: String,
+
+    /// Redis URL, redis://HOST:PORT[/DB].
+    #[arg(long, value_name = "URL", env = "ROLLCALL_REDIS_URL")]
+    pub redis: String,
+
+    /// Prefix of every queue, exchange and Redis key; the whole fleet must use the same.
+    #[arg(
+        long,
+        value_name = "P",
+        env = "ROLLCALL_PREFIX",
+        default_value = "rollcall"
+    )]
+    pub prefix: String,
+
+    /// Number of shard queues; the whole fleet must use the same.
+    #[arg(long, value_name = "N", env = "ROLLCALL_SHARDS", default_value_t = 16)]
+    pub shards: u32,
+
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR", env = "ROLLCALL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Bearer token every API call must carry. Without it the API is open to anyone who can
+    /// reach `--listen`.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ROLLCALL_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    #[command(flatten)]
+    pub engine: Box<EngineFlags>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let settings = match load_settings(&args.engine) {
+        Ok(settings) => settings,
+        Err(code) => return Ok(code),
+    };
+    if let Some(listen) = args.metrics_listen {
+        crate::metrics::install(listen)?;
+    }
+    let verifier = verifier(settings)?;
+    if args.token.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(listen = %args.listen, "the API has no token and listens beyond loopback");
+    }
+
+    let state = Arc::new(
+        RedisState::connect(&args.redis, &args.prefix)
+            .await
+            .with_context(|| format!("cannot connect to Redis at {}", args.redis))?,
+    );
+    let queue = Arc::new(
+        AmqpQueue::connect(AmqpConfig {
+            uri: args.amqp.clone(),
+            prefix: args.prefix.clone(),
+            shards: args.shards,
+            ..AmqpConfig::default()
+        })
+        .await
+        .context("cannot connect to RabbitMQ")?,
+    );
+    let coordinator = Coordinator::new(queue.clone(), state, verifier.resolver, verifier.engine);
+    let backend = Arc::new(CoordinatorBackend::new(coordinator, Limits::default())?);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!("rollcall: coordinator listening on {}", args.listen);
+
+    let served =
+        rollcall_api::serve(listener, backend.clone(), args.token, shutdown_signal()).await;
+    // The server has drained: stop the campaigns still running (their published batches stay
+    // on the queue; nothing reads their results any more).
+    backend.stop_all("the coordinator shut down");
+    queue.close().await;
+    served.context("the API server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = crate::verify::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: draining the API");
+}

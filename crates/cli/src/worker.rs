@@ -1,0 +1,235 @@
+//! `rollcall worker`: one worker of the distributed wiring. Takes shard leases in Redis,
+//! consumes those shards from RabbitMQ, probes, and records results in Redis (DESIGN section 6).
+//! Owns the wiring and the shutdown order only; the work itself is `rollcall_engine::worker`,
+//! the leases `rollcall_engine::shards`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rollcall_amqp::{AmqpConfig, AmqpQueue};
+use rollcall_engine::WorkerMetrics;
+use rollcall_engine::shards::{ShardLeaseConfig, ShardLeases};
+use rollcall_engine::worker::Worker;
+use rollcall_redis::RedisState;
+use tokio::sync::watch;
+
+use crate::config::EngineFlags;
+use crate::verify::load_settings;
+
+/// Flags of `rollcall worker`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// RabbitMQ URI, amqp://USER:PASS@HOST:PORT/VHOST.
+    #[arg(long, value_name = "URL", env = "ROLLCALL_AMQP_URL")]
+    pub amqp: String,
+
+    /// Redis URL, redis://HOST:PORT[/DB].
+    #[arg(long, value_name = "URL", env = "ROLLCALL_REDIS_URL")]
+    pub redis: String,
+
+    /// Prefix of every queue, exchange and Redis key; the whole fleet must use the same.
+    #[arg(
+        long,
+        value_name = "P",
+        env = "ROLLCALL_PREFIX",
+        default_value = "rollcall"
+    )]
+    pub prefix: String,
+
+    /// Number of shard queues; the whole fleet must use the same.
+    #[arg(long, value_name = "N", env = "ROLLCALL_SHARDS", default_value_t = 16)]
+    pub shards: u32,
+
+    /// Hold at most this many shards (ceil(shards / workers) spreads them evenly). Default:
+    /// take every free shard, so a lone survivor takes over a dead fleet's shards.
+    #[arg(long, value_name = "N", env = "ROLLCALL_MAX_SHARDS")]
+    pub max_shards: Option<u32>,
+
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR", env = "ROLLCALL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// This worker's name in leases and logs. Default: HOSTNAME-PID.
+    #[arg(long, value_name = "ID", env = "ROLLCALL_WORKER_ID")]
+    pub worker_id: Option<String>,
+
+    #[command(flatten)]
+    pub engine: Box<EngineFlags>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let settings = match load_settings(&args.engine) {
+        Ok(settings) => settings,
+        Err(code) => return Ok(code),
+    };
+    if let Some(listen) = args.metrics_listen {
+        crate::metrics::install(listen)?;
+    }
+    let id = args.worker_id.clone().unwrap_or_else(default_worker_id);
+    let connector = rollcall_engine::connector(&settings.engine)
+        .map_err(|e| anyhow::anyhow!("SMTP identity: {e} (fix: --helo / --mail-from)"))?;
+
+    let state = Arc::new(
+        RedisState::connect(&args.redis, &args.prefix)
+            .await
+            .with_context(|| format!("cannot connect to Redis at {}", args.redis))?,
+    );
+    let queue = Arc::new(
+        AmqpQueue::connect(AmqpConfig {
+            uri: args.amqp.clone(),
+            prefix: args.prefix.clone(),
+            shards: args.shards,
+            ..AmqpConfig::default()
+        })
+        .await
+        .context("cannot connect to RabbitMQ")?,
+    );
+    tracing::info!(%id, shards = args.shards, "worker started");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing the batches in hand");
+        stop_tx.send_replace(true);
+    });
+
+    let worker = Worker {
+        id: id.clone(),
+        queue: queue.clone(),
+        state: state.clone(),
+        connector,
+        config: Arc::new(settings.engine),
+        metrics: Arc::new(WorkerMetrics::default()),
+    };
+    let result = run_with_shards(
+        worker,
+        ShardLeaseConfig {
+            max_shards: args.max_shards,
+            ..ShardLeaseConfig::new(args.shards, id)
+        },
+        stop_rx,
+    )
+    .await;
+    queue.close().await;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `worker` on the shards whose leases it holds until `stop` turns true, then stops
+/// consuming, lets the batches in hand finish, and releases the shard leases. Does not close
+/// the queue.
+pub(crate) async fn run_with_shards(
+    worker: Worker<AmqpQueue, RedisState>,
+    leases: ShardLeaseConfig,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let queue = worker.queue.clone();
+    let (held_tx, mut held_rx) = watch::channel(Vec::new());
+    let (leases_stop, leases_stop_rx) = watch::channel(false);
+    let lease_loop =
+        tokio::spawn(ShardLeases::new(worker.state.clone(), leases).run(held_tx, leases_stop_rx));
+
+    // Follow the held set: consume exactly the shards held.
+    let follow = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            while held_rx.changed().await.is_ok() {
+                let held = held_rx.borrow_and_update().clone();
+                tracing::info!(?held, "consuming shards");
+                if let Err(error) = queue.consume_shards(&held).await {
+                    // The queue re-applies the wanted set after it reconnects.
+                    tracing::warn!(%error, "shard consumers not updated yet");
+                }
+            }
+        })
+    };
+
+    let result = worker.run(stop).await;
+    // Stop consuming before the leases go, so no two workers consume a shard at once.
+    follow.abort();
+    if let Err(error) = queue.consume_shards(&[]).await {
+        tracing::warn!(%error, "shard consumers not stopped; closing the connection stops them");
+    }
+    leases_stop.send_replace(true);
+    let _ = lease_loop.await;
+    result.context("the worker failed")
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = crate::verify::ctrl_c() => {}
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::{Cli, Command};
+
+    #[test]
+    fn flags_parse_with_the_engine_flags() {
+        let cli = Cli::try_parse_from([
+            "rollcall",
+            "worker",
+            "--amqp",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "--redis",
+            "redis://127.0.0.1:6379",
+            "--shards",
+            "8",
+            "--max-shards",
+            "4",
+            "--smtp-port",
+            "2525",
+            "--allow-private",
+            "--metrics-listen",
+            "127.0.0.1:9100",
+            "--worker-id",
+            "w1",
+        ])
+        .unwrap();
+        let Command::Worker(args) = cli.command else {
+            panic!("not the worker command");
+        };
+        assert_eq!(args.shards, 8);
+        assert_eq!(args.max_shards, Some(4));
+        assert_eq!(args.prefix, "rollcall");
+        assert_eq!(args.engine.smtp_port, Some(2525));
+        assert!(args.engine.allow_private);
+        assert_eq!(args.worker_id.as_deref(), Some("w1"));
+        assert_eq!(args.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
+    }
+
+    #[test]
+    fn broker_and_store_are_required() {
+        // Absent from the environment of the test run, the URLs must come from flags.
+        if std::env::var_os("ROLLCALL_AMQP_URL").is_none() {
+            assert!(
+                Cli::try_parse_from(["rollcall", "worker", "--redis", "redis://127.0.0.1"])
+                    .is_err()
+            );
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! One campaign as the backend remembers it: its output rows in the order they came out, its
+//! counts by status, its state and a recent rate. Owns no task (the backend's tasks fill it)
+//! and keeps everything in memory.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rollcall_api::{CampaignState, ProgressSnapshot, ResultRecord};
+use rollcall_core::ports::{Progress, status_index};
+use rollcall_core::{CampaignId, Verdict};
+use tokio::sync::watch;
+
+/// The rate is measured over this much recent time.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// Samples for the rate are taken at most this often.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
+/// A campaign shared by the backend's calls and the tasks that run it.
+pub(crate) struct Campaign {
+    pub id: CampaignId,
+    /// Turning true stops the coordinator run (and the feeding of its input).
+    pub stop: watch::Sender<bool>,
+    record: Mutex<Record>,
+}
+
+/// What the campaign has come to so far.
+pub(crate) struct Record {
+    pub state: CampaignState,
+    pub detail: Option<String>,
+    /// Rows submitted so far.
+    pub total: u64,
+    pub by_status: [u64; 4],
+    /// Output rows in the order they came out; `results_since` cursors index this.
+    pub rows: Vec<ResultRecord>,
+    /// (when, rows out) samples within `RATE_WINDOW`, oldest first.
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl Campaign {
+    pub fn new(id: CampaignId) -> Arc<Campaign> {
+        Arc::new(Campaign {
+            id,
+            stop: watch::Sender::new(false),
+            record: Mutex::new(Record {
+                state: CampaignState::Pending,
+                detail: None,
+                total: 0,
+                by_status: [0; 4],
+                rows: Vec::new(),
+                samples: VecDeque::new(),
+            }),
+        })
+    }
+
+    /// The record, even if a task panicked while holding it (its counts are still the best
+    /// there is; nothing in it can be left half-written by the short sections below).
+    pub fn record(&self) -> MutexGuard<'_, Record> {
+        self.record
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records one output row (`row` is 0-based).
+    pub fn push(&self, row: u64, duplicate: bool, verdict: Arc<Verdict>) {
+        let mut record = self.record();
+        record.by_status[status_index(verdict.status())] += 1;
+        record.rows.push(ResultRecord {
+            row,
+            duplicate,
+            verdict,
+        });
+        let now = Instant::now();
+        let out = record.rows.len() as u64;
+        if record
+            .samples
+            .back()
+            .is_none_or(|(at, _)| now.duration_since(*at) >= SAMPLE_EVERY)
+        {
+            record.samples.push_back((now, out));
+        }
+        while record
+            .samples
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RATE_WINDOW)
+        {
+            record.samples.pop_front();
+        }
+    }
+
+    /// Moves to `state` unless the campaign is already final (a cancel is not undone by the
+    /// run returning afterwards).
+    pub fn settle(&self, state: CampaignState, detail: Option<String>) {
+        let mut record = self.record();
+        if !record.state.is_final() {
+            record.state = state;
+            record.detail = detail;
+        }
+    }
+
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        let record = self.record();
+        let done = record.rows.len() as u64;
+        ProgressSnapshot {
+            campaign_id: self.id.clone(),
+            state: record.state,
+            counts: Progress {
+                total: record.total,
+                done,
+                by_status: record.by_status,
+            },
+            rate_per_s: if record.state.is_final() {
+                0.0
+            } else {
+                record.rate(done)
+            },
+            detail: record.detail.clone(),
+        }
+    }
+}
+
+impl Record {
+    /// Rows per second over the recent window (0 when nothing moved in it).
+    fn rate(&self, done: u64) -> f64 {
+        let Some(&(since, at_start)) = self.samples.front() else {
+            return 0.0;
+        };
+        let elapsed = since.elapsed();
+        if elapsed > RATE_WINDOW || elapsed < SAMPLE_EVERY {
+            return 0.0;
+        }
+        done.saturating_sub(at_start) as f64 / elapsed.as_secs_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollcall_core::Reason;
+
+    fn verdict() -> Arc<Verdict> {
+        let error = match rollcall_core::EmailAddress::parse("nope") {
+            Err(error) => error,
+            Ok(_) => panic!("`nope` parsed"),
+        };
+        Arc::new(Verdict::for_syntax_error("nope", &error))
+    }
+
+    #[test]
+    fn rows_count_by_status_and_a_cancel_sticks() {
+        let campaign = Campaign::new(CampaignId::random());
+        campaign.record().total = 2;
+        campaign.settle(CampaignState::Running, None);
+        campaign.push(0, false, verdict());
+        campaign.push(1, true, verdict());
+        let snap = campaign.snapshot();
+        assert_eq!(snap.counts.done, 2);
+        assert_eq!(snap.counts.by_status.iter().sum::<u64>(), 2);
+        assert_eq!(snap.state, CampaignState::Running);
+        assert_eq!(verdict().reason(), Reason::InvalidSyntax);
+
+        campaign.settle(CampaignState::Cancelled, Some("by request".into()));
+        campaign.settle(CampaignState::Done, None);
+        let snap = campaign.snapshot();
+        assert_eq!(snap.state, CampaignState::Cancelled);
+        assert_eq!(snap.detail.as_deref(), Some("by request"));
+        assert_eq!(snap.rate_per_s, 0.0);
+    }
+}

@@ -1,0 +1,209 @@
+//! `CoordinatorBackend` over the in-memory queue and state, without workers: the calls'
+//! contracts (counts, result pages and cursors, unknown campaigns, cancel) on lists that need
+//! no probing, or that cannot finish because DNS never answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream;
+use rollcall_api::{AddressChunks, BackendError, CampaignBackend, CampaignState, SubmitOptions};
+use rollcall_core::CampaignId;
+use rollcall_core::ports::{MemoryQueue, MemoryState};
+use rollcall_dns::{MxResolver, ResolverConfig};
+use rollcall_engine::config::EngineConfig;
+use rollcall_engine::coordinator::Coordinator;
+use rollcall_service::{CoordinatorBackend, Limits};
+
+/// A backend whose DNS is a loopback socket that never answers.
+async fn backend(
+    limits: Limits,
+) -> (
+    CoordinatorBackend<MemoryQueue, MemoryState>,
+    tokio::net::UdpSocket,
+) {
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let resolver = MxResolver::new(ResolverConfig {
+        nameservers: vec![silent.local_addr().unwrap()],
+        allow_private_targets: true,
+        timeout: Duration::from_secs(30),
+        ..ResolverConfig::default()
+    })
+    .unwrap();
+    let coordinator = Coordinator::new(
+        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryState::new()),
+        resolver,
+        Arc::new(EngineConfig::default()),
+    );
+    (
+        CoordinatorBackend::new(coordinator, limits).unwrap(),
+        silent,
+    )
+}
+
+fn chunks(lists: &[&[&str]]) -> AddressChunks {
+    let items: Vec<Result<Vec<String>, BackendError>> = lists
+        .iter()
+        .map(|l| Ok(l.iter().map(|s| s.to_string()).collect()))
+        .collect();
+    Box::pin(stream::iter(items))
+}
+
+async fn until_final(
+    backend: &CoordinatorBackend<MemoryQueue, MemoryState>,
+    id: &CampaignId,
+) -> rollcall_api::ProgressSnapshot {
+    for _ in 0..200 {
+        let progress = backend.progress(id).await.unwrap();
+        if progress.state.is_final() {
+            return progress;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the campaign did not finish");
+}
+
+#[tokio::test]
+async fn invalid_rows_finish_and_page_by_cursor() {
+    let (backend, _dns) = backend(Limits::default()).await;
+    let outcome = backend
+        .submit(
+            SubmitOptions::default(),
+            chunks(&[&["nope", "a b"], &["nope@", "@x"], &["still no"]]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.accepted, outcome.duplicate, outcome.invalid),
+        (0, 0, 5)
+    );
+    let id = outcome.campaign_id;
+    let progress = until_final(&backend, &id).await;
+    assert_eq!(progress.state, CampaignState::Done);
+    assert_eq!((progress.counts.total, progress.counts.done), (5, 5));
+    assert_eq!(progress.counts.by_status.iter().sum::<u64>(), 5);
+
+    let (first, cursor) = backend.results_since(&id, 0, 2).await.unwrap();
+    assert_eq!((first.len(), cursor), (2, 2));
+    let (again, same) = backend.results_since(&id, 0, 2).await.unwrap();
+    assert_eq!((again, same), (first.clone(), 2));
+    let (rest, end) = backend.results_since(&id, cursor, 100).await.unwrap();
+    assert_eq!((rest.len(), end), (3, 5));
+    let (none, still) = backend.results_since(&id, end, 100).await.unwrap();
+    assert!(none.is_empty());
+    assert_eq!(still, 5);
+    let mut rows: Vec<u64> = first.iter().chain(&rest).map(|r| r.row).collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![0, 1, 2, 3, 4],
+        "rows are 0-based submission positions"
+    );
+    assert!(matches!(
+        backend.results_since(&id, 6, 1).await,
+        Err(BackendError::InvalidArgument(_))
+    ));
+}
+
+#[tokio::test]
+async fn unknown_campaigns_are_not_found() {
+    let (backend, _dns) = backend(Limits::default()).await;
+    let id = CampaignId::random();
+    assert!(matches!(
+        backend.progress(&id).await,
+        Err(BackendError::NotFound(_))
+    ));
+    assert!(matches!(
+        backend.results_since(&id, 0, 10).await,
+        Err(BackendError::NotFound(_))
+    ));
+    assert!(matches!(
+        backend.cancel(&id).await,
+        Err(BackendError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn cancel_stops_a_stuck_campaign_and_stays_cancelled() {
+    let (backend, _dns) = backend(Limits::default()).await;
+    let outcome = backend
+        .submit(
+            SubmitOptions::default(),
+            chunks(&[&["a@slow.example", "A@slow.example", "b@slow.example"]]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.accepted, outcome.duplicate, outcome.invalid),
+        (2, 1, 0)
+    );
+    let id = outcome.campaign_id;
+    assert_eq!(
+        backend.progress(&id).await.unwrap().state,
+        CampaignState::Running
+    );
+    let cancelled = backend.cancel(&id).await.unwrap();
+    assert_eq!(cancelled.state, CampaignState::Cancelled);
+    let progress = until_final(&backend, &id).await;
+    // The run returning afterwards does not turn it into Done.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let progress_later = backend.progress(&id).await.unwrap();
+    assert_eq!(progress.state, CampaignState::Cancelled);
+    assert_eq!(progress_later.state, CampaignState::Cancelled);
+    assert!(progress_later.counts.done < 3);
+}
+
+#[tokio::test]
+async fn bad_submissions_are_refused_and_old_campaigns_evicted() {
+    let (backend, _dns) = backend(Limits {
+        max_rows: 2,
+        keep_finished: 1,
+    })
+    .await;
+    let refused = backend
+        .submit(SubmitOptions::default(), chunks(&[&["x", "y"], &["z"]]))
+        .await;
+    assert!(matches!(refused, Err(BackendError::InvalidArgument(_))));
+
+    let broken: AddressChunks = Box::pin(stream::iter(vec![
+        Ok(vec!["x".to_string()]),
+        Err(BackendError::InvalidArgument("options sent twice".into())),
+    ]));
+    let result = backend.submit(SubmitOptions::default(), broken).await;
+    assert_eq!(
+        result,
+        Err(BackendError::InvalidArgument("options sent twice".into()))
+    );
+
+    let overrides = SubmitOptions {
+        max_sessions: Some(3),
+        ..SubmitOptions::default()
+    };
+    assert!(matches!(
+        backend.submit(overrides, chunks(&[&["x"]])).await,
+        Err(BackendError::InvalidArgument(_))
+    ));
+
+    // Only finished campaigns beyond `keep_finished` are forgotten, oldest first.
+    let first = backend
+        .submit(SubmitOptions::default(), chunks(&[&["x"]]))
+        .await
+        .unwrap()
+        .campaign_id;
+    until_final(&backend, &first).await;
+    let second = backend
+        .submit(SubmitOptions::default(), chunks(&[&["y"]]))
+        .await
+        .unwrap()
+        .campaign_id;
+    until_final(&backend, &second).await;
+    let _third = backend
+        .submit(SubmitOptions::default(), chunks(&[&["z"]]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        backend.progress(&first).await,
+        Err(BackendError::NotFound(_))
+    ));
+    assert!(backend.progress(&second).await.is_ok());
+}
