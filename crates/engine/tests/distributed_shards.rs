@@ -172,16 +172,13 @@ impl TestWorker {
     async fn stop(self) -> u64 {
         self.stop.send_replace(true);
         self.run.await.expect("worker runs");
-        eprintln!("step: run done");
         self.follow.abort();
         self.queue
             .consume_shards(&[])
             .await
             .expect("stop consuming");
         self.leases_stop.send_replace(true);
-        eprintln!("step: consume stopped");
         self.lease_loop.await.expect("lease loop");
-        eprintln!("step: leases released");
         let acked = self.queue.stats().acked;
         self.queue.close().await;
         acked
