@@ -11,9 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rollcall_amqp::{AmqpConfig, AmqpQueue};
 use rollcall_engine::coordinator::Coordinator;
-use rollcall_redis::RedisState;
 use rollcall_service::{CoordinatorBackend, Limits};
 
 use crate::config::EngineFlags;
@@ -31,30 +29,10 @@ pub struct Args {
     )]
     pub listen: SocketAddr,
 
-    /// RabbitMQ URI, amqp://USER:PASS@HOST:PORT/VHOST.
-    #[arg(long, value_name = "URL", env = "ROLLCALL_AMQP_URL")]
-    pub amqp: String,
-
-    /// Redis URL, redis://HOST:PORT[/DB].
-    #[arg(long, value_name = "URL", env = "ROLLCALL_REDIS_URL")]
-    pub redis: String,
-
-    /// Prefix of every queue, exchange and Redis key; the whole fleet must use the same.
-    #[arg(
-        long,
-        value_name = "P",
-        env = "ROLLCALL_PREFIX",
-        default_value = "rollcall"
-    )]
-    pub prefix: String,
-
-    /// Number of shard queues; the whole fleet must use the same.
-    #[arg(long, value_name = "N", env = "ROLLCALL_SHARDS", default_value_t = 16)]
-    pub shards: u32,
-
-    /// Serve Prometheus metrics on http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR", env = "ROLLCALL_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
+    /// Broker, store, prefix, shard count and metrics listener (shared with the other
+    /// distributed command).
+    #[command(flatten)]
+    pub fleet: crate::fleet::FleetFlags,
 
     /// Bearer token every API call must carry. Without it the API is open to anyone who can
     /// reach `--listen`.
@@ -75,29 +53,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(settings) => settings,
         Err(code) => return Ok(code),
     };
-    if let Some(listen) = args.metrics_listen {
-        crate::metrics::install(listen)?;
-    }
+    args.fleet.install_metrics()?;
     let verifier = verifier(settings)?;
     if args.token.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(listen = %args.listen, "the API has no token and listens beyond loopback");
     }
 
-    let state = Arc::new(
-        RedisState::connect(&args.redis, &args.prefix)
-            .await
-            .with_context(|| format!("cannot connect to Redis at {}", args.redis))?,
-    );
-    let queue = Arc::new(
-        AmqpQueue::connect(AmqpConfig {
-            uri: args.amqp.clone(),
-            prefix: args.prefix.clone(),
-            shards: args.shards,
-            ..AmqpConfig::default()
-        })
-        .await
-        .context("cannot connect to RabbitMQ")?,
-    );
+    let (state, queue) = args.fleet.connect().await?;
     let coordinator = Coordinator::new(queue.clone(), state, verifier.resolver, verifier.engine);
     let backend = Arc::new(CoordinatorBackend::new(coordinator, Limits::default())?);
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -14,6 +14,7 @@ mod bench;
 mod config;
 mod coordinator;
 mod demo;
+mod fleet;
 mod fleet_run;
 mod metrics;
 mod output;

@@ -3,12 +3,11 @@
 //! Owns the wiring and the shutdown order only; the work itself is `rollcall_engine::worker`,
 //! the leases `rollcall_engine::shards`.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rollcall_amqp::{AmqpConfig, AmqpQueue};
+use rollcall_amqp::AmqpQueue;
 use rollcall_engine::WorkerMetrics;
 use rollcall_engine::shards::{ShardLeaseConfig, ShardLeases};
 use rollcall_engine::worker::Worker;
@@ -21,35 +20,15 @@ use crate::verify::load_settings;
 /// Flags of `rollcall worker`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// RabbitMQ URI, amqp://USER:PASS@HOST:PORT/VHOST.
-    #[arg(long, value_name = "URL", env = "ROLLCALL_AMQP_URL")]
-    pub amqp: String,
-
-    /// Redis URL, redis://HOST:PORT[/DB].
-    #[arg(long, value_name = "URL", env = "ROLLCALL_REDIS_URL")]
-    pub redis: String,
-
-    /// Prefix of every queue, exchange and Redis key; the whole fleet must use the same.
-    #[arg(
-        long,
-        value_name = "P",
-        env = "ROLLCALL_PREFIX",
-        default_value = "rollcall"
-    )]
-    pub prefix: String,
-
-    /// Number of shard queues; the whole fleet must use the same.
-    #[arg(long, value_name = "N", env = "ROLLCALL_SHARDS", default_value_t = 16)]
-    pub shards: u32,
+    /// Broker, store, prefix, shard count and metrics listener (shared with the other
+    /// distributed command).
+    #[command(flatten)]
+    pub fleet: crate::fleet::FleetFlags,
 
     /// Hold at most this many shards (ceil(shards / workers) spreads them evenly). Default:
     /// take every free shard, so a lone survivor takes over a dead fleet's shards.
     #[arg(long, value_name = "N", env = "ROLLCALL_MAX_SHARDS")]
     pub max_shards: Option<u32>,
-
-    /// Serve Prometheus metrics on http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR", env = "ROLLCALL_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
 
     /// This worker's name in leases and logs. Default: HOSTNAME-PID.
     #[arg(long, value_name = "ID", env = "ROLLCALL_WORKER_ID")]
@@ -64,29 +43,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(settings) => settings,
         Err(code) => return Ok(code),
     };
-    if let Some(listen) = args.metrics_listen {
-        crate::metrics::install(listen)?;
-    }
+    args.fleet.install_metrics()?;
     let id = args.worker_id.clone().unwrap_or_else(default_worker_id);
     let connector = rollcall_engine::connector(&settings.engine)
         .map_err(|e| anyhow::anyhow!("SMTP identity: {e} (fix: --helo / --mail-from)"))?;
 
-    let state = Arc::new(
-        RedisState::connect(&args.redis, &args.prefix)
-            .await
-            .with_context(|| format!("cannot connect to Redis at {}", args.redis))?,
-    );
-    let queue = Arc::new(
-        AmqpQueue::connect(AmqpConfig {
-            uri: args.amqp.clone(),
-            prefix: args.prefix.clone(),
-            shards: args.shards,
-            ..AmqpConfig::default()
-        })
-        .await
-        .context("cannot connect to RabbitMQ")?,
-    );
-    tracing::info!(%id, shards = args.shards, "worker started");
+    let (state, queue) = args.fleet.connect().await?;
+    tracing::info!(%id, shards = args.fleet.shards, "worker started");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -107,7 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         worker,
         ShardLeaseConfig {
             max_shards: args.max_shards,
-            ..ShardLeaseConfig::new(args.shards, id)
+            ..ShardLeaseConfig::new(args.fleet.shards, id)
         },
         stop_rx,
     )
@@ -213,13 +176,16 @@ mod tests {
         let Command::Worker(args) = cli.command else {
             panic!("not the worker command");
         };
-        assert_eq!(args.shards, 8);
+        assert_eq!(args.fleet.shards, 8);
         assert_eq!(args.max_shards, Some(4));
-        assert_eq!(args.prefix, "rollcall");
+        assert_eq!(args.fleet.prefix, "rollcall");
         assert_eq!(args.engine.smtp_port, Some(2525));
         assert!(args.engine.allow_private);
         assert_eq!(args.worker_id.as_deref(), Some("w1"));
-        assert_eq!(args.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(
+            args.fleet.metrics_listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - `worker`: consumes batches and dispatches them per site; runs the greylist scheduler.
 //! - `site`: one site's line of batches and its warm session tasks under fleet-wide leases.
 //! - `batch_run`: one batch's transactions and the settling of every item.
+//! - `shards`: shard leases (distributed wiring): which shard queues this worker consumes.
 #![forbid(unsafe_code)]
 
 mod batch_run;

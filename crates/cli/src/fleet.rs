@@ -1,0 +1,65 @@
+//! What every distributed process shares: the broker, the store, the prefix and shard count
+//! the whole fleet agrees on, and the metrics listener. Flattened into `coordinator` and
+//! `worker` so both spell the flags, env vars and connections the same way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rollcall_amqp::{AmqpConfig, AmqpQueue};
+use rollcall_redis::RedisState;
+
+/// Flags of a distributed process.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetFlags {
+    /// RabbitMQ URI, amqp://USER:PASS@HOST:PORT/VHOST.
+    #[arg(long, value_name = "URL", env = "ROLLCALL_AMQP_URL")]
+    pub amqp: String,
+
+    /// Redis URL, redis://HOST:PORT[/DB].
+    #[arg(long, value_name = "URL", env = "ROLLCALL_REDIS_URL")]
+    pub redis: String,
+
+    /// Prefix of every queue, exchange and Redis key; the whole fleet must use the same.
+    #[arg(
+        long,
+        value_name = "P",
+        env = "ROLLCALL_PREFIX",
+        default_value = "rollcall"
+    )]
+    pub prefix: String,
+
+    /// Number of shard queues; the whole fleet must use the same.
+    #[arg(long, value_name = "N", env = "ROLLCALL_SHARDS", default_value_t = 16)]
+    pub shards: u32,
+
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR", env = "ROLLCALL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl FleetFlags {
+    /// Starts the metrics listener when asked for.
+    pub(crate) fn install_metrics(&self) -> anyhow::Result<()> {
+        match self.metrics_listen {
+            Some(listen) => crate::metrics::install(listen),
+            None => Ok(()),
+        }
+    }
+
+    /// Connects the fleet's store and queue.
+    pub(crate) async fn connect(&self) -> anyhow::Result<(Arc<RedisState>, Arc<AmqpQueue>)> {
+        let state = RedisState::connect(&self.redis, &self.prefix)
+            .await
+            .with_context(|| format!("cannot connect to Redis at {}", self.redis))?;
+        let queue = AmqpQueue::connect(AmqpConfig {
+            uri: self.amqp.clone(),
+            prefix: self.prefix.clone(),
+            shards: self.shards,
+            ..AmqpConfig::default()
+        })
+        .await
+        .context("cannot connect to RabbitMQ")?;
+        Ok((Arc::new(state), Arc::new(queue)))
+    }
+}
