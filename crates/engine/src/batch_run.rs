@@ -136,10 +136,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         rcpts.extend(chunk.iter().map(|i| i.address.clone()));
 
         let started = Instant::now();
-        let outcome = current
-            .session
-            .transaction(&ctx.config.mail_from, &rcpts)
-            .await;
+        let outcome = current.session.transaction(&rcpts).await;
         ctx.metrics
             .transactions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -76,8 +76,9 @@ pub struct TxnOutcome {
 /// A live session to one host.
 #[async_trait]
 pub trait ProbeSession: Send {
-    /// MAIL FROM `mail_from`, RCPT TO each of `rcpts` (one domain), then RSET. Never DATA.
-    async fn transaction(&mut self, mail_from: &str, rcpts: &[String]) -> TxnOutcome;
+    /// MAIL FROM the session's sender (fixed when it was opened: greylisting keys on it), RCPT
+    /// TO each of `rcpts` (one domain), then RSET. Never DATA.
+    async fn transaction(&mut self, rcpts: &[String]) -> TxnOutcome;
     /// RCPTs rejected with 5xx on this session so far (the server's error count grows with them).
     fn rejected_rcpts(&self) -> u32;
     fn transactions(&self) -> u32;

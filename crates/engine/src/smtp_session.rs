@@ -96,7 +96,7 @@ fn failure(error: &SmtpError) -> ProbeFailure {
 
 #[async_trait]
 impl ProbeSession for SmtpSession {
-    async fn transaction(&mut self, _mail_from: &str, rcpts: &[String]) -> TxnOutcome {
+    async fn transaction(&mut self, rcpts: &[String]) -> TxnOutcome {
         // Addresses the codec refuses never reach the wire; they are settled as unsendable.
         let mut sendable = Vec::with_capacity(rcpts.len());
         let mut slots: Vec<Result<usize, String>> = Vec::with_capacity(rcpts.len());

@@ -71,7 +71,7 @@ struct FakeSession {
 
 #[async_trait]
 impl ProbeSession for FakeSession {
-    async fn transaction(&mut self, _mail_from: &str, rcpts: &[String]) -> TxnOutcome {
+    async fn transaction(&mut self, rcpts: &[String]) -> TxnOutcome {
         self.transactions += 1;
         let mut seen = self.script.seen.lock().unwrap();
         seen.transactions.push(rcpts.to_vec());
