@@ -14,7 +14,7 @@ use rollcall_core::ports::{
     WorkQueue,
 };
 use rollcall_core::{
-    CatchAll, Classification, DomainContext, EmailAddress, Evidence, Reason, RetryKind,
+    CatchAll, Classification, DomainContext, EmailAddress, Evidence, ItemId, Reason, RetryKind,
     SmtpCommandKind, Verdict, classify, verdict_for,
 };
 
@@ -60,7 +60,27 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
     batch: Batch,
 ) -> Result<(), Error> {
     let mut out = Settlement::default();
-    let mut remaining: VecDeque<BatchItem> = batch.items.iter().cloned().collect();
+    // Items recorded already (a redelivered batch after a crash, or a batch a resumed
+    // coordinator published again) are not probed a second time.
+    let ids: Vec<ItemId> = batch.items.iter().map(|item| item.item).collect();
+    let recorded = ctx.state.results_recorded(&batch.campaign, &ids).await?;
+    let mut remaining: VecDeque<BatchItem> = batch
+        .items
+        .iter()
+        .zip(&recorded)
+        .filter(|(_, recorded)| !**recorded)
+        .map(|(item, _)| item.clone())
+        .collect();
+    if remaining.len() < batch.items.len() {
+        tracing::debug!(
+            site = %ctx.site,
+            skipped = batch.items.len() - remaining.len(),
+            "items of the batch are recorded already"
+        );
+    }
+    if remaining.is_empty() {
+        return Ok(());
+    }
     let mut catch_all = ctx.state.catch_all_get(&batch.domain).await?;
     let probe_address = catch_all_probe(&batch.domain);
 
@@ -68,14 +88,17 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         retire_if_spent(ctx, live).await;
         if live.is_none() {
             match open_session(ctx, &batch).await? {
-                Opened::Live(session) => *live = Some(session),
+                Opened::Live(session) => {
+                    ctx.set_held_off(false);
+                    *live = Some(session);
+                }
                 Opened::Later(delay) => {
                     out.later
                         .extend(remaining.drain(..).map(|item| (item, delay)));
                     break;
                 }
                 Opened::CircuitOpen(delay) => {
-                    metrics::counter!("rollcall_site_circuits_open").increment(1);
+                    ctx.set_held_off(true);
                     // The open circuit is evidence the hosts are failing: it uses an attempt,
                     // so a host that stays down ends in `connection_failed`, not in a loop.
                     let failure = ProbeFailure::ConnectionFailed(

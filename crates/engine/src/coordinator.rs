@@ -51,6 +51,18 @@ pub struct Coordinator<Q, S> {
     state: Arc<S>,
     resolver: MxResolver,
     config: Arc<EngineConfig>,
+    /// Leave read results in the store (a stored campaign can be replayed from them).
+    keep_results: bool,
+}
+
+/// How `Coordinator::resume` treats a campaign whose results are partly recorded already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Recorded results come out as they are; every other address is verified as usual.
+    Continue,
+    /// Recorded results come out; nothing else is verified (a finished or cancelled
+    /// campaign read back after a restart).
+    ReplayOnly,
 }
 
 impl<Q, S> Clone for Coordinator<Q, S> {
@@ -60,6 +72,7 @@ impl<Q, S> Clone for Coordinator<Q, S> {
             state: self.state.clone(),
             resolver: self.resolver.clone(),
             config: self.config.clone(),
+            keep_results: self.keep_results,
         }
     }
 }
@@ -165,6 +178,10 @@ struct Run<'a, Q, S, P> {
     cursor: u64,
     summary: Summary,
     strings: Interner,
+    /// Results read before their item was (read again from the input after a restart).
+    early: HashMap<ItemId, ItemResult>,
+    /// Verify nothing: only recorded results come out.
+    replay_only: bool,
 }
 
 impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
@@ -179,7 +196,20 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
             state,
             resolver,
             config,
+            keep_results: false,
         }
+    }
+
+    /// A coordinator that leaves every result in the store after reading it, so a campaign
+    /// can be resumed or replayed (`resume`). Without it results are trimmed once read.
+    pub fn keeping_results(mut self) -> Self {
+        self.keep_results = true;
+        self
+    }
+
+    /// The store this coordinator records and reads results in.
+    pub fn state(&self) -> &Arc<S> {
+        &self.state
     }
 
     /// Verifies every row of `input`, sending one `OutputRow` per input row to `output`, until
@@ -187,9 +217,41 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
     pub async fn run<P: Send>(
         &self,
         campaign: CampaignId,
+        input: mpsc::Receiver<InputRow<P>>,
+        output: mpsc::Sender<OutputRow<P>>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Summary, Error> {
+        self.run_inner(campaign, input, output, stop, None).await
+    }
+
+    /// Runs `campaign` again from its whole input (the same rows in the same order as the
+    /// first run, so every row gets the same item number): results already recorded in the
+    /// store come out first and their addresses are not probed again; with
+    /// `Resume::Continue` the rest is verified as `run` would. Items the first run had
+    /// published and that are still queued are published again; the workers skip the items
+    /// recorded by then, so an address is probed twice only if both copies run before
+    /// either is recorded.
+    ///
+    /// Memory: every recorded result is read up front and held until its row comes by again.
+    pub async fn resume<P: Send>(
+        &self,
+        campaign: CampaignId,
+        input: mpsc::Receiver<InputRow<P>>,
+        output: mpsc::Sender<OutputRow<P>>,
+        stop: watch::Receiver<bool>,
+        mode: Resume,
+    ) -> Result<Summary, Error> {
+        self.run_inner(campaign, input, output, stop, Some(mode))
+            .await
+    }
+
+    async fn run_inner<P: Send>(
+        &self,
+        campaign: CampaignId,
         mut input: mpsc::Receiver<InputRow<P>>,
         output: mpsc::Sender<OutputRow<P>>,
         mut stop: watch::Receiver<bool>,
+        resume: Option<Resume>,
     ) -> Result<Summary, Error> {
         let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
         let mut run = Run {
@@ -208,7 +270,12 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
             cursor: 0,
             summary: Summary::default(),
             strings: Interner::default(),
+            early: HashMap::new(),
+            replay_only: resume == Some(Resume::ReplayOnly),
         };
+        if resume.is_some() {
+            run.preload().await?;
+        }
         let started = Instant::now();
         let mut input_done = false;
         let mut tick = tokio::time::interval(TICK);
@@ -281,6 +348,10 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             Ok(address) => address,
             Err(error) => {
                 let item = self.new_item();
+                let early = self.early.remove(&item);
+                if early.is_none() && self.replay_only {
+                    return Ok(());
+                }
                 let verdict = Verdict::for_syntax_error(&row.text, &error);
                 self.pending.insert(
                     item,
@@ -292,6 +363,10 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                         duplicates: Vec::new(),
                     },
                 );
+                if let Some(result) = early {
+                    self.finish(result, true).await;
+                    return Ok(());
+                }
                 self.record(vec![ItemResult {
                     item,
                     address: row.text,
@@ -306,7 +381,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             let item = ItemId(u64::from(seen));
             if let Some(compact) = self.finished(item) {
                 let verdict = Arc::new(expand(compact, &self.strings, &address));
-                self.emit(row.row, row.text, row.payload, verdict, true)
+                self.emit(row.row, row.text, row.payload, verdict, true, false)
                     .await;
             } else if let Some(pending) = self.pending.get_mut(&item) {
                 pending.duplicates.push((row.row, row.text, row.payload));
@@ -318,6 +393,10 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         if let Ok(number) = u32::try_from(item.0) {
             self.dedupe.insert(key, number);
         }
+        let early = self.early.remove(&item);
+        if early.is_none() && self.replay_only {
+            return Ok(());
+        }
         self.pending.insert(
             item,
             Pending {
@@ -328,6 +407,10 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 duplicates: Vec::new(),
             },
         );
+        if let Some(result) = early {
+            self.finish(result, true).await;
+            return Ok(());
+        }
         let batch_item = BatchItem {
             item,
             address: address.to_string(),
@@ -467,6 +550,24 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         Ok(())
     }
 
+    /// Reads every result recorded so far (a resumed campaign's) before any row comes in.
+    async fn preload(&mut self) -> Result<(), Error> {
+        loop {
+            let (results, next) = self
+                .co
+                .state
+                .results_since(&self.campaign, self.cursor, RESULTS_PAGE)
+                .await?;
+            if results.is_empty() {
+                return Ok(());
+            }
+            self.cursor = next;
+            for result in results {
+                self.early.insert(result.item, result);
+            }
+        }
+    }
+
     /// Reads what the workers recorded and writes the rows out.
     async fn collect(&mut self) -> Result<(), Error> {
         loop {
@@ -480,16 +581,25 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             }
             self.cursor = next;
             for result in results {
-                self.finish(result).await;
+                if result.item.0 > self.next_item {
+                    // Its row has not been read again yet (a resumed campaign).
+                    self.early.insert(result.item, result);
+                } else {
+                    self.finish(result, false).await;
+                }
             }
-            self.co
-                .state
-                .results_trim(&self.campaign, self.cursor)
-                .await?;
+            if !self.co.keep_results {
+                self.co
+                    .state
+                    .results_trim(&self.campaign, self.cursor)
+                    .await?;
+            }
         }
     }
 
-    async fn finish(&mut self, result: ItemResult) {
+    /// Writes out the rows of a finished item. `replayed`: the result was recorded before
+    /// this run (a resumed campaign), so it is not counted as a new verification.
+    async fn finish(&mut self, result: ItemResult, replayed: bool) {
         // A result for an item this run does not hold is a redelivery's second copy: skip it.
         let Some(pending) = self.pending.remove(&result.item) else {
             return;
@@ -513,10 +623,18 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             }
         }
         for (row, text, payload) in pending.duplicates {
-            self.emit(row, text, payload, verdict.clone(), true).await;
+            self.emit(row, text, payload, verdict.clone(), true, replayed)
+                .await;
         }
-        self.emit(pending.row, pending.text, pending.payload, verdict, false)
-            .await;
+        self.emit(
+            pending.row,
+            pending.text,
+            pending.payload,
+            verdict,
+            false,
+            replayed,
+        )
+        .await;
     }
 
     async fn emit(
@@ -526,14 +644,17 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         payload: P,
         verdict: Arc<Verdict>,
         duplicate: bool,
+        replayed: bool,
     ) {
         self.summary.count(&verdict, duplicate);
-        metrics::counter!(
-            "rollcall_verifications_total",
-            "status" => verdict.status().as_str(),
-            "reason" => verdict.reason().as_str(),
-        )
-        .increment(1);
+        if !replayed {
+            metrics::counter!(
+                "rollcall_verifications_total",
+                "status" => verdict.status().as_str(),
+                "reason" => verdict.reason().as_str(),
+            )
+            .increment(1);
+        }
         metrics::gauge!("rollcall_campaign_addresses", "state" => "done")
             .set(self.summary.out as f64);
         // A closed output means the caller stopped listening (e.g. Ctrl-C); keep counting.

@@ -4,10 +4,14 @@
 //! them over. The set held is published on a `watch` channel; the caller turns it into
 //! consumers (`AmqpQueue::consume_shards`). This module does not touch the queue.
 //!
-//! Sharing: a worker takes any free shard while it holds fewer than `max_shards` (default: all
-//! of them). The store offers no way to count live workers without a new operation, so the
-//! spread is set by the operator: with `W` workers, `max_shards = ceil(shards / W)` spreads the
-//! shards evenly, and the default lets a lone survivor take every shard of a dead fleet.
+//! Sharing: every worker also holds a membership lease on `workers` (same TTL, renewed with
+//! its shards), so `lease_count("workers")` is the number of live workers `W`. A worker holds
+//! at most its fair share `ceil(shards / W)` (and at most `max_shards` when set): it gives back
+//! shards beyond that when a worker joins and takes free ones up to it when a worker's leases
+//! lapse, so the shards spread evenly and a lone survivor ends up with every shard. A shard
+//! given back is consumed by its old holder until the consumer follows the new set; the
+//! queues are single-active-consumer and site sessions are capped by their own fleet-wide
+//! leases, so that moment costs neither order nor politeness.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,6 +54,17 @@ pub fn shard_lease_key(shard: u32) -> String {
     format!("shard:{shard}")
 }
 
+/// The store's site key of the workers' membership leases.
+pub const MEMBERS_KEY: &str = "workers";
+/// Cap of the membership leases: far above any real fleet (a worker that cannot join still
+/// works, with the share of a lone worker).
+const MEMBERS_CAP: u32 = 100_000;
+
+/// `ceil(shards / workers)`, at least 1 while there are shards.
+pub fn fair_share(shards: u32, workers: u32) -> u32 {
+    shards.div_ceil(workers.max(1))
+}
+
 /// A held shard: its lease and when it was last confirmed.
 struct Held {
     lease: Lease,
@@ -63,6 +78,10 @@ pub struct ShardLeases<S> {
     held: BTreeMap<u32, Held>,
     /// Where the search for free shards starts, so workers do not all race for shard 0 first.
     offset: u32,
+    /// This worker's membership lease, once taken.
+    member: Option<Lease>,
+    /// Live workers last counted (1 until counted).
+    workers: u32,
 }
 
 impl<S: StateStore> ShardLeases<S> {
@@ -77,6 +96,40 @@ impl<S: StateStore> ShardLeases<S> {
             config,
             held: BTreeMap::new(),
             offset,
+            member: None,
+            workers: 1,
+        }
+    }
+
+    /// Live workers as last counted (this one included).
+    pub fn workers(&self) -> u32 {
+        self.workers
+    }
+
+    /// Renews (or takes) the membership lease and counts the live workers. On a store failure
+    /// the last count stands.
+    async fn count_members(&mut self) {
+        let ttl = self.config.ttl;
+        let renewed = match &self.member {
+            Some(lease) => self.state.lease_renew(lease, ttl).await.unwrap_or(false),
+            None => false,
+        };
+        if !renewed {
+            self.member = match self
+                .state
+                .lease_acquire(MEMBERS_KEY, &self.config.holder, MEMBERS_CAP, ttl)
+                .await
+            {
+                Ok(lease) => lease,
+                Err(error) => {
+                    tracing::warn!(%error, "worker membership not renewed");
+                    None
+                }
+            };
+        }
+        match self.state.lease_count(MEMBERS_KEY).await {
+            Ok(live) => self.workers = live.max(1),
+            Err(error) => tracing::warn!(%error, "live workers not counted"),
         }
     }
 
@@ -108,11 +161,22 @@ impl<S: StateStore> ShardLeases<S> {
             self.held.remove(&shard);
         }
 
+        self.count_members().await;
         let cap = self
             .config
             .max_shards
             .unwrap_or(self.config.shards)
-            .min(self.config.shards);
+            .min(fair_share(self.config.shards, self.workers));
+        // Beyond the share (a worker joined): give the excess back for the newcomer.
+        while self.held.len() > cap as usize {
+            let Some((shard, held)) = self.held.pop_last() else {
+                break;
+            };
+            tracing::info!(shard, holder = %self.config.holder, workers = self.workers, "shard given back");
+            if let Err(error) = self.state.lease_release(&held.lease).await {
+                tracing::warn!(%error, shard, "shard lease not released; it lapses by itself");
+            }
+        }
         let shards = self.config.shards;
         for step in 0..shards {
             if self.held.len() >= cap as usize {
@@ -155,6 +219,11 @@ impl<S: StateStore> ShardLeases<S> {
             if let Err(error) = self.state.lease_release(&held.lease).await {
                 tracing::warn!(%error, shard, "shard lease not released; it lapses by itself");
             }
+        }
+        if let Some(member) = self.member.take()
+            && let Err(error) = self.state.lease_release(&member).await
+        {
+            tracing::warn!(%error, "membership lease not released; it lapses by itself");
         }
     }
 
@@ -249,6 +318,41 @@ mod tests {
         let (_, y) = until(&mut a_rx, &mut b_rx, |_, y| y.len() == shards as usize).await;
         assert_eq!(y, (0..shards).collect::<Vec<_>>());
         b.abort();
+    }
+
+    #[tokio::test]
+    async fn workers_take_fair_shares_and_give_back_when_one_joins() {
+        let state = Arc::new(MemoryState::new());
+        let mut a = ShardLeases::new(state.clone(), config("a", 8));
+        // Alone, a takes every shard.
+        assert_eq!(a.tick().await.len(), 8);
+        let mut b = ShardLeases::new(state.clone(), config("b", 8));
+        // b joins: nothing is free yet, but a now counts two workers and gives half back.
+        assert!(b.tick().await.is_empty());
+        assert_eq!(a.tick().await.len(), 4);
+        let b_held = b.tick().await;
+        assert_eq!(b_held.len(), 4);
+        assert!(disjoint_cover(&a.held(), &b_held, 8));
+        // A third: shares of ceil(8 / 3) = 3 each, every shard still held once.
+        let mut c = ShardLeases::new(state.clone(), config("c", 8));
+        c.tick().await;
+        a.tick().await;
+        b.tick().await;
+        let c_held = c.tick().await;
+        assert_eq!((a.held().len(), b.held().len()), (3, 3));
+        assert_eq!(c_held.len(), 2);
+        assert_eq!(c.workers(), 3);
+        let mut all: Vec<u32> = [a.held(), b.held(), c_held].concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn fair_share_rounds_up() {
+        assert_eq!(fair_share(16, 1), 16);
+        assert_eq!(fair_share(16, 3), 6);
+        assert_eq!(fair_share(16, 0), 16);
+        assert_eq!(fair_share(2, 5), 1);
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! Owns concurrency per site and session reuse; `batch_run` owns what happens inside a batch.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,9 +39,24 @@ pub struct SiteContext<Q, S> {
     pub holder: String,
     /// RCPTs per transaction, adapted down on `452 4.5.3` (RFC 5321 4.5.3.1.8).
     rcpt_limit: AtomicU32,
+    /// The last session attempt found every MX host behind an open circuit.
+    held_off: AtomicBool,
 }
 
 impl<Q, S> SiteContext<Q, S> {
+    /// Notes whether the site is held off by open circuits (the `rollcall_site_circuits_open`
+    /// gauge counts the sites that are).
+    pub fn set_held_off(&self, held_off: bool) {
+        if self.held_off.swap(held_off, Ordering::Relaxed) != held_off {
+            let gauge = metrics::gauge!("rollcall_site_circuits_open");
+            if held_off {
+                gauge.increment(1.0);
+            } else {
+                gauge.decrement(1.0);
+            }
+        }
+    }
+
     pub fn rcpt_limit(&self) -> u32 {
         self.rcpt_limit.load(Ordering::Relaxed)
     }
@@ -95,6 +110,7 @@ pub fn spawn_site<Q: WorkQueue, S: StateStore>(
     let (tx, rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(SiteContext {
         rcpt_limit: AtomicU32::new(shaping.rcpt_per_transaction),
+        held_off: AtomicBool::new(false),
         site,
         shaping,
         queue,
@@ -178,6 +194,8 @@ async fn run_site<Q: WorkQueue, S: StateStore>(
             });
         }
         if closed && active == 0 && line.len() == 0 {
+            // A runner that ends no longer holds its site off.
+            ctx.set_held_off(false);
             return;
         }
     }

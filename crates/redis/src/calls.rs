@@ -216,7 +216,17 @@ pub(crate) struct Recorded<'a> {
     pub(crate) json: &'a str,
 }
 
-pub(crate) fn record_results(keys: &Keys, campaign: &CampaignId, results: &[Recorded<'_>]) -> Call {
+/// How long a `record_results` reply is kept for a retry of the same call: far longer than the
+/// store's retries take.
+const RECORD_REPLY_KEEP: Duration = Duration::from_secs(300);
+
+/// `token` names this call (random per call, the same across its retries).
+pub(crate) fn record_results(
+    keys: &Keys,
+    campaign: &CampaignId,
+    token: u64,
+    results: &[Recorded<'_>],
+) -> Call {
     let mut call = Call::script(
         "record_results",
         &scripts::RECORD_RESULTS,
@@ -224,8 +234,10 @@ pub(crate) fn record_results(keys: &Keys, campaign: &CampaignId, results: &[Reco
             keys.recorded(campaign),
             keys.progress(campaign),
             keys.results(campaign),
+            keys.record_reply(campaign, token),
         ],
     );
+    call.cmd.arg(millis(RECORD_REPLY_KEEP));
     for r in results {
         call.cmd.arg(r.item).arg(r.status_field).arg(r.json);
     }
@@ -250,6 +262,90 @@ pub(crate) fn results_trim(keys: &Keys, campaign: &CampaignId, cursor: u64) -> C
 
 pub(crate) fn progress(keys: &Keys, campaign: &CampaignId) -> Call {
     Call::command("progress", "HGETALL", keys.progress(campaign))
+}
+
+pub(crate) fn lease_count(keys: &Keys, site: &str) -> Call {
+    Call::script(
+        "lease_count",
+        &scripts::LEASE_COUNT,
+        vec![keys.leases(site)],
+    )
+}
+
+pub(crate) fn results_recorded(keys: &Keys, campaign: &CampaignId, items: &[u64]) -> Call {
+    let mut call = Call::command("results_recorded", "HMGET", keys.recorded(campaign));
+    for item in items {
+        call.cmd.arg(*item);
+    }
+    call
+}
+
+pub(crate) fn campaign_put_meta(keys: &Keys, campaign: &CampaignId, json: &str) -> Call {
+    Call::command("campaign_save", "SET", keys.meta(campaign)).arg(json)
+}
+
+pub(crate) fn campaign_index_add(keys: &Keys, campaign: &CampaignId, created_ms: u64) -> Call {
+    Call::command("campaign_index_add", "ZADD", keys.campaign_index())
+        .arg(created_ms)
+        .arg(campaign.as_str())
+}
+
+pub(crate) fn campaign_index(keys: &Keys) -> Call {
+    Call::command("campaign_index", "ZRANGE", keys.campaign_index())
+        .arg(0)
+        .arg(-1)
+}
+
+pub(crate) fn campaign_get_meta(keys: &Keys, campaign: &CampaignId) -> Call {
+    Call::command("campaign_list", "GET", keys.meta(campaign))
+}
+
+pub(crate) fn campaign_append_input(
+    keys: &Keys,
+    campaign: &CampaignId,
+    first: u64,
+    rows: &[String],
+) -> Call {
+    let mut call = Call::script(
+        "campaign_append_input",
+        &scripts::APPEND_INPUT,
+        vec![keys.input(campaign)],
+    )
+    .arg(first);
+    for row in rows {
+        call.cmd.arg(row.as_str());
+    }
+    call
+}
+
+pub(crate) fn campaign_input(keys: &Keys, campaign: &CampaignId, from: u64, max: usize) -> Call {
+    let last = from.saturating_add(max as u64).saturating_sub(1);
+    Call::command("campaign_input", "LRANGE", keys.input(campaign))
+        .arg(from)
+        .arg(last)
+}
+
+pub(crate) fn campaign_index_remove(keys: &Keys, campaign: &CampaignId) -> Call {
+    Call::command("campaign_index_remove", "ZREM", keys.campaign_index()).arg(campaign.as_str())
+}
+
+/// Deletes every key of a campaign but the short-lived request markers (they expire).
+pub(crate) fn campaign_delete_keys(keys: &Keys, campaign: &CampaignId) -> Call {
+    let all = vec![
+        keys.meta(campaign),
+        keys.input(campaign),
+        keys.progress(campaign),
+        keys.recorded(campaign),
+        keys.results(campaign),
+    ];
+    let mut cmd = redis::cmd("DEL");
+    cmd.arg(&all);
+    Call {
+        op: "campaign_delete",
+        cmd,
+        script: None,
+        keys: all,
+    }
 }
 
 #[cfg(test)]
@@ -288,10 +384,20 @@ mod tests {
             greylist_take_due(keys, "req", now, 10),
             greylist_pending(keys),
             campaign_add_total(keys, &c, "req", 3),
-            record_results(keys, &c, &[r]),
+            record_results(keys, &c, 1, &[r]),
             results_since(keys, &c, 0, 10),
             results_trim(keys, &c, 5),
             progress(keys, &c),
+            lease_count(keys, "site"),
+            results_recorded(keys, &c, &[1, 2]),
+            campaign_put_meta(keys, &c, "{}"),
+            campaign_get_meta(keys, &c),
+            campaign_append_input(keys, &c, 0, &["a@b.test".to_string()]),
+            campaign_input(keys, &c, 0, 10),
+            campaign_delete_keys(keys, &c),
+            campaign_index(keys),
+            campaign_index_add(keys, &c, 1),
+            campaign_index_remove(keys, &c),
         ]
     }
 
@@ -321,6 +427,7 @@ mod tests {
                 op if op.starts_with("rate") || op.starts_with("circuit") => "h:mx.test",
                 "lease_acquire" => "h:site%7Bx%7D",
                 op if op.starts_with("lease") => "h:site",
+                op if op.starts_with("campaign_index") => "campaigns",
                 _ => "c:camp",
             };
             assert_eq!(tag, want, "{op}");

@@ -97,9 +97,31 @@ impl Keys {
         self.campaign(campaign, "recorded")
     }
 
+    /// The reply of one `record_results` call, kept briefly so a call retried after a lost
+    /// reply answers what the first attempt counted (the token is random per call).
+    pub(crate) fn record_reply(&self, campaign: &CampaignId, token: u64) -> String {
+        self.campaign(campaign, &format!("reply:{token:016x}"))
+    }
+
     /// Stream of recorded results; entry `0-N` is the N-th result recorded.
     pub(crate) fn results(&self, campaign: &CampaignId) -> String {
         self.campaign(campaign, "results")
+    }
+
+    /// The campaign's record (`CampaignRecord` JSON).
+    pub(crate) fn meta(&self, campaign: &CampaignId) -> String {
+        self.campaign(campaign, "meta")
+    }
+
+    /// List of the campaign's input rows, in order.
+    pub(crate) fn input(&self, campaign: &CampaignId) -> String {
+        self.campaign(campaign, "input")
+    }
+
+    /// Sorted set of every stored campaign id, scored by creation time (ms). Its own tag: it
+    /// is never touched by a script together with a campaign's keys.
+    pub(crate) fn campaign_index(&self) -> String {
+        format!("{}:{{campaigns}}:index", self.prefix)
     }
 
     /// Marker of one applied `campaign_add_total` request, so a retry does not add twice.
@@ -178,7 +200,10 @@ mod tests {
             k.progress(&c),
             k.recorded(&c),
             k.results(&c),
+            k.record_reply(&c, 7),
             k.total_request(&c, "r"),
+            k.meta(&c),
+            k.input(&c),
         ];
         for key in &all {
             assert_eq!(hash_tag(key), Some("c:camp-1"), "{key}");

@@ -33,11 +33,15 @@
 //! | `P:{c:CAMPAIGN}:recorded` | hash | item id -> 1 for every recorded item (the idempotency set) |
 //! | `P:{c:CAMPAIGN}:results` | stream | recorded results: entry `0-N` is the N-th, field `r` the `ItemResult` JSON |
 //! | `P:{c:CAMPAIGN}:total-req:REQ` | string | marker of one applied `campaign_add_total`, kept 10 min |
+//! | `P:{c:CAMPAIGN}:meta` | string | the `CampaignRecord` JSON (name, phase, rows, created) |
+//! | `P:{c:CAMPAIGN}:input` | list | the campaign's input rows, in order (a restarted coordinator reads them back) |
+//! | `P:{campaigns}:index` | sorted set | every stored campaign id, score its creation time (ms) |
 //!
 //! A results cursor is N, the sequence number of the last result read (`done` at the time it
 //! was recorded), so it is a plain u64 that orders exactly like the stream.
 //!
-//! Campaign keys do not expire: a campaign survives restarts until it is deleted.
+//! Campaign keys do not expire: a campaign survives restarts until it is deleted
+//! (`campaign_delete`; the coordinator deletes the finished campaigns it no longer keeps).
 
 #![forbid(unsafe_code)]
 

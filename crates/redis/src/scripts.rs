@@ -189,14 +189,20 @@ return 0
 });
 
 /// Record results idempotently. KEYS[1] recorded hash, KEYS[2] progress hash, KEYS[3] results
-/// stream. ARGV: triples (item id, status counter, result JSON). A new item increments `done`,
-/// whose new value N is its sequence number: the stream entry is `0-N`, so a reader's cursor is
-/// N. Returns how many items were new.
+/// stream, KEYS[4] this call's reply key. ARGV[1] how long to keep the reply (ms), then triples
+/// (item id, status counter, result JSON). A new item increments `done`, whose new value N is
+/// its sequence number: the stream entry is `0-N`, so a reader's cursor is N. Returns how many
+/// items were new; a retry of the same call (its reply was lost with the connection) returns
+/// the first attempt's count instead of 0, so callers' counts stay exact.
 pub(crate) static RECORD_RESULTS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+local prior = redis.call('GET', KEYS[4])
+if prior then
+  return tonumber(prior)
+end
 local new = 0
-for i = 1, #ARGV, 3 do
+for i = 2, #ARGV, 3 do
   if redis.call('HSETNX', KEYS[1], ARGV[i], '1') == 1 then
     local seq = redis.call('HINCRBY', KEYS[2], 'done', 1)
     redis.call('HINCRBY', KEYS[2], ARGV[i + 1], 1)
@@ -204,7 +210,41 @@ for i = 1, #ARGV, 3 do
     new = new + 1
   end
 end
+redis.call('SET', KEYS[4], new, 'PX', ARGV[1])
 return new
+"#,
+    )
+});
+
+/// Count the live leases of a site. KEYS[1] the site's lease set. Drops the lapsed ones first
+/// (the server's clock decides), then returns how many are left.
+pub(crate) static LEASE_COUNT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
+return redis.call('ZCARD', KEYS[1])
+"#,
+    )
+});
+
+/// Append input rows idempotently. KEYS[1] the input list. ARGV[1] the 0-based index of the
+/// first row, ARGV[2..] the rows. Rows already stored (a retried append) are skipped; returns
+/// the list's length after, or -1 when `first` is past the end (a gap: nothing is stored).
+pub(crate) static APPEND_INPUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local first = tonumber(ARGV[1])
+local stored = redis.call('LLEN', KEYS[1])
+if first > stored then
+  return -1
+end
+local from = stored - first + 2
+for i = from, #ARGV, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+return redis.call('LLEN', KEYS[1])
 "#,
     )
 });

@@ -16,11 +16,12 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, FromRedisValue, ServerErrorKind, Value};
-use rollcall_core::CampaignId;
 use rollcall_core::ports::{
-    BackoffPolicy, CircuitDecision, GreylistEntry, ItemResult, Lease, Progress, RateDecision,
-    RateLimit, StateStore, StoreError, status_index,
+    BackoffPolicy, CampaignRecord, CircuitDecision, GreylistEntry, ItemResult, Lease, Progress,
+    RateDecision, RateLimit, StateStore, StoreError, status_index,
 };
+
+use rollcall_core::{CampaignId, ItemId};
 
 use crate::calls::{self, Call, RECORD_CHUNK, Recorded, STATUS_FIELDS};
 use crate::error::{Error, is_transient};
@@ -207,6 +208,11 @@ impl StateStore for RedisState {
             .map(drop)
     }
 
+    async fn lease_count(&self, site: &str) -> Result<u32, StoreError> {
+        let live: u64 = self.query(&calls::lease_count(&self.keys, site)).await?;
+        Ok(u32::try_from(live).unwrap_or(u32::MAX))
+    }
+
     async fn circuit_check(&self, host: &str) -> Result<CircuitDecision, StoreError> {
         let reply: Vec<i64> = self.query(&calls::circuit_check(&self.keys, host)).await?;
         match reply.as_slice() {
@@ -339,7 +345,12 @@ impl StateStore for RedisState {
                 })
                 .collect();
             let n: u64 = self
-                .query(&calls::record_results(&self.keys, campaign, &recorded))
+                .query(&calls::record_results(
+                    &self.keys,
+                    campaign,
+                    rand::random(),
+                    &recorded,
+                ))
                 .await?;
             new += usize::try_from(n).unwrap_or(usize::MAX);
         }
@@ -405,6 +416,108 @@ impl StateStore for RedisState {
             done: read("done")?,
             by_status,
         })
+    }
+
+    async fn results_recorded(
+        &self,
+        campaign: &CampaignId,
+        items: &[ItemId],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut recorded = Vec::with_capacity(items.len());
+        for chunk in items.chunks(RECORD_CHUNK) {
+            let ids: Vec<u64> = chunk.iter().map(|item| item.get()).collect();
+            let marks: Vec<Option<String>> = self
+                .query(&calls::results_recorded(&self.keys, campaign, &ids))
+                .await?;
+            if marks.len() != ids.len() {
+                return Err(StoreError::Data(format!(
+                    "results_recorded: {} answers for {} items",
+                    marks.len(),
+                    ids.len()
+                )));
+            }
+            recorded.extend(marks.iter().map(Option::is_some));
+        }
+        Ok(recorded)
+    }
+
+    async fn campaign_save(&self, record: &CampaignRecord) -> Result<(), StoreError> {
+        let json = encode("campaign record", record)?;
+        // The record first: a listed id always has a record, except for a moment while it is
+        // being deleted (and `campaign_list` skips such ids).
+        self.send(&calls::campaign_put_meta(&self.keys, &record.id, &json))
+            .await?;
+        self.send(&calls::campaign_index_add(
+            &self.keys,
+            &record.id,
+            record.created_ms,
+        ))
+        .await
+        .map(drop)
+    }
+
+    async fn campaign_list(&self) -> Result<Vec<CampaignRecord>, StoreError> {
+        let ids: Vec<String> = self.query(&calls::campaign_index(&self.keys)).await?;
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Ok(campaign) = CampaignId::new(id.as_str()) else {
+                tracing::error!(id = %id.escape_debug(), "skipping a listed campaign with an invalid id");
+                continue;
+            };
+            let json: Option<String> = self
+                .query(&calls::campaign_get_meta(&self.keys, &campaign))
+                .await?;
+            let Some(json) = json else { continue };
+            match serde_json::from_str::<CampaignRecord>(&json) {
+                Ok(record) => records.push(record),
+                Err(e) => {
+                    tracing::error!(campaign = %campaign, error = %e, "skipping a campaign record that does not decode")
+                }
+            }
+        }
+        // The index orders by creation time; equal times by id, as `MemoryState` does.
+        records.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(records)
+    }
+
+    async fn campaign_append_input(
+        &self,
+        campaign: &CampaignId,
+        first: u64,
+        rows: &[String],
+    ) -> Result<(), StoreError> {
+        let stored: i64 = self
+            .query(&calls::campaign_append_input(
+                &self.keys, campaign, first, rows,
+            ))
+            .await?;
+        if stored < 0 {
+            return Err(StoreError::Data(format!(
+                "campaign_append_input: rows from {first} would leave a gap"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn campaign_input(
+        &self,
+        campaign: &CampaignId,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.query(&calls::campaign_input(&self.keys, campaign, from, max))
+            .await
+    }
+
+    async fn campaign_delete(&self, campaign: &CampaignId) -> Result<(), StoreError> {
+        self.send(&calls::campaign_index_remove(&self.keys, campaign))
+            .await?;
+        self.send(&calls::campaign_delete_keys(&self.keys, campaign))
+            .await
+            .map(drop)
     }
 }
 

@@ -5,8 +5,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::{
-    BackoffPolicy, Batch, BatchItem, CircuitDecision, GreylistEntry, ItemResult, RateDecision,
-    RateLimit, StateStore,
+    BackoffPolicy, Batch, BatchItem, CampaignPhase, CampaignRecord, CircuitDecision, GreylistEntry,
+    ItemResult, Progress, RateDecision, RateLimit, StateStore,
 };
 use crate::{CampaignId, Evidence, ItemId, Reason, Verdict};
 
@@ -52,6 +52,7 @@ pub async fn leases<S: StateStore>(store: &S, prefix: &str) {
             .unwrap()
             .is_none()
     );
+    assert_eq!(store.lease_count(&site).await.unwrap(), 2);
     let a = a.unwrap();
     assert!(store.lease_renew(&a, ttl).await.unwrap());
     store.lease_release(&a).await.unwrap();
@@ -242,6 +243,113 @@ pub async fn results<S: StateStore>(store: &S, campaign: &CampaignId) {
     let (none, after) = store.results_since(campaign, end, 10).await.unwrap();
     assert!(none.is_empty());
     assert_eq!(after, end);
+    // Trimming forgets the results, not which items have one.
+    let asked = [ItemId(3), ItemId(4), ItemId(1), ItemId(64), ItemId(2)];
+    assert_eq!(
+        store.results_recorded(campaign, &asked).await.unwrap(),
+        vec![true, false, true, false, true]
+    );
+    let other = CampaignId::random();
+    assert_eq!(
+        store.results_recorded(&other, &asked[..2]).await.unwrap(),
+        vec![false, false]
+    );
+}
+
+/// Campaign records and input: saved, listed oldest first, input appended idempotently and
+/// read back in pages, deleted with everything else of the campaign.
+pub async fn campaigns<S: StateStore>(store: &S) {
+    let older = CampaignRecord {
+        id: CampaignId::random(),
+        name: "nightly".into(),
+        phase: CampaignPhase::Uploading,
+        detail: None,
+        rows: 0,
+        created_ms: 1_000,
+    };
+    let newer = CampaignRecord {
+        id: CampaignId::random(),
+        name: "other".into(),
+        phase: CampaignPhase::Done,
+        detail: None,
+        rows: 0,
+        created_ms: 2_000,
+    };
+    store.campaign_save(&newer).await.unwrap();
+    store.campaign_save(&older).await.unwrap();
+    let rows: Vec<String> = (0..5).map(|i| format!("user{i}@example.test")).collect();
+    store
+        .campaign_append_input(&older.id, 0, &rows[..3])
+        .await
+        .unwrap();
+    // A retried append of rows already stored, overlapping new ones: each stored once.
+    store
+        .campaign_append_input(&older.id, 2, &rows[2..])
+        .await
+        .unwrap();
+    store
+        .campaign_append_input(&older.id, 0, &rows[..1])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .campaign_append_input(&older.id, 9, &rows[..1])
+            .await
+            .is_err(),
+        "a gap in the input is refused"
+    );
+    let running = CampaignRecord {
+        phase: CampaignPhase::Running,
+        rows: 5,
+        ..older.clone()
+    };
+    store.campaign_save(&running).await.unwrap();
+    assert_eq!(
+        store.campaign_list().await.unwrap(),
+        vec![running.clone(), newer.clone()]
+    );
+    assert_eq!(
+        store.campaign_input(&older.id, 0, 2).await.unwrap(),
+        rows[..2].to_vec()
+    );
+    assert_eq!(
+        store.campaign_input(&older.id, 2, 10).await.unwrap(),
+        rows[2..].to_vec()
+    );
+    assert!(
+        store
+            .campaign_input(&older.id, 5, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store
+        .record_results(&older.id, &[result(1, Reason::Accepted)])
+        .await
+        .unwrap();
+    store.campaign_delete(&older.id).await.unwrap();
+    assert_eq!(store.campaign_list().await.unwrap(), vec![newer.clone()]);
+    assert!(
+        store
+            .campaign_input(&older.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .results_recorded(&older.id, &[ItemId(1)])
+            .await
+            .unwrap(),
+        vec![false]
+    );
+    assert_eq!(
+        store.progress(&older.id).await.unwrap(),
+        Progress::default()
+    );
+    store.campaign_delete(&newer.id).await.unwrap();
+    assert!(store.campaign_list().await.unwrap().is_empty());
 }
 
 /// Runs every check.
@@ -253,6 +361,7 @@ pub async fn all<S: StateStore>(store: &S, prefix: &str) {
     let campaign = CampaignId::random();
     greylist(store, &campaign).await;
     results(store, &campaign).await;
+    campaigns(store).await;
 }
 
 #[cfg(test)]

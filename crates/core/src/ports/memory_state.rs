@@ -13,10 +13,10 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::state::status_index;
 use super::{
-    BackoffPolicy, CircuitDecision, GreylistEntry, ItemResult, Lease, Progress, RateDecision,
-    RateLimit, StateStore, StoreError,
+    BackoffPolicy, CampaignRecord, CircuitDecision, GreylistEntry, ItemResult, Lease, Progress,
+    RateDecision, RateLimit, StateStore, StoreError,
 };
-use crate::CampaignId;
+use crate::{CampaignId, ItemId};
 
 /// In-process shared state. Cloning shares it.
 #[derive(Clone, Default)]
@@ -54,6 +54,9 @@ struct Campaign {
     /// Results not yet trimmed; `log_base` is the cursor of the first one.
     log: VecDeque<ItemResult>,
     log_base: u64,
+    /// The campaign's record, once saved.
+    record: Option<CampaignRecord>,
+    input: Vec<String>,
 }
 
 impl Campaign {
@@ -69,6 +72,11 @@ impl Campaign {
             self.done += 1;
         }
         fresh
+    }
+
+    fn is_recorded(&self, item: u64) -> bool {
+        let (word, bit) = ((item / 64) as usize, 1u64 << (item % 64));
+        self.recorded.get(word).is_some_and(|w| w & bit != 0)
     }
 }
 
@@ -167,6 +175,15 @@ impl StateStore for MemoryState {
             held.retain(|(token, _)| *token != lease.token);
         }
         Ok(())
+    }
+
+    async fn lease_count(&self, site: &str) -> Result<u32, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let live = inner.leases.get(site).map_or(0, |held| {
+            held.iter().filter(|(_, until)| *until > now).count()
+        });
+        Ok(u32::try_from(live).unwrap_or(u32::MAX))
     }
 
     async fn circuit_check(&self, host: &str) -> Result<CircuitDecision, StoreError> {
@@ -335,5 +352,82 @@ impl StateStore for MemoryState {
                 by_status: c.by_status,
             })
             .unwrap_or_default())
+    }
+
+    async fn results_recorded(
+        &self,
+        campaign: &CampaignId,
+        items: &[ItemId],
+    ) -> Result<Vec<bool>, StoreError> {
+        let inner = self.lock();
+        let campaign = inner.campaigns.get(campaign);
+        Ok(items
+            .iter()
+            .map(|item| campaign.is_some_and(|c| c.is_recorded(item.0)))
+            .collect())
+    }
+
+    async fn campaign_save(&self, record: &CampaignRecord) -> Result<(), StoreError> {
+        self.lock()
+            .campaigns
+            .entry(record.id.clone())
+            .or_default()
+            .record = Some(record.clone());
+        Ok(())
+    }
+
+    async fn campaign_list(&self) -> Result<Vec<CampaignRecord>, StoreError> {
+        let inner = self.lock();
+        let mut records: Vec<CampaignRecord> = inner
+            .campaigns
+            .values()
+            .filter_map(|c| c.record.clone())
+            .collect();
+        records.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(records)
+    }
+
+    async fn campaign_append_input(
+        &self,
+        campaign: &CampaignId,
+        first: u64,
+        rows: &[String],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let input = &mut inner.campaigns.entry(campaign.clone()).or_default().input;
+        let stored = input.len() as u64;
+        if first > stored {
+            return Err(StoreError::Data(format!(
+                "input rows from {first} would leave a gap after the {stored} stored"
+            )));
+        }
+        let skip = usize::try_from(stored - first).unwrap_or(usize::MAX);
+        input.extend(rows.iter().skip(skip).cloned());
+        Ok(())
+    }
+
+    async fn campaign_input(
+        &self,
+        campaign: &CampaignId,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let inner = self.lock();
+        let Some(campaign) = inner.campaigns.get(campaign) else {
+            return Ok(Vec::new());
+        };
+        let start = usize::try_from(from).unwrap_or(usize::MAX);
+        Ok(campaign
+            .input
+            .iter()
+            .skip(start)
+            .take(max)
+            .cloned()
+            .collect())
+    }
+
+    async fn campaign_delete(&self, campaign: &CampaignId) -> Result<(), StoreError> {
+        self.lock().campaigns.remove(campaign);
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{Batch, ItemResult};
-use crate::{CampaignId, Status};
+use crate::{CampaignId, ItemId, Status};
 
 /// Failures of the store transport.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +122,43 @@ pub struct Progress {
     pub by_status: [u64; 4],
 }
 
+/// Where a stored campaign stands. `Uploading` and `Running` are the phases a restarted
+/// coordinator acts on: an upload it did not finish failed, a run it did not finish resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignPhase {
+    Uploading,
+    Running,
+    Done,
+    Cancelled,
+    Failed,
+}
+
+impl CampaignPhase {
+    /// Done, cancelled or failed: nothing will change it any more.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            CampaignPhase::Done | CampaignPhase::Cancelled | CampaignPhase::Failed
+        )
+    }
+}
+
+/// What the store keeps of a campaign besides its input rows and results: enough for a
+/// restarted coordinator to list it and pick it up again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignRecord {
+    pub id: CampaignId,
+    pub name: String,
+    pub phase: CampaignPhase,
+    /// Why it was cancelled or failed.
+    pub detail: Option<String>,
+    /// Input rows stored so far (all of them once the upload is complete).
+    pub rows: u64,
+    /// When it was submitted, in milliseconds since the epoch (orders `campaign_list`).
+    pub created_ms: u64,
+}
+
 /// The fleet's shared state.
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
@@ -144,6 +181,8 @@ pub trait StateStore: Send + Sync + 'static {
     /// Extend a lease; false when it had lapsed (and may now be someone else's slot).
     async fn lease_renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError>;
     async fn lease_release(&self, lease: &Lease) -> Result<(), StoreError>;
+    /// Live (unexpired) leases at `site`.
+    async fn lease_count(&self, site: &str) -> Result<u32, StoreError>;
 
     async fn circuit_check(&self, host: &str) -> Result<CircuitDecision, StoreError>;
     /// Report the outcome of talking to `host` (success closes the circuit).
@@ -197,6 +236,34 @@ pub trait StateStore: Send + Sync + 'static {
     /// The reader is done with everything up to `cursor`; the store may forget it.
     async fn results_trim(&self, campaign: &CampaignId, cursor: u64) -> Result<(), StoreError>;
     async fn progress(&self, campaign: &CampaignId) -> Result<Progress, StoreError>;
+    /// For each of `items`, whether a result is recorded for it (in the same order).
+    async fn results_recorded(
+        &self,
+        campaign: &CampaignId,
+        items: &[ItemId],
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// Creates or replaces a campaign's record.
+    async fn campaign_save(&self, record: &CampaignRecord) -> Result<(), StoreError>;
+    /// Every stored campaign, oldest first.
+    async fn campaign_list(&self) -> Result<Vec<CampaignRecord>, StoreError>;
+    /// Stores input rows `first..first + rows.len()` (0-based). Idempotent: rows already
+    /// stored are not stored twice; a gap (`first` past the rows stored) is an error.
+    async fn campaign_append_input(
+        &self,
+        campaign: &CampaignId,
+        first: u64,
+        rows: &[String],
+    ) -> Result<(), StoreError>;
+    /// Up to `max` stored input rows from `from` (0-based).
+    async fn campaign_input(
+        &self,
+        campaign: &CampaignId,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Forgets a campaign: its record, input, results and progress.
+    async fn campaign_delete(&self, campaign: &CampaignId) -> Result<(), StoreError>;
 }
 
 /// Index of a status in `Progress::by_status`.
