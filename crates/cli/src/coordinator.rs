@@ -3,8 +3,9 @@
 //! batches to RabbitMQ, and reads back the results the workers record in Redis.
 //!
 //! Owns the wiring and the shutdown order only; campaigns are run by `rollcall_service`, the
-//! API by `rollcall_api`. Campaign records live in this process's memory: a restarted
-//! coordinator has forgotten its campaigns (see `rollcall_service`).
+//! API by `rollcall_api`. Campaigns are kept in Redis (records, input rows, results): a
+//! restarted coordinator picks up the running ones where they were and reads the finished
+//! ones back (see `rollcall_service`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -60,8 +61,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let (state, queue) = args.fleet.connect().await?;
-    let coordinator = Coordinator::new(queue.clone(), state, verifier.resolver, verifier.engine);
+    let coordinator = Coordinator::new(queue.clone(), state, verifier.resolver, verifier.engine)
+        .keeping_results();
     let backend = Arc::new(CoordinatorBackend::new(coordinator, Limits::default())?);
+    let picked = backend
+        .resume()
+        .await
+        .context("cannot read the stored campaigns")?;
+    if picked > 0 {
+        eprintln!("rollcall: picked up {picked} campaign(s) from the store");
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -69,8 +78,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let served =
         rollcall_api::serve(listener, backend.clone(), args.token, shutdown_signal()).await;
-    // The server has drained: stop the campaigns still running (their published batches stay
-    // on the queue; nothing reads their results any more).
+    // The server has drained: stop the campaign runs. Their batches stay on the queue, the
+    // workers go on recording results, and the store still says "running": the next
+    // coordinator picks them up.
     backend.stop_all("the coordinator shut down");
     queue.close().await;
     served.context("the API server failed")?;

@@ -4,19 +4,30 @@
 //! Each submitted campaign gets three tasks: a feeder (submitted rows into the coordinator's
 //! bounded input, so the coordinator's back-pressure never stalls the client's upload), the
 //! coordinator run itself, and a collector (output rows into the campaign's record). `submit`
-//! returns once the client's stream has ended and every entry is parsed and counted; it does
-//! not wait for probing. Its accepted/duplicate/invalid counts come from parsing each entry and
-//! deduplicating it the way the coordinator does (local part case-folded, RFC 5321 2.4), so
-//! they agree with the output rows' `duplicate` flags and `invalid_syntax` verdicts.
+//! returns once the client's stream has ended and every entry is parsed, counted and stored;
+//! it does not wait for probing. Its accepted/duplicate/invalid counts come from parsing each
+//! entry and deduplicating it the way the coordinator does (local part case-folded, RFC 5321
+//! 2.4), so they agree with the output rows' `duplicate` flags and `invalid_syntax` verdicts.
+//!
+//! Persistence (what survives a coordinator restart): every chunk of a submission is stored
+//! in the `StateStore` before its rows reach the coordinator, with a `CampaignRecord` saying
+//! where the campaign is (uploading, running, done, cancelled, failed); workers record every
+//! result there. `resume` (at start) reads the records back: a running campaign is run again
+//! from its stored input with `Resume::Continue` (recorded results come out without a new
+//! probe, the rest is verified), a finished one is read back with `Resume::ReplayOnly`, and
+//! one cut off while uploading is failed (its client saw the upload fail). A coordinator that
+//! shuts down (SIGTERM) leaves its running campaigns "running" in the store, for the next one.
 //!
 //! Memory: a campaign's submitted rows wait in the feeder's queue until the coordinator takes
 //! them, and every output row is kept (about 100 bytes plus the verdict) until the campaign is
-//! evicted, which happens only to finished campaigns beyond `Limits::keep_finished`. Nothing is
-//! persisted: see the crate documentation.
+//! evicted, which happens only to finished campaigns beyond `Limits::keep_finished` (their
+//! stored input and results are deleted then too).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -24,13 +35,16 @@ use rollcall_api::{
     AddressChunks, BackendError, CampaignBackend, CampaignState, ProgressSnapshot, ResultRecord,
     SubmitOptions, SubmitOutcome,
 };
-use rollcall_core::ports::{StateStore, WorkQueue};
+use rollcall_core::ports::{CampaignPhase, StateStore, StoreError, WorkQueue};
 use rollcall_core::{CampaignId, EmailAddress, Verdict};
-use rollcall_engine::coordinator::{Coordinator, InputRow, OutputRow};
+use rollcall_engine::coordinator::{Coordinator, InputRow, OutputRow, Resume};
 use tokio::sync::{mpsc, watch};
 
 use crate::Error;
-use crate::campaign::Campaign;
+use crate::campaign::{Campaign, final_phase, state_of};
+
+/// Stored input rows are read back this many at a time.
+const INPUT_PAGE: usize = 1000;
 
 /// Bounds on what the backend keeps in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,11 +65,16 @@ impl Default for Limits {
     }
 }
 
-/// Runs campaigns with a `Coordinator` and keeps their output rows in memory.
+/// Runs campaigns with a `Coordinator`, keeps their output rows in memory and their records
+/// and input in the store.
 pub struct CoordinatorBackend<Q, S> {
     coordinator: Coordinator<Q, S>,
+    state: Arc<S>,
     limits: Limits,
     campaigns: Mutex<Campaigns>,
+    /// Set by `stop_all`: runs that end now were interrupted by the shutdown, not finished,
+    /// and their stored phase stays "running".
+    shutting_down: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -75,23 +94,71 @@ impl<Q, S> CoordinatorBackend<Q, S> {
     }
 
     /// Stops `campaign` and forgets it, as if it had never been submitted.
-    fn forget(&self, campaign: &Campaign) {
+    fn forget(&self, campaign: &Campaign)
+    where
+        S: StateStore,
+    {
         campaign.stop.send_replace(true);
-        let mut campaigns = self.campaigns();
-        campaigns.by_id.remove(&campaign.id);
-        campaigns.order.retain(|kept| *kept != campaign.id);
+        {
+            let mut campaigns = self.campaigns();
+            campaigns.by_id.remove(&campaign.id);
+            campaigns.order.retain(|kept| *kept != campaign.id);
+        }
+        delete_stored(&self.state, campaign.id.clone());
     }
+}
+
+/// Deletes what the store keeps of `campaign`, in the background (called where nothing can
+/// wait: eviction, a dropped submission).
+fn delete_stored<S: StateStore>(state: &Arc<S>, campaign: CampaignId) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let state = state.clone();
+    runtime.spawn(async move {
+        if let Err(error) = state.campaign_delete(&campaign).await {
+            tracing::warn!(%campaign, %error, "could not delete the stored campaign");
+        }
+    });
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn unavailable(error: StoreError) -> BackendError {
+    BackendError::Unavailable(format!("the campaign store: {error}"))
+}
+
+/// Where a run's input comes from.
+enum Source {
+    /// Rows as a client uploads them (already stored).
+    Upload(mpsc::UnboundedReceiver<InputRow<()>>),
+    /// The campaign's stored input, read back after a restart.
+    Stored,
+}
+
+/// What a run is, and what happens when it ends.
+enum Mode {
+    /// A new campaign: its final phase is stored.
+    New,
+    /// A running campaign picked up again: its final phase is stored.
+    Continue,
+    /// A finished campaign read back: it ends in the phase it had.
+    Replay(CampaignState, Option<String>),
 }
 
 /// Forgets a campaign whose submission did not complete: also when the call is dropped
 /// mid-upload (the client went away), so a cut-off list never runs as if it were whole.
-struct Unfinished<'a, Q, S> {
+struct Unfinished<'a, Q, S: StateStore> {
     backend: &'a CoordinatorBackend<Q, S>,
     campaign: Arc<Campaign>,
     complete: bool,
 }
 
-impl<Q, S> Drop for Unfinished<'_, Q, S> {
+impl<Q, S: StateStore> Drop for Unfinished<'_, Q, S> {
     fn drop(&mut self) {
         if !self.complete {
             self.backend.forget(&self.campaign);
@@ -100,25 +167,78 @@ impl<Q, S> Drop for Unfinished<'_, Q, S> {
 }
 
 impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
-    /// A backend running campaigns on `coordinator`.
+    /// A backend running campaigns on `coordinator`. The coordinator should keep results
+    /// (`Coordinator::keeping_results`) so that campaigns can be read back after a restart.
     pub fn new(coordinator: Coordinator<Q, S>, limits: Limits) -> Result<Self, Error> {
         if limits.max_rows == 0 {
             return Err(Error::InvalidLimit("max_rows must be at least 1"));
         }
         Ok(CoordinatorBackend {
+            state: coordinator.state().clone(),
             coordinator,
             limits,
             campaigns: Mutex::new(Campaigns::default()),
+            shutting_down: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    /// Stops every campaign that is still running (on shutdown). Their state becomes
-    /// `Cancelled` with `detail` saying why.
+    /// Stops every campaign run (on shutdown). In memory their state becomes `Cancelled` with
+    /// `detail` saying why; in the store running campaigns stay running, so the next
+    /// coordinator picks them up (`resume`).
     pub fn stop_all(&self, detail: &str) {
+        self.shutting_down.store(true, Ordering::SeqCst);
         for campaign in self.campaigns().by_id.values() {
             campaign.settle(CampaignState::Cancelled, Some(detail.to_string()));
             campaign.stop.send_replace(true);
         }
+    }
+
+    /// Picks up the campaigns a previous coordinator left in the store (call once, at start,
+    /// before serving): running ones go on, finished ones are read back (the newest
+    /// `Limits::keep_finished`; older ones are deleted), and one cut off while uploading is
+    /// failed. Returns how many campaigns were picked up; their runs go on in the background.
+    pub async fn resume(&self) -> Result<usize, StoreError> {
+        let records = self.state.campaign_list().await?;
+        let finished = records
+            .iter()
+            .filter(|r| r.phase.is_final() || r.phase == CampaignPhase::Uploading)
+            .count();
+        let mut drop_finished = finished.saturating_sub(self.limits.keep_finished);
+        let mut picked = 0;
+        for record in records {
+            let campaign = Campaign::new(record.id.clone(), record.name.clone(), record.created_ms);
+            campaign.record().total = record.rows;
+            let mode = match record.phase {
+                CampaignPhase::Running => Mode::Continue,
+                CampaignPhase::Uploading => {
+                    let detail = "the coordinator stopped while the list was being uploaded; \
+                                  submit it again";
+                    campaign
+                        .persist(&*self.state, CampaignPhase::Failed, Some(detail.into()))
+                        .await?;
+                    Mode::Replay(CampaignState::Failed, Some(detail.into()))
+                }
+                phase => Mode::Replay(state_of(phase), record.detail.clone()),
+            };
+            if matches!(mode, Mode::Replay(..)) && drop_finished > 0 {
+                drop_finished -= 1;
+                self.state.campaign_delete(&record.id).await?;
+                continue;
+            }
+            tracing::info!(campaign = %record.id, phase = ?record.phase, rows = record.rows,
+                "campaign picked up from the store");
+            match &mode {
+                Mode::Continue => campaign.settle(CampaignState::Running, None),
+                _ => campaign.settle(
+                    CampaignState::Pending,
+                    Some("being read back after a coordinator restart".into()),
+                ),
+            }
+            self.register(campaign.clone());
+            self.start(&campaign, Source::Stored, mode);
+            picked += 1;
+        }
+        Ok(picked)
     }
 
     fn find(&self, id: &CampaignId) -> Result<Arc<Campaign>, BackendError> {
@@ -146,30 +266,70 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
         for id in finished.into_iter().take(excess) {
             campaigns.by_id.remove(&id);
             campaigns.order.retain(|kept| *kept != id);
+            delete_stored(&self.state, id);
         }
         campaigns.order.push_back(campaign.id.clone());
         campaigns.by_id.insert(campaign.id.clone(), campaign);
     }
 
-    /// Starts the coordinator run of `campaign` and its collector; returns where to send rows.
-    fn start(&self, campaign: &Arc<Campaign>) -> mpsc::UnboundedSender<InputRow<()>> {
-        let (rows_tx, rows_rx) = mpsc::unbounded_channel();
+    /// Starts the coordinator run of `campaign`, its feeder and its collector.
+    fn start(&self, campaign: &Arc<Campaign>, source: Source, mode: Mode) {
         let (in_tx, in_rx) = mpsc::channel(1024);
         let (out_tx, out_rx) = mpsc::channel(1024);
-        tokio::spawn(feed(rows_rx, in_tx, campaign.stop.subscribe()));
+        let feeder = match source {
+            Source::Upload(rows) => {
+                let stop = campaign.stop.subscribe();
+                tokio::spawn(async move {
+                    feed(rows, in_tx, stop).await;
+                    Ok(())
+                })
+            }
+            Source::Stored => {
+                let state = self.state.clone();
+                let id = campaign.id.clone();
+                let stop = campaign.stop.subscribe();
+                tokio::spawn(async move { feed_stored(&*state, &id, in_tx, stop).await })
+            }
+        };
         let coordinator = self.coordinator.clone();
         let id = campaign.id.clone();
         let stop = campaign.stop.subscribe();
-        let run = tokio::spawn(async move { coordinator.run(id, in_rx, out_tx, stop).await });
+        let resume = match &mode {
+            Mode::New => None,
+            Mode::Continue => Some(Resume::Continue),
+            Mode::Replay(..) => Some(Resume::ReplayOnly),
+        };
+        let run = tokio::spawn(async move {
+            match resume {
+                None => coordinator.run(id, in_rx, out_tx, stop).await,
+                Some(resume) => coordinator.resume(id, in_rx, out_tx, stop, resume).await,
+            }
+        });
         let collecting = campaign.clone();
+        let state = self.state.clone();
+        let shutting_down = self.shutting_down.clone();
         tokio::spawn(async move {
             collect(&collecting, out_rx).await;
-            let (state, detail) = match run.await {
+            let fed = feeder.await;
+            let (end, detail) = match run.await {
                 Ok(Ok(summary)) if summary.interrupted => (
                     CampaignState::Cancelled,
                     Some("stopped before every address had its result".to_string()),
                 ),
-                Ok(Ok(_)) => (CampaignState::Done, None),
+                Ok(Ok(_)) => match fed {
+                    Ok(Ok(())) => (CampaignState::Done, None),
+                    Ok(Err(error)) => {
+                        tracing::error!(campaign = %collecting.id, %error, "reading the stored input failed");
+                        (
+                            CampaignState::Failed,
+                            Some(format!("reading the stored input failed: {error}")),
+                        )
+                    }
+                    Err(join) => (
+                        CampaignState::Failed,
+                        Some(format!("the feeder failed: {join}")),
+                    ),
+                },
                 Ok(Err(error)) => {
                     tracing::error!(campaign = %collecting.id, %error, "campaign failed");
                     (CampaignState::Failed, Some(error.to_string()))
@@ -182,10 +342,56 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
                     )
                 }
             };
-            collecting.settle(state, detail);
+            if let Mode::Replay(stored, stored_detail) = mode {
+                // Read back as it was: nothing to store.
+                collecting.settle(stored, stored_detail);
+                return;
+            }
+            collecting.settle(end, detail);
+            if shutting_down.load(Ordering::SeqCst) {
+                // Interrupted by the shutdown: stays "running" in the store for the next
+                // coordinator.
+                return;
+            }
+            let (now, why) = {
+                let record = collecting.record();
+                (record.state, record.detail.clone())
+            };
+            if let Some(phase) = final_phase(now)
+                && let Err(error) = collecting.persist(&*state, phase, why).await
+            {
+                tracing::error!(campaign = %collecting.id, %error, "could not store the campaign's end");
+            }
         });
-        campaign.settle(CampaignState::Running, None);
-        rows_tx
+    }
+}
+
+/// Feeds the stored input of `campaign` (rows numbered from 1, as when it was submitted)
+/// until it runs out or the campaign is stopped.
+async fn feed_stored<S: StateStore + ?Sized>(
+    state: &S,
+    campaign: &CampaignId,
+    input: mpsc::Sender<InputRow<()>>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    let mut next = 0u64;
+    loop {
+        let page = state.campaign_input(campaign, next, INPUT_PAGE).await?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        for text in page {
+            next += 1;
+            let row = InputRow {
+                row: next,
+                text,
+                payload: (),
+            };
+            tokio::select! {
+                sent = input.send(row) => if sent.is_err() { return Ok(()) },
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
+        }
     }
 }
 
@@ -273,31 +479,40 @@ impl<Q: WorkQueue, S: StateStore> CampaignBackend for CoordinatorBackend<Q, S> {
         mut chunks: AddressChunks,
     ) -> Result<SubmitOutcome, BackendError> {
         refuse_overrides(&options)?;
-        let campaign = Campaign::new(CampaignId::random());
+        let campaign = Campaign::new(CampaignId::random(), options.name.clone(), now_ms());
         tracing::info!(campaign = %campaign.id, name = %options.name, "campaign submitted");
+        campaign
+            .persist(&*self.state, CampaignPhase::Uploading, None)
+            .await
+            .map_err(unavailable)?;
         self.register(campaign.clone());
-        let rows = self.start(&campaign);
-        // Declared after `rows`, so dropped first: the campaign is stopped before its input
-        // ends.
+        let (rows, rows_rx) = mpsc::unbounded_channel();
+        // Declared after `rows`, so dropped before it: on an early return the campaign is
+        // stopped and forgotten before its input ends (never run as if it were whole).
         let mut unfinished = Unfinished {
             backend: self,
             campaign: campaign.clone(),
             complete: false,
         };
+        self.start(&campaign, Source::Upload(rows_rx), Mode::New);
+        campaign.settle(CampaignState::Running, None);
         let mut seen = HashSet::new();
         let (mut accepted, mut duplicate, mut invalid) = (0u64, 0u64, 0u64);
         let mut next_row = 0u64;
         while let Some(chunk) = chunks.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(error) => return Err(error),
-            };
+            let chunk = chunk?;
             if next_row.saturating_add(chunk.len() as u64) > self.limits.max_rows {
                 return Err(BackendError::InvalidArgument(format!(
                     "a campaign holds at most {} entries",
                     self.limits.max_rows
                 )));
             }
+            // Stored before the coordinator sees a row of it: whatever it publishes can be
+            // run again from the store after a restart.
+            self.state
+                .campaign_append_input(&campaign.id, next_row, &chunk)
+                .await
+                .map_err(unavailable)?;
             campaign.record().total += chunk.len() as u64;
             for text in chunk {
                 match classify(&text, &mut seen) {
@@ -315,7 +530,15 @@ impl<Q: WorkQueue, S: StateStore> CampaignBackend for CoordinatorBackend<Q, S> {
                 });
             }
         }
+        // Stored while `rows` is still open, so the run cannot have ended (and stored its
+        // end) before this; a cancel during the upload has stored its own final phase, which
+        // this does not overwrite.
+        campaign
+            .persist(&*self.state, CampaignPhase::Running, None)
+            .await
+            .map_err(unavailable)?;
         unfinished.complete = true;
+        drop(rows);
         Ok(SubmitOutcome {
             campaign_id: campaign.id.clone(),
             accepted,
@@ -354,6 +577,16 @@ impl<Q: WorkQueue, S: StateStore> CampaignBackend for CoordinatorBackend<Q, S> {
             Some("cancelled by a client".into()),
         );
         campaign.stop.send_replace(true);
+        let (now, why) = {
+            let record = campaign.record();
+            (record.state, record.detail.clone())
+        };
+        if let Some(phase) = final_phase(now) {
+            campaign
+                .persist(&*self.state, phase, why)
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(campaign.snapshot())
     }
 
@@ -372,13 +605,14 @@ impl<Q: WorkQueue, S: StateStore> CampaignBackend for CoordinatorBackend<Q, S> {
             .map_err(|_| BackendError::Internal("the coordinator input closed".into()))?;
         drop(in_tx);
         let coordinator = self.coordinator.clone();
-        let run = tokio::spawn(async move {
-            coordinator
-                .run(CampaignId::random(), in_rx, out_tx, stop)
-                .await
-        });
+        let id = CampaignId::random();
+        let run_id = id.clone();
+        let run = tokio::spawn(async move { coordinator.run(run_id, in_rx, out_tx, stop).await });
         let out = out_rx.recv().await;
-        match run.await {
+        let ran = run.await;
+        // One address is not a campaign: nothing of it stays in the store.
+        delete_stored(&self.state, id);
+        match ran {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => return Err(BackendError::Unavailable(error.to_string())),
             Err(join) => return Err(BackendError::Internal(join.to_string())),

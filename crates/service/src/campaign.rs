@@ -1,13 +1,15 @@
 //! One campaign as the backend remembers it: its output rows in the order they came out, its
-//! counts by status, its state and a recent rate. Owns no task (the backend's tasks fill it)
-//! and keeps everything in memory.
+//! counts by status, its state and a recent rate. Owns no task (the backend's tasks fill it);
+//! what the store keeps of it (`CampaignRecord`) is written by the backend through `persist`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rollcall_api::{CampaignState, ProgressSnapshot, ResultRecord};
-use rollcall_core::ports::{Progress, status_index};
+use rollcall_core::ports::{
+    CampaignPhase, CampaignRecord, Progress, StateStore, StoreError, status_index,
+};
 use rollcall_core::{CampaignId, Verdict};
 use tokio::sync::watch;
 
@@ -19,9 +21,15 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// A campaign shared by the backend's calls and the tasks that run it.
 pub(crate) struct Campaign {
     pub id: CampaignId,
+    pub name: String,
+    /// When it was submitted (ms since the epoch).
+    pub created_ms: u64,
     /// Turning true stops the coordinator run (and the feeding of its input).
     pub stop: watch::Sender<bool>,
     record: Mutex<Record>,
+    /// Serialises writes of the stored record; true once a final phase is stored (nothing
+    /// overwrites it after that, so a late "running" never undoes "done" or "cancelled").
+    stored_final: tokio::sync::Mutex<bool>,
 }
 
 /// What the campaign has come to so far.
@@ -38,9 +46,12 @@ pub(crate) struct Record {
 }
 
 impl Campaign {
-    pub fn new(id: CampaignId) -> Arc<Campaign> {
+    pub fn new(id: CampaignId, name: String, created_ms: u64) -> Arc<Campaign> {
         Arc::new(Campaign {
             id,
+            name,
+            created_ms,
+            stored_final: tokio::sync::Mutex::new(false),
             stop: watch::Sender::new(false),
             record: Mutex::new(Record {
                 state: CampaignState::Pending,
@@ -98,6 +109,33 @@ impl Campaign {
         }
     }
 
+    /// Writes what the store keeps of this campaign: `phase`, `detail` and the rows submitted
+    /// so far. A final phase, once stored, is never overwritten.
+    pub async fn persist<S: StateStore + ?Sized>(
+        &self,
+        state: &S,
+        phase: CampaignPhase,
+        detail: Option<String>,
+    ) -> Result<(), StoreError> {
+        let mut stored_final = self.stored_final.lock().await;
+        if *stored_final {
+            return Ok(());
+        }
+        let rows = self.record().total;
+        state
+            .campaign_save(&CampaignRecord {
+                id: self.id.clone(),
+                name: self.name.clone(),
+                phase,
+                detail,
+                rows,
+                created_ms: self.created_ms,
+            })
+            .await?;
+        *stored_final = phase.is_final();
+        Ok(())
+    }
+
     pub fn snapshot(&self) -> ProgressSnapshot {
         let record = self.record();
         let done = record.rows.len() as u64;
@@ -133,6 +171,27 @@ impl Record {
     }
 }
 
+/// The API's state of a stored phase.
+pub(crate) fn state_of(phase: CampaignPhase) -> CampaignState {
+    match phase {
+        CampaignPhase::Uploading => CampaignState::Pending,
+        CampaignPhase::Running => CampaignState::Running,
+        CampaignPhase::Done => CampaignState::Done,
+        CampaignPhase::Cancelled => CampaignState::Cancelled,
+        CampaignPhase::Failed => CampaignState::Failed,
+    }
+}
+
+/// The stored phase of a final API state (`None` for a state that is not final).
+pub(crate) fn final_phase(state: CampaignState) -> Option<CampaignPhase> {
+    match state {
+        CampaignState::Done => Some(CampaignPhase::Done),
+        CampaignState::Cancelled => Some(CampaignPhase::Cancelled),
+        CampaignState::Failed => Some(CampaignPhase::Failed),
+        CampaignState::Pending | CampaignState::Running => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,7 +207,7 @@ mod tests {
 
     #[test]
     fn rows_count_by_status_and_a_cancel_sticks() {
-        let campaign = Campaign::new(CampaignId::random());
+        let campaign = Campaign::new(CampaignId::random(), "test".into(), 0);
         campaign.record().total = 2;
         campaign.settle(CampaignState::Running, None);
         campaign.push(0, false, verdict());

@@ -7,11 +7,12 @@
 //! - `backend`: `CoordinatorBackend`, `Limits`, the `CampaignBackend` implementation.
 //! - `campaign`: one campaign's record (its output rows, counts, state and rate).
 //!
-//! What is kept where: the campaigns' output rows, counts and states live in this process's
-//! memory only. A restarted coordinator has forgotten every campaign it ran (the batches it
-//! published stay on the queue and the workers still record their results in the store, but
-//! nothing reads them back). It does not probe (the workers do) and does not speak gRPC (the
-//! `rollcall-api` crate does).
+//! What is kept where: each campaign's record (name, phase, row count), its input rows and
+//! its results are in the `StateStore` (Redis in production), so a restarted coordinator
+//! picks up running campaigns where they were and reads finished ones back
+//! (`CoordinatorBackend::resume`). Output rows, counts and the rate are also kept in this
+//! process's memory for the API's calls. It does not probe (the workers do) and does not
+//! speak gRPC (the `rollcall-api` crate does).
 #![forbid(unsafe_code)]
 
 mod backend;

@@ -1,6 +1,7 @@
 //! `CoordinatorBackend` over the in-memory queue and state, without workers: the calls'
 //! contracts (counts, result pages and cursors, unknown campaigns, cancel) on lists that need
-//! no probing, or that cannot finish because DNS never answers.
+//! no probing, or that cannot finish because DNS never answers; and what a backend started on
+//! the same store after another one stopped picks up (`resume`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use futures_util::stream;
 use rollcall_api::{AddressChunks, BackendError, CampaignBackend, CampaignState, SubmitOptions};
 use rollcall_core::CampaignId;
-use rollcall_core::ports::{MemoryQueue, MemoryState};
+use rollcall_core::ports::{CampaignPhase, CampaignRecord, MemoryQueue, MemoryState, StateStore};
 use rollcall_dns::{MxResolver, ResolverConfig};
 use rollcall_engine::config::EngineConfig;
 use rollcall_engine::coordinator::Coordinator;
@@ -16,6 +17,17 @@ use rollcall_service::{CoordinatorBackend, Limits};
 
 /// A backend whose DNS is a loopback socket that never answers.
 async fn backend(
+    limits: Limits,
+) -> (
+    CoordinatorBackend<MemoryQueue, MemoryState>,
+    tokio::net::UdpSocket,
+) {
+    backend_on(Arc::new(MemoryState::new()), limits).await
+}
+
+/// A backend on `state` (shared with the backends "restarted" after it).
+async fn backend_on(
+    state: Arc<MemoryState>,
     limits: Limits,
 ) -> (
     CoordinatorBackend<MemoryQueue, MemoryState>,
@@ -31,10 +43,11 @@ async fn backend(
     .unwrap();
     let coordinator = Coordinator::new(
         Arc::new(MemoryQueue::new()),
-        Arc::new(MemoryState::new()),
+        state,
         resolver,
         Arc::new(EngineConfig::default()),
-    );
+    )
+    .keeping_results();
     (
         CoordinatorBackend::new(coordinator, limits).unwrap(),
         silent,
@@ -47,6 +60,32 @@ fn chunks(lists: &[&[&str]]) -> AddressChunks {
         .map(|l| Ok(l.iter().map(|s| s.to_string()).collect()))
         .collect();
     Box::pin(stream::iter(items))
+}
+
+/// Waits until `id` has `done` rows out.
+async fn until_done(
+    backend: &CoordinatorBackend<MemoryQueue, MemoryState>,
+    id: &CampaignId,
+    done: u64,
+) -> rollcall_api::ProgressSnapshot {
+    for _ in 0..200 {
+        let progress = backend.progress(id).await.unwrap();
+        if progress.counts.done >= done {
+            return progress;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the campaign did not get {done} rows out");
+}
+
+async fn stored_phases(state: &MemoryState) -> Vec<(CampaignId, CampaignPhase)> {
+    state
+        .campaign_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.phase))
+        .collect()
 }
 
 async fn until_final(
@@ -206,4 +245,161 @@ async fn bad_submissions_are_refused_and_old_campaigns_evicted() {
         Err(BackendError::NotFound(_))
     ));
     assert!(backend.progress(&second).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_restarted_backend_goes_on_with_running_campaigns_and_reads_back_finished_ones() {
+    let state = Arc::new(MemoryState::new());
+    // Two rows wait for DNS that never answers; two are invalid and come out at once.
+    let (first, _dns) = backend_on(state.clone(), Limits::default()).await;
+    let running = first
+        .submit(
+            SubmitOptions::default(),
+            chunks(&[&["a@slow.example", "nope"], &["b@slow.example", "no pe"]]),
+        )
+        .await
+        .unwrap()
+        .campaign_id;
+    let finished = first
+        .submit(SubmitOptions::default(), chunks(&[&["x", "y"]]))
+        .await
+        .unwrap()
+        .campaign_id;
+    until_final(&first, &finished).await;
+    until_done(&first, &running, 2).await;
+    // A shutdown interrupts the run but leaves it running in the store.
+    first.stop_all("the coordinator shut down");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut phases = stored_phases(&state).await;
+    phases.sort_by_key(|(_, phase)| *phase != CampaignPhase::Running);
+    assert_eq!(
+        phases,
+        vec![
+            (running.clone(), CampaignPhase::Running),
+            (finished.clone(), CampaignPhase::Done),
+        ]
+    );
+    drop(first);
+
+    let (second, _dns2) = backend_on(state.clone(), Limits::default()).await;
+    assert_eq!(second.resume().await.unwrap(), 2);
+    let progress = until_done(&second, &running, 2).await;
+    assert_eq!(progress.state, CampaignState::Running);
+    assert_eq!(progress.counts.total, 4);
+    let done = until_final(&second, &finished).await;
+    assert_eq!(done.state, CampaignState::Done);
+    assert_eq!((done.counts.total, done.counts.done), (2, 2));
+    let (rows, _) = second.results_since(&finished, 0, 10).await.unwrap();
+    let mut positions: Vec<u64> = rows.iter().map(|r| r.row).collect();
+    positions.sort_unstable();
+    assert_eq!(positions, vec![0, 1]);
+
+    // Cancelled on the second: a third reads it back cancelled, with the rows it had.
+    second.cancel(&running).await.unwrap();
+    until_final(&second, &running).await;
+    drop(second);
+    let (third, _dns3) = backend_on(state.clone(), Limits::default()).await;
+    assert_eq!(third.resume().await.unwrap(), 2);
+    let cancelled = until_final(&third, &running).await;
+    assert_eq!(cancelled.state, CampaignState::Cancelled);
+    assert_eq!(cancelled.detail.as_deref(), Some("cancelled by a client"));
+    assert_eq!(
+        (cancelled.counts.total, cancelled.counts.done),
+        (4, 2),
+        "the two invalid rows, read back; nothing else was verified"
+    );
+}
+
+#[tokio::test]
+async fn a_campaign_cut_off_while_uploading_fails_after_a_restart() {
+    let state = Arc::new(MemoryState::new());
+    let id = CampaignId::random();
+    state
+        .campaign_save(&CampaignRecord {
+            id: id.clone(),
+            name: "cut off".into(),
+            phase: CampaignPhase::Uploading,
+            detail: None,
+            rows: 0,
+            created_ms: 1,
+        })
+        .await
+        .unwrap();
+    state
+        .campaign_append_input(&id, 0, &["nope".to_string()])
+        .await
+        .unwrap();
+    let (backend, _dns) = backend_on(state.clone(), Limits::default()).await;
+    assert_eq!(backend.resume().await.unwrap(), 1);
+    let progress = until_final(&backend, &id).await;
+    assert_eq!(progress.state, CampaignState::Failed);
+    assert!(progress.detail.unwrap().contains("uploaded"));
+    assert_eq!(
+        stored_phases(&state).await,
+        vec![(id, CampaignPhase::Failed)]
+    );
+}
+
+#[tokio::test]
+async fn forgotten_campaigns_leave_nothing_in_the_store() {
+    let state = Arc::new(MemoryState::new());
+    let (backend, _dns) = backend_on(
+        state.clone(),
+        Limits {
+            max_rows: 10,
+            keep_finished: 1,
+        },
+    )
+    .await;
+    // Refused mid-upload: forgotten.
+    let refused = backend
+        .submit(SubmitOptions::default(), chunks(&[&["x"], &["y"; 10]]))
+        .await;
+    assert!(matches!(refused, Err(BackendError::InvalidArgument(_))));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = backend
+            .submit(SubmitOptions::default(), chunks(&[&["x"]]))
+            .await
+            .unwrap()
+            .campaign_id;
+        until_final(&backend, &id).await;
+        ids.push(id);
+    }
+    // Submitting the third evicted the first (one finished campaign is kept besides).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stored: Vec<CampaignId> = stored_phases(&state)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(stored, ids[1..].to_vec());
+    assert!(
+        state
+            .campaign_input(&ids[0], 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        state.campaign_input(&ids[2], 0, 10).await.unwrap(),
+        vec!["x"]
+    );
+
+    // A restarted backend keeps the newest finished one only.
+    let (again, _dns2) = backend_on(
+        state.clone(),
+        Limits {
+            max_rows: 10,
+            keep_finished: 1,
+        },
+    )
+    .await;
+    assert_eq!(again.resume().await.unwrap(), 1);
+    assert!(again.progress(&ids[2]).await.is_ok());
+    assert!(matches!(
+        again.progress(&ids[1]).await,
+        Err(BackendError::NotFound(_))
+    ));
+    assert_eq!(stored_phases(&state).await.len(), 1);
 }
