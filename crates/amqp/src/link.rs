@@ -223,7 +223,8 @@ impl Link {
     }
 
     /// Ready messages in each of `queues`, summed (passive declares).
-    pub async fn message_count(&self, queues: &[String]) -> Result<u64, Error> {
+    /// Messages ready in each of `queues`, in that order.
+    pub async fn message_counts(&self, queues: &[String]) -> Result<Vec<u64>, Error> {
         let mut inspect = self.inspect.lock().await;
         let channel = match inspect.as_ref() {
             Some(channel) if channel.status().connected() => channel.clone(),
@@ -241,13 +242,13 @@ impl Link {
             passive: true,
             ..QueueDeclareOptions::default()
         };
-        let mut total = 0u64;
+        let mut counts = Vec::with_capacity(queues.len());
         for name in queues {
             match channel
                 .queue_declare(name.as_str().into(), passive, FieldTable::default())
                 .await
             {
-                Ok(queue) => total += u64::from(queue.message_count()),
+                Ok(queue) => counts.push(u64::from(queue.message_count())),
                 Err(source) => {
                     *inspect = None;
                     return Err(Error::Topology {
@@ -257,7 +258,7 @@ impl Link {
                 }
             }
         }
-        Ok(total)
+        Ok(counts)
     }
 
     /// A fresh channel for one-off administrative work (deleting the topology).

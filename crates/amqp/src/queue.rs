@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lapin::options::BasicNackOptions;
-use rollcall_core::ports::{Batch, Delivery, QueueError, WorkQueue};
+use rollcall_core::ports::{Batch, Delivery, QueueDepths, QueueError, WorkQueue};
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::time::{Instant, sleep, timeout_at};
 
@@ -77,7 +77,8 @@ pub(crate) fn bump(counter: &AtomicU64) {
 
 #[derive(Default)]
 struct DepthCache {
-    value: Option<(u64, Instant)>,
+    /// Ready messages per counted queue (`Topology::counted_queues` order), and when counted.
+    value: Option<(Vec<u64>, Instant)>,
     last_attempt: Option<Instant>,
     refreshing: bool,
 }
@@ -207,8 +208,10 @@ impl AmqpQueue {
     /// or that were not a `Batch`).
     pub async fn dead_letters(&self) -> Result<u64, Error> {
         let link = self.shared.current().ok_or(Error::Disconnected)?;
-        link.message_count(&[self.shared.topology.dead_queue()])
-            .await
+        let counts = link
+            .message_counts(&[self.shared.topology.dead_queue()])
+            .await?;
+        Ok(counts.iter().sum())
     }
 
     /// A snapshot of the counters.
@@ -386,12 +389,11 @@ impl Shared {
 
     async fn refresh_depth(&self) -> Result<u64, Error> {
         let link = self.current().ok_or(Error::Disconnected)?;
-        let result = link.message_count(&self.topology.counted_queues()).await;
+        let counts = link.message_counts(&self.topology.counted_queues()).await?;
+        let total = counts.iter().sum();
         let mut cache = self.depth.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Ok(n) = result {
-            cache.value = Some((n, Instant::now()));
-        }
-        result
+        cache.value = Some((counts, Instant::now()));
+        Ok(total)
     }
 }
 
@@ -561,6 +563,11 @@ impl WorkQueue for AmqpQueue {
     /// unacked by workers are not counted), from a cache refreshed in the background at most
     /// once a second. `None` before the first count or when the last one is over 10 s old.
     fn depth(&self) -> Option<u64> {
+        self.depths().map(|depths| depths.total())
+    }
+
+    /// `depth()` by shard queue, the retry ladder's rungs together as `delayed`.
+    fn depths(&self) -> Option<QueueDepths> {
         let shared = &self.shared;
         let mut cache = shared.depth.lock().unwrap_or_else(PoisonError::into_inner);
         let due = !cache.refreshing
@@ -582,9 +589,14 @@ impl WorkQueue for AmqpQueue {
                     .refreshing = false;
             });
         }
+        let shards = shared.topology.shards() as usize;
         cache
             .value
+            .as_ref()
             .filter(|(_, at)| at.elapsed() < DEPTH_STALE)
-            .map(|(n, _)| n)
+            .map(|(counts, _)| QueueDepths {
+                shards: counts.iter().take(shards).copied().collect(),
+                delayed: Some(counts.iter().skip(shards).sum()),
+            })
     }
 }

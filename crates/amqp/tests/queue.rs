@@ -198,6 +198,13 @@ async fn publish_after_arrives_later_through_the_ladder() {
         .await
         .unwrap();
     assert_eq!(queue.refresh_depth().await.unwrap(), 1);
+    let depths = queue.depths().expect("counted just now");
+    assert_eq!(
+        depths.delayed,
+        Some(1),
+        "it waits in the ladder, not a shard"
+    );
+    assert_eq!(depths.shards.iter().sum::<u64>(), 0);
     assert!(recv(&queue, QUIET).await.is_none());
     cleanup(&queue).await;
 }
@@ -220,6 +227,14 @@ async fn two_thousand_windowed_publishes_are_consumed_exactly_once() {
     assert_eq!(publisher.confirmed(), total);
     assert_eq!(publisher.in_flight(), 0);
     assert_eq!(queue.refresh_depth().await.unwrap(), total);
+    // Each shard holds what `shard_of` routes to it.
+    let depths = queue.depths().expect("counted just now");
+    let mut expected = vec![0u64; shards as usize];
+    for i in 0..total {
+        expected[shard_of(&format!("mx{}.bulk.test", i % 97), shards) as usize] += 1;
+    }
+    assert_eq!(depths.shards, expected);
+    assert_eq!(depths.delayed, Some(0));
 
     queue.consume_shards(&[0, 1, 2, 3]).await.unwrap();
     let mut seen: HashMap<u64, u32> = HashMap::new();

@@ -61,6 +61,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let (state, queue) = args.fleet.connect().await?;
+    // The backlog is exported here too, so it stays visible when every worker is down.
+    let sampler = tokio::spawn(sample_backlog(queue.clone(), state.clone()));
     let coordinator = Coordinator::new(queue.clone(), state, verifier.resolver, verifier.engine)
         .keeping_results();
     let backend = Arc::new(CoordinatorBackend::new(coordinator, Limits::default())?);
@@ -82,9 +84,26 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // workers go on recording results, and the store still says "running": the next
     // coordinator picks them up.
     backend.stop_all("the coordinator shut down");
+    sampler.abort();
     queue.close().await;
     served.context("the API server failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exports the queue depth per shard and the greylist backlog every second.
+async fn sample_backlog(
+    queue: Arc<rollcall_amqp::AmqpQueue>,
+    state: Arc<rollcall_redis::RedisState>,
+) {
+    use rollcall_core::ports::StateStore as _;
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        rollcall_engine::worker::export_queue_depth(queue.as_ref());
+        if let Ok(pending) = state.greylist_pending().await {
+            metrics::gauge!("rollcall_greylist_pending").set(pending as f64);
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

@@ -144,12 +144,25 @@ async fn greylist_loop<Q: WorkQueue, S: StateStore>(
     }
 }
 
-/// Exports the queue depth and the greylist backlog. The worker consumes one queue, so its
-/// depth is labelled shard "0" (the embedded wiring has a single shard).
-async fn sample_backlog<Q: WorkQueue, S: StateStore>(queue: &Q, state: &S) {
-    if let Some(depth) = queue.depth() {
-        metrics::gauge!("rollcall_queue_depth", "shard" => "0").set(depth as f64);
+/// Exports `rollcall_queue_depth{shard}`: batches waiting in each shard (`"0"` .. `"N-1"`; the
+/// embedded wiring's one queue is shard `"0"`) and in the retry ladder (`"retry"`), as far as
+/// the queue knows them. Every process that holds the queue exports the same figures (the
+/// broker's), so dashboards take `max by (shard)`.
+pub fn export_queue_depth<Q: WorkQueue + ?Sized>(queue: &Q) {
+    let Some(depths) = queue.depths() else {
+        return;
+    };
+    for (shard, waiting) in depths.shards.iter().enumerate() {
+        metrics::gauge!("rollcall_queue_depth", "shard" => shard.to_string()).set(*waiting as f64);
     }
+    if let Some(delayed) = depths.delayed {
+        metrics::gauge!("rollcall_queue_depth", "shard" => "retry").set(delayed as f64);
+    }
+}
+
+/// Exports the queue depth and the greylist backlog.
+async fn sample_backlog<Q: WorkQueue, S: StateStore>(queue: &Q, state: &S) {
+    export_queue_depth(queue);
     match state.greylist_pending().await {
         Ok(pending) => metrics::gauge!("rollcall_greylist_pending").set(pending as f64),
         Err(error) => tracing::debug!(%error, "greylist backlog not sampled"),

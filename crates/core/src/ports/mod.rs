@@ -15,7 +15,7 @@ mod state;
 pub use batch::{Batch, BatchItem, ItemResult, MxHost};
 pub use memory_queue::MemoryQueue;
 pub use memory_state::MemoryState;
-pub use queue::{Acker, Delivery, QueueError, WorkQueue};
+pub use queue::{Acker, Delivery, QueueDepths, QueueError, WorkQueue};
 pub use state::{
     BackoffPolicy, CampaignPhase, CampaignRecord, CircuitDecision, GreylistEntry, Lease, Progress,
     RateDecision, RateLimit, StateStore, StoreError, status_index,

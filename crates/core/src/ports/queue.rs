@@ -93,4 +93,26 @@ pub trait WorkQueue: Send + Sync + 'static {
     async fn next(&self) -> Result<Option<Delivery>, QueueError>;
     /// Batches published and not yet acknowledged (including delayed ones), if known.
     fn depth(&self) -> Option<u64>;
+    /// The same, split by shard, if known. A queue without shards is one shard.
+    fn depths(&self) -> Option<QueueDepths> {
+        self.depth().map(|waiting| QueueDepths {
+            shards: vec![waiting],
+            delayed: None,
+        })
+    }
+}
+
+/// Batches waiting, by where they wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Per shard, indexed by shard number.
+    pub shards: Vec<u64>,
+    /// In the delay (retry) queues, for a queue that has them apart from the shards.
+    pub delayed: Option<u64>,
+}
+
+impl QueueDepths {
+    pub fn total(&self) -> u64 {
+        self.shards.iter().sum::<u64>() + self.delayed.unwrap_or(0)
+    }
 }
