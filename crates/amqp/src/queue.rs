@@ -144,6 +144,11 @@ impl AmqpQueue {
         Ok(queue)
     }
 
+    /// The settings this queue was connected with.
+    pub fn config(&self) -> &AmqpConfig {
+        &self.shared.config
+    }
+
     /// The topology this queue declared.
     pub fn topology(&self) -> &Topology {
         &self.shared.topology

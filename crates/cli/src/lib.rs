@@ -60,7 +60,7 @@ enum Command {
     Worker(worker::Args),
     /// The coordinator of the distributed wiring behind the gRPC API: takes submitted lists,
     /// publishes batches to RabbitMQ, reads the workers' results from Redis. Stops cleanly on
-    /// SIGTERM. Campaigns are kept in memory (a restart forgets them).
+    /// SIGTERM. Campaigns are kept in Redis: a restarted coordinator picks them up.
     Coordinator(coordinator::Args),
     /// Submit a list to a coordinator; prints the campaign id. With --wait, follow it and
     /// write the results.

@@ -97,10 +97,14 @@ pub(crate) async fn run_with_shards(
     // Follow the held set: consume exactly the shards held.
     let follow = {
         let queue = queue.clone();
+        let prefetch = f64::from(queue.config().prefetch);
         tokio::spawn(async move {
             while held_rx.changed().await.is_ok() {
                 let held = held_rx.borrow_and_update().clone();
                 tracing::info!(?held, "consuming shards");
+                // The prefetch bounds each shard's consumer: this is how many batches the
+                // worker may hold at once (saturation = batches in flight / this).
+                metrics::gauge!("rollcall_worker_prefetch").set(prefetch * held.len() as f64);
                 if let Err(error) = queue.consume_shards(&held).await {
                     // The queue re-applies the wanted set after it reconnects.
                     tracing::warn!(%error, "shard consumers not updated yet");
