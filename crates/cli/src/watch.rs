@@ -2,8 +2,10 @@
 //! cancelled or failed, showing its progress and optionally writing its results (CSV or JSONL,
 //! as `rollcall verify` writes them). Also the follow loop of `rollcall submit --wait`.
 //!
-//! Owns the client side of watching only. It does not resume a broken watch stream (a new
-//! `rollcall watch --results` starts again from the first result).
+//! Owns the client side of watching only. A watch stream that breaks (the coordinator
+//! restarted, the network went away) is opened again, with backoff, for up to
+//! `RECONNECT_FOR` without news; the server then sends the current state first and every
+//! result again, and results already written are skipped.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -119,6 +121,23 @@ pub(crate) struct Followed {
 
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const LOG_EVERY: Duration = Duration::from_secs(5);
+/// A broken watch is opened again until this long has passed without an event.
+const RECONNECT_FOR: Duration = Duration::from_secs(300);
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// Whether a failed call is worth trying again (the coordinator may be restarting).
+fn transient(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Internal
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Aborted
+    )
+}
 
 /// Watches `campaign` until its stream ends (final progress) or Ctrl-C, writing results to
 /// `results` when given; with `log_lines`, prints the server's progress every few seconds.
@@ -129,72 +148,113 @@ pub(crate) async fn follow(
     progress: &mut Progress,
     log_lines: bool,
 ) -> anyhow::Result<Followed> {
-    let mut stream = client
-        .watch_campaign(v1::WatchCampaignRequest {
-            campaign_id: campaign.to_string(),
-            include_results: results.is_some(),
-        })
-        .await
-        .context("cannot watch the campaign")?
-        .into_inner();
+    let request = v1::WatchCampaignRequest {
+        campaign_id: campaign.to_string(),
+        include_results: results.is_some(),
+    };
     let mut last: Option<v1::Progress> = None;
     let mut flushed = Instant::now();
     let mut last_line: Option<Instant> = None;
     let mut interrupted = false;
     let mut seen: HashMap<u64, ()> = HashMap::new();
-    loop {
-        let event = tokio::select! {
-            event = stream.message() => event.context("the watch stream broke")?,
-            _ = crate::verify::ctrl_c() => {
-                interrupted = true;
-                None
+    // When the last event (or the first attempt) came: reconnecting gives up this long after.
+    let mut heard = Instant::now();
+    let mut retry = FIRST_RETRY;
+    'watch: loop {
+        let broke = match client.watch_campaign(request.clone()).await {
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                loop {
+                    let event = tokio::select! {
+                        event = stream.message() => event,
+                        _ = crate::verify::ctrl_c() => {
+                            interrupted = true;
+                            break 'watch;
+                        }
+                    };
+                    let event = match event {
+                        Ok(Some(event)) => event,
+                        // The stream ends after the final progress; ending before it means
+                        // the coordinator went away.
+                        Ok(None) if last.as_ref().is_some_and(is_final) => break 'watch,
+                        Ok(None) => break "the watch stream ended early".to_string(),
+                        Err(status) if transient(&status) => break status.to_string(),
+                        Err(status) => {
+                            return Err(anyhow::anyhow!(status).context("the watch stream broke"));
+                        }
+                    };
+                    heard = Instant::now();
+                    retry = FIRST_RETRY;
+                    match event.event {
+                        Some(v1::campaign_event::Event::Result(result)) => {
+                            let Some(results) = results.as_mut() else {
+                                continue;
+                            };
+                            // A result sent again (after a reconnect) is written once.
+                            if seen.insert(result.row, ()).is_some() {
+                                continue;
+                            }
+                            let verdict = Verdict::try_from(&result).with_context(|| {
+                                format!("the coordinator sent a bad result (row {})", result.row)
+                            })?;
+                            progress.record(verdict.status());
+                            let (row, payload) = usize::try_from(result.row)
+                                .ok()
+                                .and_then(|i| results.inputs.get(i).cloned())
+                                .unwrap_or_else(|| {
+                                    (result.row.saturating_add(1), Record::plain())
+                                });
+                            results.sink.write_row(&OutputRow {
+                                row,
+                                text: result.address,
+                                payload,
+                                verdict: Arc::new(verdict),
+                                duplicate: result.duplicate,
+                            })?;
+                            if flushed.elapsed() >= FLUSH_EVERY {
+                                results.sink.flush()?;
+                                flushed = Instant::now();
+                            }
+                        }
+                        Some(v1::campaign_event::Event::Progress(snapshot)) => {
+                            progress.set_read(snapshot.total);
+                            progress.tick();
+                            // The final counts are printed by `report`.
+                            if log_lines
+                                && !is_final(&snapshot)
+                                && last_line.is_none_or(|at| at.elapsed() >= LOG_EVERY)
+                            {
+                                progress.println(&progress_line(&snapshot));
+                                last_line = Some(Instant::now());
+                            }
+                            last = Some(snapshot);
+                        }
+                        None => {}
+                    }
+                }
+            }
+            Err(status) if transient(&status) => status.to_string(),
+            Err(status) => {
+                return Err(anyhow::anyhow!(status).context("cannot watch the campaign"));
             }
         };
-        let Some(event) = event else { break };
-        match event.event {
-            Some(v1::campaign_event::Event::Result(result)) => {
-                let Some(results) = results.as_mut() else {
-                    continue;
-                };
-                // A result repeated by the server would be written twice; skip it.
-                if seen.insert(result.row, ()).is_some() {
-                    continue;
-                }
-                let verdict = Verdict::try_from(&result).with_context(|| {
-                    format!("the coordinator sent a bad result (row {})", result.row)
-                })?;
-                progress.record(verdict.status());
-                let (row, payload) = usize::try_from(result.row)
-                    .ok()
-                    .and_then(|i| results.inputs.get(i).cloned())
-                    .unwrap_or_else(|| (result.row.saturating_add(1), Record::plain()));
-                results.sink.write_row(&OutputRow {
-                    row,
-                    text: result.address,
-                    payload,
-                    verdict: Arc::new(verdict),
-                    duplicate: result.duplicate,
-                })?;
-                if flushed.elapsed() >= FLUSH_EVERY {
-                    results.sink.flush()?;
-                    flushed = Instant::now();
-                }
-            }
-            Some(v1::campaign_event::Event::Progress(snapshot)) => {
-                progress.set_read(snapshot.total);
-                progress.tick();
-                // The final counts are printed by `report`.
-                let final_state =
-                    campaign_state_from_wire(snapshot.state).is_ok_and(|state| state.is_final());
-                if log_lines && !final_state && last_line.is_none_or(|at| at.elapsed() >= LOG_EVERY)
-                {
-                    progress.println(&progress_line(&snapshot));
-                    last_line = Some(Instant::now());
-                }
-                last = Some(snapshot);
-            }
-            None => {}
+        if heard.elapsed() >= RECONNECT_FOR {
+            anyhow::bail!(
+                "the watch stream broke ({broke}) and the coordinator has not answered for {} s",
+                RECONNECT_FOR.as_secs()
+            );
         }
+        progress.println(&format!(
+            "rollcall: the watch stream broke ({broke}); reconnecting"
+        ));
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = crate::verify::ctrl_c() => {
+                interrupted = true;
+                break 'watch;
+            }
+        }
+        retry = (retry * 2).min(LAST_RETRY);
     }
     if let Some(results) = results.as_mut() {
         results.sink.flush()?;
@@ -208,6 +268,10 @@ pub(crate) async fn follow(
         last,
         interrupted,
     })
+}
+
+fn is_final(snapshot: &v1::Progress) -> bool {
+    campaign_state_from_wire(snapshot.state).is_ok_and(|state| state.is_final())
 }
 
 /// `done of total verified (rate/s); deliverable N, ...` for a progress event.
