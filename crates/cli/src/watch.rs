@@ -201,9 +201,7 @@ pub(crate) async fn follow(
                             let (row, payload) = usize::try_from(result.row)
                                 .ok()
                                 .and_then(|i| results.inputs.get(i).cloned())
-                                .unwrap_or_else(|| {
-                                    (result.row.saturating_add(1), Record::plain())
-                                });
+                                .unwrap_or_else(|| (result.row.saturating_add(1), Record::plain()));
                             results.sink.write_row(&OutputRow {
                                 row,
                                 text: result.address,
