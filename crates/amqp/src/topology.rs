@@ -8,11 +8,15 @@
 //!   dead-lettering to `p.dlx`.
 //! - `p.dlx`: fanout exchange into `p.dead`, a classic durable queue that keeps poison batches
 //!   for inspection.
-//! - The retry ladder: per delay `d`, a fanout exchange `p.delay.<d>` into a classic durable
-//!   queue `p.delay.<d>` with `x-message-ttl = d` and `x-dead-letter-exchange = p.work`. A message
+//! - The retry ladder: per delay `d`, a fanout exchange `p.delay.<d>` into a quorum queue
+//!   `p.delay.<d>` with `x-message-ttl = d` and `x-dead-letter-exchange = p.work`. A message
 //!   published there with key `shard.<i>` expires after `d` and is dead-lettered to `p.work`
 //!   keeping its routing key, so it lands on its shard again. Every message in one rung has the
 //!   same TTL, so expiry order is queue order (RabbitMQ only expires messages at the head).
+//!   Dead-lettering is `at-least-once` (RabbitMQ 3.10+, which needs `x-overflow =
+//!   reject-publish`): the rung keeps a message until its shard queue has confirmed it. With a
+//!   classic rung (at-most-once) a broker restart lost the messages that expired while the
+//!   shard queues had no leader yet.
 //!
 //! Declaring is idempotent: whichever process starts first creates it, the others' declares
 //! are no-ops. A declare that disagrees with what exists (other delivery limit, other type)
@@ -147,7 +151,19 @@ impl Topology {
             let name = self.delay_name(delay);
             let ttl = i32::try_from(delay.as_millis()).unwrap_or(i32::MAX);
             let mut args = FieldTable::default();
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
             args.insert("x-message-ttl".into(), AMQPValue::LongInt(ttl));
+            args.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            args.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
             // No x-dead-letter-routing-key: the message keeps `shard.<i>`.
             args.insert(
                 "x-dead-letter-exchange".into(),
