@@ -1,8 +1,10 @@
 //! Surviving a broker restart (`rabbitmqctl stop_app` / `start_app`). It restarts the SHARED
-//! broker on this machine, so it is ignored by default and must run alone:
+//! broker on this machine, so it is a test binary of its own: `cargo test` runs binaries one
+//! after another, so no other test has a connection to the broker meanwhile. Do not run it
+//! beside other tests that use the broker.
 //!
 //! ```text
-//! cargo test -p rollcall-amqp --test restart -- --ignored broker_restart
+//! cargo test -p rollcall-amqp --test restart
 //! ```
 
 mod common;
@@ -34,7 +36,6 @@ async fn rabbitmqctl(command: &str) {
 }
 
 #[tokio::test]
-#[ignore = "restarts the shared broker; run alone with --ignored broker_restart"]
 async fn broker_restart_is_survived() {
     let mut cfg = config(2);
     cfg.publish_timeout = Duration::from_secs(90);

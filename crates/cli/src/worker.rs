@@ -97,14 +97,18 @@ pub(crate) async fn run_with_shards(
     // Follow the held set: consume exactly the shards held.
     let follow = {
         let queue = queue.clone();
-        let prefetch = f64::from(queue.config().prefetch);
+        // The broker's prefetch bounds each shard's consumer, the engine's `worker_prefetch`
+        // the batches in hand over all of them.
+        let per_shard = f64::from(queue.config().prefetch);
+        let in_hand = worker.config.worker_prefetch.max(1) as f64;
         tokio::spawn(async move {
             while held_rx.changed().await.is_ok() {
                 let held = held_rx.borrow_and_update().clone();
                 tracing::info!(?held, "consuming shards");
-                // The prefetch bounds each shard's consumer: this is how many batches the
-                // worker may hold at once (saturation = batches in flight / this).
-                metrics::gauge!("rollcall_worker_prefetch").set(prefetch * held.len() as f64);
+                // How many batches the worker may hold at once (saturation = batches in
+                // flight / this).
+                metrics::gauge!("rollcall_worker_prefetch")
+                    .set((per_shard * held.len() as f64).min(in_hand));
                 if let Err(error) = queue.consume_shards(&held).await {
                     // The queue re-applies the wanted set after it reconnects.
                     tracing::warn!(%error, "shard consumers not updated yet");

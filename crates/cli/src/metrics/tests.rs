@@ -37,14 +37,6 @@ const NAMES: [&str; 16] = [
     "rollcall_worker_batches_inflight",
 ];
 
-/// Metrics this run may never record: nothing dies holding a batch, no command goes out of
-/// sequence, and whether a site's every circuit is open at once depends on timing.
-const OPTIONAL: [&str; 3] = [
-    "rollcall_queue_redelivered_total",
-    "rollcall_smtp_bad_sequence_total",
-    "rollcall_site_circuits_open",
-];
-
 /// One sample line of the exposition: name, labels, value.
 #[derive(Debug)]
 struct Sample {
@@ -173,6 +165,7 @@ fn a_run_exports_every_metric_with_bounded_labels() {
     let handle = recorder.handle();
     let rows = metrics::with_local_recorder(&recorder, || {
         super::describe();
+        super::start_at_zero();
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -182,8 +175,8 @@ fn a_run_exports_every_metric_with_bounded_labels() {
     let text = handle.render();
     let samples = parse(&text);
 
-    for name in NAMES.iter().filter(|n| !OPTIONAL.contains(n)) {
-        // The exporter writes HELP for recorded metrics only.
+    for name in NAMES {
+        // The exporter writes HELP for registered metrics only.
         assert!(
             text.contains(&format!("# HELP {name} ")),
             "{name} is not described:\n{text}"
@@ -270,6 +263,118 @@ fn a_run_exports_every_metric_with_bounded_labels() {
             );
         }
     }
+}
+
+/// The `# TYPE` of `name` in an exposition.
+fn type_of<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("# TYPE {name} ")))
+}
+
+#[test]
+fn unlabelled_metrics_exist_at_zero_before_any_event() {
+    let recorder = super::builder().unwrap().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        super::describe();
+        super::start_at_zero();
+    });
+    let text = handle.render();
+    let samples = parse(&text);
+    let zeroed = super::ZERO_COUNTERS
+        .iter()
+        .map(|name| (name, "counter"))
+        .chain(super::ZERO_GAUGES.iter().map(|name| (name, "gauge")));
+    for (name, kind) in zeroed {
+        assert!(NAMES.contains(name), "{name} is not a rollcall metric");
+        assert_eq!(type_of(&text, name), Some(kind), "{name}:\n{text}");
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} is not described:\n{text}"
+        );
+        let values: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.name == *name)
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(values, [0.0], "{name} has one sample, 0:\n{text}");
+    }
+    for name in super::ZERO_HISTOGRAMS {
+        assert!(NAMES.contains(&name), "{name} is not a rollcall metric");
+        assert_eq!(type_of(&text, name), Some("histogram"), "{name}:\n{text}");
+        let count = format!("{name}_count");
+        assert_eq!(sum(&samples, &count), 0.0, "{text}");
+        assert!(
+            samples.iter().any(|s| s.name == count),
+            "{name} has no _count:\n{text}"
+        );
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.name == format!("{name}_bucket") && s.labels["le"] == "+Inf"),
+            "{name} has no +Inf bucket:\n{text}"
+        );
+    }
+    // Labelled metrics get their series from events only.
+    assert!(!text.contains("rollcall_verifications_total"), "{text}");
+    assert!(!text.contains("rollcall_queue_depth"), "{text}");
+}
+
+#[test]
+fn site_circuits_open_is_a_gauge_of_sites_held_off() {
+    let recorder = super::builder().unwrap().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        super::describe();
+        super::start_at_zero();
+    });
+    let text = handle.render();
+    assert_eq!(type_of(&text, "rollcall_site_circuits_open"), Some("gauge"));
+    assert!(
+        text.contains(
+            "# HELP rollcall_site_circuits_open Sites this worker holds off right now because \
+             every MX host's circuit is open"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn process_metrics_are_sampled() {
+    let recorder = super::builder().unwrap().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        super::process_collector();
+    });
+    let text = handle.render();
+    let samples = parse(&text);
+    assert_eq!(
+        type_of(&text, "process_cpu_seconds_total"),
+        Some("counter"),
+        "{text}"
+    );
+    for name in [
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_start_time_seconds",
+        "process_threads",
+        "process_open_fds",
+    ] {
+        assert_eq!(type_of(&text, name), Some("gauge"), "{name}:\n{text}");
+        assert!(
+            sum(&samples, name) >= 1.0,
+            "{name} is not positive:\n{text}"
+        );
+    }
+    let start = sum(&samples, "process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        start <= now + 1.0,
+        "process started in the future: {start} > {now}"
+    );
 }
 
 #[test]
