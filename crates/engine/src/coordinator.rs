@@ -14,7 +14,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rollcall_core::ports::{Batch, BatchItem, ItemResult, MxHost, StateStore, WorkQueue};
+use rollcall_core::ports::{
+    Batch, BatchItem, ItemResult, MxHost, QueueError, StateStore, WorkQueue,
+};
 use rollcall_core::{
     CampaignId, EmailAddress, EnhancedCode, Evidence, Flags, ItemId, Reason, Site, Verdict,
 };
@@ -158,6 +160,9 @@ const LINGER: Duration = Duration::from_millis(300);
 const MAX_LINGER: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(25);
 const RESULTS_PAGE: usize = 8192;
+/// Batches published and not yet confirmed, at most: publishing waits for a confirm only when
+/// this many are out, so the broker's confirms overlap instead of costing a round trip each.
+const PUBLISH_WINDOW: usize = 256;
 
 struct Run<'a, Q, S, P> {
     co: &'a Coordinator<Q, S>,
@@ -182,6 +187,8 @@ struct Run<'a, Q, S, P> {
     early: HashMap<ItemId, ItemResult>,
     /// Verify nothing: only recorded results come out.
     replay_only: bool,
+    /// Publishes waiting for their confirm (at most `PUBLISH_WINDOW`).
+    publishing: tokio::task::JoinSet<Result<(), QueueError>>,
 }
 
 impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
@@ -272,6 +279,7 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
             strings: Interner::default(),
             early: HashMap::new(),
             replay_only: resume == Some(Resume::ReplayOnly),
+            publishing: tokio::task::JoinSet::new(),
         };
         if resume.is_some() {
             run.preload().await?;
@@ -299,6 +307,7 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
                 }
                 _ = tick.tick() => {
                     run.flush_open(input_done).await?;
+                    run.confirmed()?;
                     run.collect().await?;
                 }
                 changed = stop.changed() => {
@@ -309,9 +318,16 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
                 }
             }
             if input_done && run.resolving == 0 && run.open.is_empty() && run.pending.is_empty() {
+                // Every item has its result; a confirm may still be on its way.
+                while let Some(published) = run.publishing.join_next().await {
+                    run.settle_publish(published)?;
+                }
                 break;
             }
         }
+        // Interrupted: what is not confirmed yet is given up (a resumed run publishes again
+        // whatever has no result).
+        run.publishing.abort_all();
         run.summary.elapsed = started.elapsed();
         Ok(run.summary)
     }
@@ -533,9 +549,39 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             items: open.items,
         };
         self.summary.batches += 1;
-        self.co.queue.publish(&batch).await?;
-        metrics::counter!("rollcall_queue_published_total").increment(1);
+        while self.publishing.len() >= PUBLISH_WINDOW {
+            if let Some(published) = self.publishing.join_next().await {
+                self.settle_publish(published)?;
+            }
+        }
+        let queue = self.co.queue.clone();
+        self.publishing
+            .spawn(async move { queue.publish(&batch).await });
         Ok(())
+    }
+
+    /// Settles the publishes confirmed so far; the first that failed fails the run.
+    fn confirmed(&mut self) -> Result<(), Error> {
+        while let Some(published) = self.publishing.try_join_next() {
+            self.settle_publish(published)?;
+        }
+        Ok(())
+    }
+
+    fn settle_publish(
+        &mut self,
+        published: Result<Result<(), QueueError>, tokio::task::JoinError>,
+    ) -> Result<(), Error> {
+        match published {
+            Ok(Ok(())) => {
+                metrics::counter!("rollcall_queue_published_total").increment(1);
+                Ok(())
+            }
+            Ok(Err(error)) => Err(error.into()),
+            Err(join) => {
+                Err(QueueError::Transport(format!("a publish task failed: {join}")).into())
+            }
+        }
     }
 
     async fn record(&mut self, results: Vec<ItemResult>) -> Result<(), Error> {
