@@ -45,6 +45,26 @@ pub struct Args {
     )]
     pub token: Option<String>,
 
+    /// Most entries one campaign may hold; a longer list is refused. Every output row (its
+    /// address, verdict and reply text) is kept in memory until the campaign is evicted.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ROLLCALL_MAX_ROWS",
+        default_value_t = Limits::default().max_rows
+    )]
+    pub max_rows: u64,
+
+    /// Finished campaigns kept (results in memory and in Redis) for watching and listing
+    /// results; the oldest beyond this are deleted.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ROLLCALL_KEEP_FINISHED",
+        default_value_t = Limits::default().keep_finished
+    )]
+    pub keep_finished: usize,
+
     #[command(flatten)]
     pub engine: Box<EngineFlags>,
 }
@@ -65,7 +85,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sampler = tokio::spawn(sample_backlog(queue.clone(), state.clone()));
     let coordinator = Coordinator::new(queue.clone(), state, verifier.resolver, verifier.engine)
         .keeping_results();
-    let backend = Arc::new(CoordinatorBackend::new(coordinator, Limits::default())?);
+    let limits = Limits {
+        max_rows: args.max_rows,
+        keep_finished: args.keep_finished,
+    };
+    let backend = Arc::new(CoordinatorBackend::new(coordinator, limits)?);
     let picked = backend
         .resume()
         .await

@@ -401,6 +401,24 @@ mod tests {
             ])
             .is_ok()
         );
+        let limited = Cli::try_parse_from([
+            "rollcall",
+            "coordinator",
+            "--amqp",
+            "amqp://127.0.0.1",
+            "--redis",
+            "redis://127.0.0.1",
+            "--max-rows",
+            "10",
+            "--keep-finished",
+            "0",
+        ]);
+        match limited.map(|cli| cli.command) {
+            Ok(crate::Command::Coordinator(args)) => {
+                assert_eq!((args.max_rows, args.keep_finished), (10, 0));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]
