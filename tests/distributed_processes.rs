@@ -9,6 +9,8 @@
 //! - Two workers against one `rollcall verify` (the embedded engine) on a fresh copy of the
 //!   same fleet: the same verdicts.
 //! - A worker SIGKILLed at 30% recorded: the survivor takes over its shards.
+//! - A worker stopped with SIGTERM at 30% recorded (a drain): it exits cleanly having released
+//!   its shard leases, and the other takes its shards over at once.
 //! - The coordinator SIGKILLed at 30% and started again with the same flags: a watcher that was
 //!   following the campaign reconnects and sees it end, and so does one that only comes later.
 //! - Every Redis connection of the coordinator and the workers killed (`CLIENT KILL`) at 30%
@@ -146,6 +148,44 @@ fn a_worker_killed_mid_campaign_loses_nothing() {
     run.finish_client("submit", &out);
     run.deployment
         .wait_for_shards(&mut run.redis, "survivor", SHARDS as usize);
+    run.assert_fleet_polite();
+    report_time(TEST, started);
+}
+
+#[test]
+fn a_worker_stopped_with_sigterm_hands_its_work_over_and_loses_nothing() {
+    const TEST: &str = "a_worker_stopped_with_sigterm_hands_its_work_over_and_loses_nothing";
+    let _serial = serial();
+    if !services_available(TEST) {
+        return;
+    }
+    let started = Instant::now();
+    let mut run = Run::start("dist-worker-term");
+    let half = SHARDS / 2;
+    run.worker("leaving", Some(half), half as usize, &[]);
+    run.worker("staying", None, (SHARDS - half) as usize, &[]);
+    let out = run.submit_and_wait();
+    let (_, done) = run.wait_for_share(KILL_AT_PERCENT);
+    // A drain (scale-down, rolling update): the worker finishes the batches in hand or
+    // returns them, releases its shard leases and exits cleanly.
+    let status = run.procs.terminate("leaving", Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "the worker stopped with SIGTERM exited with {status}:\n{}",
+        run.procs.log("leaving")
+    );
+    assert_eq!(
+        run.deployment.shards_held(&mut run.redis, "leaving"),
+        0,
+        "its shard leases are released at exit, not left to lapse"
+    );
+    eprintln!(
+        "{TEST}: stopped the leaving worker at {done} of {} recorded",
+        run.rows()
+    );
+    run.deployment
+        .wait_for_shards(&mut run.redis, "staying", SHARDS as usize);
+    run.finish_client("submit", &out);
     run.assert_fleet_polite();
     report_time(TEST, started);
 }

@@ -105,12 +105,22 @@ impl Procs {
 
     /// Sends SIGINT (Ctrl-C) through kill(1) and waits up to `timeout` for the exit.
     pub fn interrupt(&mut self, name: &str, timeout: Duration) -> ExitStatus {
+        self.signal(name, "-INT", timeout)
+    }
+
+    /// Sends SIGTERM (what an orchestrator sends to stop a process) through kill(1) and waits
+    /// up to `timeout` for the exit.
+    pub fn terminate(&mut self, name: &str, timeout: Duration) -> ExitStatus {
+        self.signal(name, "-TERM", timeout)
+    }
+
+    fn signal(&mut self, name: &str, signal: &str, timeout: Duration) -> ExitStatus {
         let pid = self.pid(name).to_string();
         let sent = Command::new("kill")
-            .args(["-INT", &pid])
+            .args([signal, &pid])
             .status()
             .expect("kill(1) runs");
-        assert!(sent.success(), "kill -INT {pid} ({name}) failed");
+        assert!(sent.success(), "kill {signal} {pid} ({name}) failed");
         self.wait(name, timeout)
     }
 
