@@ -211,8 +211,12 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
             let mode = match record.phase {
                 CampaignPhase::Running => Mode::Continue,
                 CampaignPhase::Uploading => {
+                    // Its client saw the upload fail: nothing of it is worth keeping but the
+                    // record saying so.
                     let detail = "the coordinator stopped while the list was being uploaded; \
                                   submit it again";
+                    self.state.campaign_delete(&record.id).await?;
+                    campaign.record().total = 0;
                     campaign
                         .persist(&*self.state, CampaignPhase::Failed, Some(detail.into()))
                         .await?;

@@ -334,9 +334,14 @@ async fn a_campaign_cut_off_while_uploading_fails_after_a_restart() {
     let progress = until_final(&backend, &id).await;
     assert_eq!(progress.state, CampaignState::Failed);
     assert!(progress.detail.unwrap().contains("uploaded"));
+    assert_eq!((progress.counts.total, progress.counts.done), (0, 0));
     assert_eq!(
         stored_phases(&state).await,
-        vec![(id, CampaignPhase::Failed)]
+        vec![(id.clone(), CampaignPhase::Failed)]
+    );
+    assert!(
+        state.campaign_input(&id, 0, 10).await.unwrap().is_empty(),
+        "the partial upload is deleted"
     );
 }
 
