@@ -119,14 +119,10 @@ async fn sample_backlog(
     queue: Arc<rollcall_amqp::AmqpQueue>,
     state: Arc<rollcall_redis::RedisState>,
 ) {
-    use rollcall_core::ports::StateStore as _;
     let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         every.tick().await;
-        rollcall_engine::worker::export_queue_depth(queue.as_ref());
-        if let Ok(pending) = state.greylist_pending().await {
-            metrics::gauge!("rollcall_greylist_pending").set(pending as f64);
-        }
+        rollcall_engine::worker::export_backlog(queue.as_ref(), state.as_ref()).await;
     }
 }
 

@@ -121,7 +121,7 @@ async fn greylist_loop<Q: WorkQueue, S: StateStore>(
             _ = stop.wait_for(|s| *s) => return,
         }
         if polls.is_multiple_of(SAMPLE_EVERY) {
-            sample_backlog(queue.as_ref(), state.as_ref()).await;
+            export_backlog(queue.as_ref(), state.as_ref()).await;
         }
         polls = polls.wrapping_add(1);
         let due = match state.greylist_take_due(SystemTime::now(), 1000).await {
@@ -148,7 +148,7 @@ async fn greylist_loop<Q: WorkQueue, S: StateStore>(
 /// embedded wiring's one queue is shard `"0"`) and in the retry ladder (`"retry"`), as far as
 /// the queue knows them. Every process that holds the queue exports the same figures (the
 /// broker's), so dashboards take `max by (shard)`.
-pub fn export_queue_depth<Q: WorkQueue + ?Sized>(queue: &Q) {
+fn export_queue_depth<Q: WorkQueue + ?Sized>(queue: &Q) {
     let Some(depths) = queue.depths() else {
         return;
     };
@@ -160,8 +160,9 @@ pub fn export_queue_depth<Q: WorkQueue + ?Sized>(queue: &Q) {
     }
 }
 
-/// Exports the queue depth and the greylist backlog.
-async fn sample_backlog<Q: WorkQueue, S: StateStore>(queue: &Q, state: &S) {
+/// Exports the queue depth and the greylist backlog (the worker's loop samples them; the
+/// coordinator too, so they stay visible with every worker down).
+pub async fn export_backlog<Q: WorkQueue + ?Sized, S: StateStore + ?Sized>(queue: &Q, state: &S) {
     export_queue_depth(queue);
     match state.greylist_pending().await {
         Ok(pending) => metrics::gauge!("rollcall_greylist_pending").set(pending as f64),

@@ -271,15 +271,20 @@ fn type_of<'a>(text: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|line| line.strip_prefix(&format!("# TYPE {name} ")))
 }
 
-#[test]
-fn unlabelled_metrics_exist_at_zero_before_any_event() {
+/// What a process exports right after `install`, before any event.
+fn rendered_at_start() -> String {
     let recorder = super::builder().unwrap().build_recorder();
     let handle = recorder.handle();
     metrics::with_local_recorder(&recorder, || {
         super::describe();
         super::start_at_zero();
     });
-    let text = handle.render();
+    handle.render()
+}
+
+#[test]
+fn unlabelled_metrics_exist_at_zero_before_any_event() {
+    let text = rendered_at_start();
     let samples = parse(&text);
     let zeroed = super::ZERO_COUNTERS
         .iter()
@@ -322,13 +327,7 @@ fn unlabelled_metrics_exist_at_zero_before_any_event() {
 
 #[test]
 fn site_circuits_open_is_a_gauge_of_sites_held_off() {
-    let recorder = super::builder().unwrap().build_recorder();
-    let handle = recorder.handle();
-    metrics::with_local_recorder(&recorder, || {
-        super::describe();
-        super::start_at_zero();
-    });
-    let text = handle.render();
+    let text = rendered_at_start();
     assert_eq!(type_of(&text, "rollcall_site_circuits_open"), Some("gauge"));
     assert!(
         text.contains(
