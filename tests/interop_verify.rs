@@ -3,14 +3,19 @@
 //! every row's verdict must equal that fleet's truth, which lists the mailboxes Postfix knows
 //! (tests/interop/postfix.sh: alice, bob, carol).
 //!
-//! If Postfix is not answering, the test fails under CI (`CI` set) and is skipped, loudly,
+//! The second test runs the same against the anvil listener (127.0.0.27: 30 RCPTs and 10
+//! connections per client IP per 10 s), with a site rule whose burst is smaller than its RCPTs
+//! per transaction: Postfix's anvil is the judge of the rate on the wire.
+//!
+//! If Postfix is not answering, the tests fail under CI (`CI` set) and are skipped, loudly,
 //! everywhere else.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rollcall_sim::{FleetSpec, SimOptions};
 use serde_json::Value;
@@ -37,11 +42,28 @@ mailboxes = { "alice" = "valid", "bob" = "valid", "carol" = "valid" }
 verify = ["nobody", "ghost"]
 "#;
 
-fn postfix_answers() -> bool {
-    let Ok(addr) = POSTFIX.parse::<SocketAddr>() else {
+fn postfix_answers(listener: &str) -> bool {
+    let Ok(addr) = listener.parse::<SocketAddr>() else {
         return false;
     };
     TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+}
+
+/// False (after a loud notice) when the listener is not answering outside CI; a failure in CI.
+fn postfix_or_skip(listener: &str, test: &str) -> bool {
+    if postfix_answers(listener) {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "Postfix interop listener {listener} is not answering; run: bash tests/interop/postfix.sh up"
+        );
+    }
+    eprintln!(
+        "\n!!!!!!!! SKIPPED {test}: Postfix is not answering on {listener}.\n\
+         !!!!!!!! run: bash tests/interop/postfix.sh up   (under CI this is a failure)\n"
+    );
+    false
 }
 
 fn name<T: serde::Serialize>(v: &T) -> String {
@@ -53,16 +75,7 @@ fn name<T: serde::Serialize>(v: &T) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_against_postfix_matches_truth() {
-    if !postfix_answers() {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "Postfix interop listener {POSTFIX} is not answering; run: bash tests/interop/postfix.sh up"
-            );
-        }
-        eprintln!(
-            "\n!!!!!!!! SKIPPED interop_verify: Postfix is not answering on {POSTFIX}.\n\
-             !!!!!!!! run: bash tests/interop/postfix.sh up   (under CI this is a failure)\n"
-        );
+    if !postfix_or_skip(POSTFIX, "verify_against_postfix_matches_truth") {
         return;
     }
     let spec = FleetSpec::from_toml(FLEET).expect("fleet parses");
@@ -134,6 +147,170 @@ async fn verify_against_postfix_matches_truth() {
     }
     assert_eq!(rows["alice@example.test"]["smtp_code"], 250);
     assert_eq!(rows["nobody@example.test"]["enhanced_code"], "5.1.1");
+    fleet.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const ANVIL: &str = "127.0.0.27:2525";
+/// tests/interop/postfix.sh: the anvil listener's limits, per client IP per window.
+const ANVIL_RCPTS_PER_WINDOW: usize = 30;
+const ANVIL_WINDOW_SECS: u64 = 10;
+/// The site rule under test: 120 RCPT/min (one every 0.5 s), burst 5, 20 RCPTs per
+/// transaction. Honest GCRA allows at most 5 + 10 s / 0.5 s = 25 RCPTs in any 10 s.
+const RULE_PER_MINUTE: u64 = 120;
+const RULE_BURST: u64 = 5;
+const ADDRESSES: usize = 40;
+/// Honest pacing takes (41 - 5) x 0.5 s = 18 s; anvil rejections would defer rows for minutes.
+const VERIFY_BOUND: Duration = Duration::from_secs(150);
+
+/// The anvil listener's log lines written after `start`.
+fn anvil_log_since(start: u64) -> String {
+    let mut file = std::fs::File::open(LOG).expect("the Postfix log exists");
+    file.seek(SeekFrom::Start(start)).unwrap();
+    let mut text = String::new();
+    file.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| l.contains("postfix/interop-anvil/"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+const LOG: &str = "/var/log/postfix-interop.log";
+
+/// Seconds of the day of a log line (`Dec 04 17:56:57 mx ...`).
+fn log_second(line: &str) -> Option<u64> {
+    let clock = line.split_whitespace().nth(2)?;
+    let mut parts = clock.split(':').map(|p| p.parse::<u64>().ok());
+    Some(parts.next()?? * 3600 + parts.next()?? * 60 + parts.next()??)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_on_the_wire_is_the_configured_rate_by_postfix_anvil() {
+    if !postfix_or_skip(
+        ANVIL,
+        "the_rate_on_the_wire_is_the_configured_rate_by_postfix_anvil",
+    ) {
+        return;
+    }
+    let fleet_spec = FLEET.replace("127.0.0.25", "127.0.0.27");
+    let spec = FleetSpec::from_toml(&fleet_spec).expect("fleet parses");
+    let fleet = rollcall_sim::start(
+        &spec,
+        SimOptions {
+            smtp_port: Some(2525),
+            ..SimOptions::default()
+        },
+    )
+    .await
+    .expect("fleet (DNS only) starts");
+    let dir = std::env::temp_dir().join(format!("rollcall-interop-anvil-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (list, out, config) = (
+        dir.join("list.txt"),
+        dir.join("out.jsonl"),
+        dir.join("c.toml"),
+    );
+    // Sub-addresses of known mailboxes: Postfix accepts every one (recipient_delimiter +).
+    let addresses: Vec<String> = (0..ADDRESSES)
+        .map(|i| format!("{}+{i}@example.test", ["alice", "bob", "carol"][i % 3]))
+        .collect();
+    std::fs::write(&list, addresses.join("\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[[shaping.site]]\npattern = \"mx.example.test\"\nrcpt_per_minute = {RULE_PER_MINUTE}\n\
+             rcpt_burst = {RULE_BURST}\nrcpt_per_transaction = 20\n"
+        ),
+    )
+    .unwrap();
+    let log_start = std::fs::metadata(LOG).map(|m| m.len()).unwrap_or(0);
+
+    let dns = fleet.dns_addr().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .arg("verify")
+        .arg(&list)
+        .arg("-o")
+        .arg(&out)
+        .arg("--config")
+        .arg(&config)
+        .args(["--format", "jsonl", "--progress", "off", "--allow-private"])
+        .args(["--dns", &dns, "--smtp-port", "2525"])
+        .args([
+            "--helo",
+            "interop.rollcall.test",
+            "--mail-from",
+            "probe@rollcall.test",
+        ])
+        .args(["--connect-timeout", "5s", "--command-timeout", "20s"])
+        .spawn()
+        .expect("rollcall runs");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > VERIFY_BOUND {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Postfix writes its log through postlogd: give the last lines a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = anvil_log_since(log_start);
+    let rejections: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rate limit exceeded") || l.contains("Error: too many"))
+        .collect();
+    assert!(
+        rejections.is_empty(),
+        "Postfix's anvil rejected the prober ({} lines), first: {}",
+        rejections.len(),
+        rejections.first().unwrap_or(&"")
+    );
+    let status = status.unwrap_or_else(|| {
+        panic!("rollcall verify did not end within {VERIFY_BOUND:?}; anvil log:\n{log}")
+    });
+    assert!(status.success(), "rollcall verify exited with {status}");
+
+    // Every RCPT the listener saw, by second: no 10 s window holds more than the rule allows
+    // (burst + 10 s of rate, one more for the log's whole seconds).
+    let rcpt_seconds: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("]: RCPT TO:<"))
+        .filter_map(log_second)
+        .collect();
+    assert_eq!(
+        rcpt_seconds.len(),
+        ADDRESSES + 1,
+        "one RCPT per address and the catch-all probe:\n{log}"
+    );
+    let cap = (RULE_BURST + ANVIL_WINDOW_SECS * RULE_PER_MINUTE / 60 + 2) as usize;
+    assert!(
+        cap < ANVIL_RCPTS_PER_WINDOW,
+        "the rule must be under anvil's limit"
+    );
+    for start in &rcpt_seconds {
+        let in_window = rcpt_seconds
+            .iter()
+            .filter(|s| **s >= *start && **s < start + ANVIL_WINDOW_SECS)
+            .count();
+        assert!(
+            in_window <= cap,
+            "{in_window} RCPTs in the 10 s from second {start} (rule allows {cap})"
+        );
+    }
+
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), ADDRESSES, "one row per address:\n{text}");
+    for row in &rows {
+        assert_eq!(row["status"], "deliverable", "{row}");
+    }
     fleet.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

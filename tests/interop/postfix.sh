@@ -10,6 +10,11 @@
 # What `up` sets up (the test relies on exactly this):
 #   127.0.0.25:2525  smtpd advertising PIPELINING and STARTTLS        (syslog_name postfix/interop-pipelining)
 #   127.0.0.26:2525  smtpd with PIPELINING discarded, STARTTLS offered (syslog_name postfix/interop-nopipelining)
+#   127.0.0.27:2525  smtpd like the first, with anvil limits on every client, loopback included:
+#                    at most 30 RCPTs per client IP per 10 s (`450 4.7.1 Error: too many
+#                    recipients from ...`, logged as "Recipient address rate limit exceeded")
+#                    and 10 connections per client IP per 10 s (syslog_name postfix/interop-anvil)
+#   anvil_rate_time_unit = 10s for the whole instance (only the anvil listener sets rate limits)
 #   virtual mailbox domain example.test with alice, bob, carol; any other recipient there is
 #   rejected at RCPT with `550 5.1.1 ... User unknown in virtual mailbox table`; other domains
 #   get `454 4.7.1 Relay access denied` (no relaying, even from loopback).
@@ -23,6 +28,7 @@ set -euo pipefail
 
 readonly LISTENER_PIPELINING="127.0.0.25"
 readonly LISTENER_NO_PIPELINING="127.0.0.26"
+readonly LISTENER_ANVIL="127.0.0.27"
 readonly PORT="2525"
 readonly LOG_FILE="/var/log/postfix-interop.log"
 readonly CONF_DIR="/etc/postfix"
@@ -142,6 +148,10 @@ smtpd_helo_required = yes
 smtpd_relay_restrictions = defer_unauth_destination
 smtpd_reject_unlisted_recipient = yes
 
+# The window of anvil's rate counters (default 60s): short, so that the anvil listener's
+# limits judge a test of a few seconds. No other listener sets a rate limit.
+anvil_rate_time_unit = 10s
+
 smtpd_tls_cert_file = ${INTEROP_DIR}/cert.pem
 smtpd_tls_key_file = ${INTEROP_DIR}/key.pem
 smtpd_tls_security_level = may
@@ -172,6 +182,14 @@ ${LISTENER_NO_PIPELINING}:${PORT} inet n - n - - smtpd
   -o syslog_name=postfix/interop-nopipelining
   -o smtpd_discard_ehlo_keywords=pipelining
   -o smtpd_forbid_unauth_pipelining=yes
+  -o debug_peer_list=127.0.0.0/8
+  -o debug_peer_level=1
+${LISTENER_ANVIL}:${PORT} inet n - n - - smtpd
+  -o syslog_name=postfix/interop-anvil
+  -o smtpd_forbid_unauth_pipelining=yes
+  -o smtpd_client_event_limit_exceptions=
+  -o smtpd_client_recipient_rate_limit=30
+  -o smtpd_client_connection_rate_limit=10
   -o debug_peer_list=127.0.0.0/8
   -o debug_peer_level=1
 pickup    unix  n       -       n       60      1       pickup
@@ -222,7 +240,7 @@ greets() {
 
 wait_for_listeners() {
   local deadline=$((SECONDS + WAIT_SECS)) host
-  for host in "$LISTENER_PIPELINING" "$LISTENER_NO_PIPELINING"; do
+  for host in "$LISTENER_PIPELINING" "$LISTENER_NO_PIPELINING" "$LISTENER_ANVIL"; do
     until greets "$host"; do
       if [ "$SECONDS" -ge "$deadline" ]; then
         say "the listener ${host}:${PORT} did not greet within ${WAIT_SECS}s; last log lines:"
@@ -280,7 +298,7 @@ cmd_status() {
     say "postfix is not running"
     rc=1
   fi
-  for host in "$LISTENER_PIPELINING" "$LISTENER_NO_PIPELINING"; do
+  for host in "$LISTENER_PIPELINING" "$LISTENER_NO_PIPELINING" "$LISTENER_ANVIL"; do
     if greets "$host"; then
       say "${host}:${PORT} greets"
     else

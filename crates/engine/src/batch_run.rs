@@ -133,7 +133,8 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         }
         let take = room.min(remaining.len());
 
-        // RFC-agnostic politeness: every RCPT (probe included) costs a cell of the site's rate.
+        // Every RCPT on the wire (probe included) costs one cell of the site's rate; `allowed`
+        // is at most the burst, so the take is never more than the rate can grant at once.
         let cells = (take + usize::from(with_probe)) as u32;
         match take_cells(
             ctx,
@@ -620,15 +621,15 @@ async fn release<Q: WorkQueue, S: StateStore>(ctx: &SiteContext<Q, S>, lease: &L
     }
 }
 
-/// Takes `cells` from a GCRA bucket, sleeping for short waits. `Some(delay)` when the wait is
-/// long: the caller reschedules instead of holding the batch.
+/// Takes `cells` (1 to the burst) from a GCRA bucket, sleeping for short waits. `Some(delay)`
+/// when the wait is long: the caller reschedules instead of holding the batch. The cells are
+/// exactly what the caller sends: a take is never cut down to fit.
 async fn take_cells<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     key: &str,
     limit: rollcall_core::ports::RateLimit,
     cells: u32,
 ) -> Result<Option<Duration>, Error> {
-    let cells = cells.clamp(1, limit.burst.max(1));
     loop {
         match ctx.state.rate_take(key, limit, cells).await? {
             RateDecision::Granted => return Ok(None),

@@ -57,7 +57,10 @@ impl Default for SiteShaping {
 impl SiteShaping {
     /// How many RCPTs the next transaction of a session may carry, given the RCPTs that session
     /// already had rejected: never so many that, all rejected, they would reach the server's
-    /// hard error limit (Postfix: the 21st error is `421 too many errors`).
+    /// hard error limit (Postfix: the 21st error is `421 too many errors`), and never more than
+    /// one take of the RCPT rate grants (its burst): every RCPT on the wire costs one cell, so
+    /// the configured rate is the rate the server counts (Postfix anvil counts every RCPT,
+    /// accepted or not).
     pub fn rcpts_allowed(&self, rejected_so_far: u32, adaptive_limit: u32) -> u32 {
         let error_room = self
             .server_error_limit
@@ -65,6 +68,7 @@ impl SiteShaping {
             .saturating_sub(rejected_so_far);
         adaptive_limit
             .min(self.rcpt_per_transaction)
+            .min(self.rcpt_rate.max_take())
             .min(error_room)
     }
 
@@ -264,5 +268,26 @@ mod tests {
         assert_eq!(s.rcpts_allowed(7, 50), 12);
         assert_eq!(s.rcpts_allowed(19, 50), 0);
         assert_eq!(s.rcpts_allowed(0, 5), 5);
+    }
+
+    #[test]
+    fn transaction_never_carries_more_rcpts_than_one_rate_take_grants() {
+        // The case that sent 2.5x the configured rate: 20 RCPTs per transaction, burst 5.
+        let mut s = SiteShaping {
+            rcpt_per_transaction: 20,
+            rcpt_rate: RateLimit {
+                per_minute: 40,
+                burst: 5,
+            },
+            ..SiteShaping::default()
+        };
+        assert_eq!(s.rcpts_allowed(0, 50), 5);
+        assert_eq!(s.rcpts_allowed(0, 3), 3);
+        s.rcpt_rate.burst = 0;
+        assert_eq!(
+            s.rcpts_allowed(0, 50),
+            1,
+            "a zero burst still allows one RCPT"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rollcall_core::ports::{
@@ -27,6 +27,8 @@ type Answer = Arc<dyn Fn(&str, u32) -> (u16, &'static str, &'static str) + Send 
 struct Seen {
     /// RCPTs of each transaction, in order.
     transactions: Vec<Vec<String>>,
+    /// When each transaction reached the server.
+    at: Vec<Instant>,
     sessions: u32,
     /// Most rejected RCPTs any one session collected.
     max_rejected_per_session: u32,
@@ -75,6 +77,7 @@ impl ProbeSession for FakeSession {
         self.transactions += 1;
         let mut seen = self.script.seen.lock().unwrap();
         seen.transactions.push(rcpts.to_vec());
+        seen.at.push(Instant::now());
         let mut outcomes = Vec::new();
         for (index, rcpt) in rcpts.iter().enumerate() {
             if self.script.rcpt_cap.is_some_and(|cap| index >= cap) {
@@ -185,7 +188,7 @@ async fn run(script: Arc<Script>, config: EngineConfig, batch: Batch) -> HashMap
     };
     let (_stop_tx, stop) = watch::channel(false);
     let task = tokio::spawn(async move { worker.run(stop).await });
-    for _ in 0..500 {
+    for _ in 0..2_000 {
         if state.progress(&campaign).await.unwrap().done == total {
             break;
         }
@@ -398,4 +401,59 @@ async fn too_many_recipients_for_every_rcpt_ends_deferred_not_in_a_loop() {
     // Shrinking stops at one RCPT per transaction; from there each try uses an attempt.
     let seen = s.seen.lock().unwrap();
     assert!(seen.transactions.len() <= 10, "{}", seen.transactions.len());
+}
+
+#[tokio::test]
+async fn rcpts_on_the_wire_never_exceed_the_configured_rate() {
+    // 20 RCPTs per transaction against a rate of 600/min with a burst of 5: a transaction that
+    // paid 5 cells for 20 RCPTs sent 4x the rate (the wire-rate bug).
+    let mut config = config();
+    config.shaping.default.rcpt_rate.per_minute = 600;
+    config.shaping.default.rcpt_rate.burst = 5;
+    config.shaping.default.rcpt_per_transaction = 20;
+    let locals: Vec<String> = (0..40).map(|i| format!("user{i}")).collect();
+    let s = script(Arc::new(|rcpt: &str, _| {
+        if rcpt.starts_with("rc-") {
+            (550, "5.1.1", "User unknown")
+        } else {
+            (250, "2.1.5", "Ok")
+        }
+    }));
+    let reasons = run(
+        s.clone(),
+        config,
+        batch(&CampaignId::random(), "example.test", &locals),
+    )
+    .await;
+    assert!(
+        reasons.values().all(|r| *r == Reason::Accepted),
+        "{reasons:?}"
+    );
+    let seen = s.seen.lock().unwrap();
+    let sizes: Vec<usize> = seen.transactions.iter().map(Vec::len).collect();
+    assert!(
+        sizes.iter().all(|n| *n <= 5),
+        "a transaction carried more RCPTs than the burst: {sizes:?}"
+    );
+    assert_eq!(
+        sizes.iter().sum::<usize>(),
+        41,
+        "40 addresses and the probe"
+    );
+    // GCRA: in any window of length W at most burst + W / T cells (T = 100 ms); one cell of
+    // slack for the time between the grant and the fake's clock reading.
+    let window = Duration::from_secs(1);
+    let cap = 5 + 10 + 1;
+    for (i, start) in seen.at.iter().enumerate() {
+        let in_window: usize = seen.at[i..]
+            .iter()
+            .zip(&sizes[i..])
+            .take_while(|(at, _)| at.duration_since(*start) < window)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            in_window <= cap,
+            "{in_window} RCPTs within 1 s from transaction {i} (cap {cap}): {sizes:?}"
+        );
+    }
 }

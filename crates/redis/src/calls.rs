@@ -90,11 +90,11 @@ pub(crate) fn rate_take(keys: &Keys, key: &str, limit: RateLimit, cells: u32) ->
     let interval_us = u64::try_from(limit.interval().as_micros())
         .unwrap_or(u64::MAX)
         .max(1);
-    let burst = limit.burst.max(1);
+    // The caller checked `cells` against the burst (`RateLimit::check_take`).
     Call::script("rate_take", &scripts::RATE_TAKE, vec![keys.rate(key)])
         .arg(interval_us)
-        .arg(burst)
-        .arg(cells.clamp(1, burst))
+        .arg(limit.max_take())
+        .arg(cells)
 }
 
 pub(crate) fn lease_acquire(keys: &Keys, site: &str, token: &str, cap: u32, ttl: Duration) -> Call {
@@ -452,17 +452,18 @@ mod tests {
     }
 
     #[test]
-    fn rate_cells_are_clamped_to_the_burst() {
+    fn rate_take_sends_the_cells_asked_for() {
         let keys = Keys::new("rc");
         let limit = RateLimit {
             per_minute: 60,
             burst: 3,
         };
-        let packed = rate_take(&keys, "k", limit, 9).cmd.get_packed_command();
+        let packed = rate_take(&keys, "k", limit, 2).cmd.get_packed_command();
         let text = String::from_utf8_lossy(&packed);
-        // interval 1 s = 1000000 µs, burst 3, cells clamped to 3.
+        // interval 1 s = 1000000 µs, burst 3, 2 cells: never cut down (the store refuses a
+        // take beyond the burst before it is sent).
         assert!(
-            text.ends_with("$7\r\n1000000\r\n$1\r\n3\r\n$1\r\n3\r\n"),
+            text.ends_with("$7\r\n1000000\r\n$1\r\n3\r\n$1\r\n2\r\n"),
             "{text:?}"
         );
     }

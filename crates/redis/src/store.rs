@@ -163,6 +163,7 @@ impl StateStore for RedisState {
         limit: RateLimit,
         cells: u32,
     ) -> Result<RateDecision, StoreError> {
+        limit.check_take(cells)?;
         let wait_us: i64 = self
             .query(&calls::rate_take(&self.keys, key, limit, cells))
             .await?;

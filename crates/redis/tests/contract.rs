@@ -50,11 +50,15 @@ async fn several_cells_wait_for_the_missing_ones() {
         s.rate_take("k", limit, 2).await.unwrap(),
         RateDecision::Granted
     );
-    // Asking for more than the burst takes the whole burst, as the memory store does.
-    assert_eq!(
-        s.rate_take("fresh", limit, 50).await.unwrap(),
-        RateDecision::Granted
-    );
+    // Asking for more than the burst is refused and takes nothing, as in the memory store: a
+    // take cut down to the burst let a transaction send more RCPTs than it paid for.
+    assert!(s.rate_take("fresh", limit, 50).await.is_err());
+    for _ in 0..5 {
+        assert_eq!(
+            s.rate_take("fresh", limit, 1).await.unwrap(),
+            RateDecision::Granted
+        );
+    }
     assert!(matches!(
         s.rate_take("fresh", limit, 1).await.unwrap(),
         RateDecision::Wait(_)

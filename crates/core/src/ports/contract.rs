@@ -36,6 +36,19 @@ pub async fn rate_limit<S: StateStore>(store: &S, prefix: &str) {
         store.rate_take(&other, limit, 3).await.unwrap(),
         RateDecision::Granted
     );
+    // More cells than the burst are refused, never granted as fewer: a caller that took 3
+    // cells and sent 4 RCPTs would exceed its rate on the wire.
+    let fresh = format!("{prefix}rate-over");
+    assert!(
+        store.rate_take(&fresh, limit, 4).await.is_err(),
+        "a take of 4 cells at burst 3 was not refused"
+    );
+    assert!(store.rate_take(&fresh, limit, 0).await.is_err());
+    assert_eq!(
+        store.rate_take(&fresh, limit, 3).await.unwrap(),
+        RateDecision::Granted,
+        "a refused take must not have taken cells"
+    );
 }
 
 /// Leases: at most `cap` at once; a released slot is free again; a lapsed one too.

@@ -114,8 +114,9 @@ impl StateStore for MemoryState {
         limit: RateLimit,
         cells: u32,
     ) -> Result<RateDecision, StoreError> {
+        limit.check_take(cells)?;
         let limiter = self.limiter(limit);
-        let cells = NonZeroU32::new(cells.clamp(1, limit.burst.max(1))).unwrap_or(NonZeroU32::MIN);
+        let cells = NonZeroU32::new(cells).unwrap_or(NonZeroU32::MIN);
         let key = key.to_string();
         match limiter.check_key_n(&key, cells) {
             Ok(Ok(())) => Ok(RateDecision::Granted),

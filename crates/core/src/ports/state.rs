@@ -41,6 +41,22 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
+    /// The largest number of cells one take may ask for (at least 1).
+    pub fn max_take(&self) -> u32 {
+        self.burst.max(1)
+    }
+
+    /// `cells` as a take this rate can grant, or why not: one take is 1 to `max_take` cells.
+    pub fn check_take(&self, cells: u32) -> Result<(), StoreError> {
+        if cells == 0 || cells > self.max_take() {
+            return Err(StoreError::Data(format!(
+                "a rate take asked for {cells} cells; one take is 1 to {} (the burst)",
+                self.max_take()
+            )));
+        }
+        Ok(())
+    }
+
     /// The emission interval T of GCRA.
     pub fn interval(&self) -> Duration {
         Duration::from_secs_f64(60.0 / f64::from(self.per_minute.max(1)))
@@ -162,7 +178,9 @@ pub struct CampaignRecord {
 /// The fleet's shared state.
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
-    /// Take `cells` (<= burst) from the GCRA bucket `key`, or say how long to wait.
+    /// Take `cells` from the GCRA bucket `key`, or say how long to wait. `cells` must be in
+    /// `1..=burst`: more could never be granted at once, and a store that took fewer than asked
+    /// would let the caller send more than its rate, so anything else is `StoreError::Data`.
     async fn rate_take(
         &self,
         key: &str,
