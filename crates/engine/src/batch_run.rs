@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use rollcall_core::ports::{
-    Batch, BatchItem, CircuitDecision, GreylistEntry, ItemResult, Lease, RateDecision, StateStore,
+    Batch, BatchItem, CircuitDecision, GreylistEntry, ItemResult, RateDecision, StateStore,
     WorkQueue,
 };
 use rollcall_core::{
@@ -19,6 +19,7 @@ use rollcall_core::{
 };
 
 use crate::Error;
+use crate::held_lease::HeldLease;
 use crate::probe::{ProbeFailure, ProbeSession, RcptOutcome, ReplyData, TxnOutcome};
 use crate::site::SiteContext;
 
@@ -32,7 +33,7 @@ pub struct Live {
     pub addr: SocketAddr,
     /// Many domains (and so several sites) can share one server address (shared hosting,
     /// implicit MX): sessions are capped per address too, not only per site.
-    ip_lease: Lease,
+    ip_lease: HeldLease,
 }
 
 /// Everything one batch produced, applied in order: results first, then retries, then the ack.
@@ -52,11 +53,16 @@ pub fn catch_all_probe(domain: &str) -> String {
     format!("rc-{:012x}@{domain}", hasher.finish() & 0xffff_ffff_ffff)
 }
 
+/// How soon work is tried again when the session's fleet-wide slot was lost mid-batch.
+const SLOT_LOST_RETRY: Duration = Duration::from_secs(1);
+
 /// Processes a batch; `live` is the warm session carried from batch to batch (it may be
-/// replaced or dropped). Returns once everything is recorded or rescheduled.
+/// replaced or dropped), `slot` the site slot the session task holds. Returns once everything
+/// is recorded or rescheduled.
 pub async fn run_batch<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     live: &mut Option<Live>,
+    slot: &HeldLease,
     batch: Batch,
 ) -> Result<(), Error> {
     let mut out = Settlement::default();
@@ -85,6 +91,13 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
     let probe_address = catch_all_probe(&batch.domain);
 
     while !remaining.is_empty() {
+        if !slot.is_held() {
+            // The site slot may be someone else's now: no more commands on its account.
+            retire(ctx, live).await;
+            out.later
+                .extend(remaining.drain(..).map(|item| (item, SLOT_LOST_RETRY)));
+            break;
+        }
         retire_if_spent(ctx, live).await;
         if live.is_none() {
             match open_session(ctx, &batch).await? {
@@ -542,7 +555,7 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
             };
             let key = format!("connect:{}", batch.site);
             if let Some(delay) = take_cells(ctx, &key, ctx.shaping.connect_rate, 1).await? {
-                release(ctx, &ip_lease).await;
+                ip_lease.release(ctx.state.as_ref()).await;
                 return Ok(Opened::Later(delay));
             }
             let started = Instant::now();
@@ -567,7 +580,7 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
                     }));
                 }
                 Err(failure) => {
-                    release(ctx, &ip_lease).await;
+                    ip_lease.release(ctx.state.as_ref()).await;
                     tracing::debug!(host = %mx.name, %addr, ?failure, "connect failed");
                     ctx.state
                         .circuit_report(&mx.name, false, &ctx.shaping.backoff)
@@ -592,13 +605,13 @@ const ADDRESS_WAIT: Duration = Duration::from_secs(2);
 const ADDRESS_BUSY_RETRY: Duration = Duration::from_millis(500);
 
 /// One of the site's `max_sessions` slots at this server address, fleet-wide, waiting briefly
-/// for one to free up.
+/// for one to free up; kept alive while the session lives.
 async fn address_slot<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     addr: SocketAddr,
-) -> Result<Option<Lease>, Error> {
+) -> Result<Option<HeldLease>, Error> {
     let key = format!("ip:{}", addr.ip());
-    let ttl = ctx.shaping.session_max_age + ctx.shaping.session_idle + Duration::from_secs(60);
+    let ttl = ctx.config.session_lease_ttl;
     let started = Instant::now();
     loop {
         if let Some(lease) = ctx
@@ -606,18 +619,12 @@ async fn address_slot<Q: WorkQueue, S: StateStore>(
             .lease_acquire(&key, &ctx.holder, ctx.shaping.max_sessions, ttl)
             .await?
         {
-            return Ok(Some(lease));
+            return Ok(Some(HeldLease::keep(ctx.state.clone(), lease, ttl)));
         }
         if started.elapsed() >= ADDRESS_WAIT {
             return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn release<Q: WorkQueue, S: StateStore>(ctx: &SiteContext<Q, S>, lease: &Lease) {
-    if let Err(error) = ctx.state.lease_release(lease).await {
-        tracing::warn!(%error, "address slot not released; it will lapse");
     }
 }
 
@@ -648,6 +655,8 @@ async fn retire_if_spent<Q: WorkQueue, S: StateStore>(
             || l.session.transactions() >= ctx.shaping.transactions_per_session
             || l.session.age() >= ctx.shaping.session_max_age
             || l.session.rejected_rcpts() >= ctx.shaping.retire_after_rejected
+            // The address slot may be someone else's now.
+            || !l.ip_lease.is_held()
     });
     if spent {
         retire(ctx, live).await;
@@ -662,7 +671,7 @@ pub async fn retire<Q: WorkQueue, S: StateStore>(ctx: &SiteContext<Q, S>, live: 
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         metrics::gauge!("rollcall_smtp_sessions_active").decrement(1.0);
         current.session.quit().await;
-        release(ctx, &current.ip_lease).await;
+        current.ip_lease.release(ctx.state.as_ref()).await;
     }
 }
 

@@ -38,6 +38,9 @@ pub struct EngineConfig {
     pub max_outstanding: usize,
     /// Batches a worker holds at once (prefetch).
     pub worker_prefetch: usize,
+    /// TTL of the fleet-wide slots a live session holds (site and server address), renewed
+    /// every third of it while the session lives: how soon a dead worker's slots are free.
+    pub session_lease_ttl: Duration,
 }
 
 /// STARTTLS policy.
@@ -79,6 +82,7 @@ impl Default for EngineConfig {
             batch_size: 100,
             max_outstanding: 100_000,
             worker_prefetch: 512,
+            session_lease_ttl: Duration::from_secs(15),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - `worker`: consumes batches and dispatches them per site; runs the greylist scheduler.
 //! - `site`: one site's line of batches and its warm session tasks under fleet-wide leases.
 //! - `batch_run`: one batch's transactions and the settling of every item.
+//! - `held_lease`: fleet-wide session slots kept alive by a heartbeat while a session lives.
 //! - `shards`: shard leases (distributed wiring): which shard queues this worker consumes.
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod coordinator;
 pub mod embedded;
 mod error;
+mod held_lease;
 pub mod probe;
 pub mod shaping;
 pub mod shards;

@@ -1,5 +1,6 @@
 //! One site inside a worker: a local line of batches, and up to `max_sessions` session tasks
-//! (each holding a fleet-wide lease) that take batches from it on warm sessions. A session
+//! (each holding a fleet-wide lease, kept alive by a heartbeat while the task lives) that take
+//! batches from it on warm sessions. A session
 //! waits `session_idle` for more work, then says QUIT and gives its lease back.
 //!
 //! Owns concurrency per site and session reuse; `batch_run` owns what happens inside a batch.
@@ -14,6 +15,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
 use crate::batch_run::{self, Live};
 use crate::config::EngineConfig;
+use crate::held_lease::HeldLease;
 use crate::probe::Connector;
 use crate::shaping::SiteShaping;
 
@@ -137,8 +139,7 @@ async fn run_site<Q: WorkQueue, S: StateStore>(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
     let mut active: u32 = 0;
     let mut closed = false;
-    let lease_ttl =
-        ctx.shaping.session_max_age + ctx.shaping.session_idle + Duration::from_secs(60);
+    let lease_ttl = ctx.config.session_lease_ttl;
     loop {
         tokio::select! {
             work = rx.recv(), if !closed => match work {
@@ -184,12 +185,11 @@ async fn run_site<Q: WorkQueue, S: StateStore>(
                 }
             };
             active += 1;
+            let slot = HeldLease::keep(ctx.state.clone(), lease, lease_ttl);
             let (ctx, line, done) = (ctx.clone(), line.clone(), done_tx.clone());
             tokio::spawn(async move {
-                session_task(&ctx, &line, lease_ttl, &lease).await;
-                if let Err(error) = ctx.state.lease_release(&lease).await {
-                    tracing::warn!(site = %ctx.site, %error, "lease release failed; it will lapse");
-                }
+                session_task(&ctx, &line, &slot).await;
+                slot.release(ctx.state.as_ref()).await;
                 let _ = done.send(());
             });
         }
@@ -204,8 +204,7 @@ async fn run_site<Q: WorkQueue, S: StateStore>(
 async fn session_task<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     line: &Line,
-    lease_ttl: Duration,
-    lease: &rollcall_core::ports::Lease,
+    slot: &HeldLease,
 ) {
     let mut live: Option<Live> = None;
     loop {
@@ -228,7 +227,7 @@ async fn session_task<Q: WorkQueue, S: StateStore>(
         ctx.metrics.batches_inflight.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("rollcall_worker_batches_inflight").increment(1.0);
         let batch = delivery.batch.clone();
-        match batch_run::run_batch(ctx, &mut live, batch).await {
+        match batch_run::run_batch(ctx, &mut live, slot, batch).await {
             Ok(()) => {
                 if let Err(error) = delivery.ack().await {
                     tracing::warn!(site = %ctx.site, %error, "ack failed; the batch will come back");
@@ -244,8 +243,9 @@ async fn session_task<Q: WorkQueue, S: StateStore>(
         ctx.metrics.batches_inflight.fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!("rollcall_worker_batches_inflight").decrement(1.0);
         drop(permit);
-        if let Ok(false) = ctx.state.lease_renew(lease, lease_ttl).await {
-            // Our slot lapsed and may be someone else's now: stop rather than exceed the cap.
+        if !slot.is_held() {
+            // Our slot may have lapsed and be someone else's now: stop rather than exceed the
+            // cap.
             break;
         }
     }
