@@ -30,6 +30,7 @@ fn batch(n: u64) -> Batch {
                 address: format!("first.last{i}@{domain}"),
                 attempts: 0,
                 greylist_round: 0,
+                waiting_since_ms: None,
             })
             .collect(),
     }

@@ -113,6 +113,9 @@ pub struct RetrySection {
     pub greylist: Option<Vec<Duration>>,
     #[serde(default, deserialize_with = "durations_opt")]
     pub defer: Option<Vec<Duration>>,
+    /// `"10m"`, or `"off"` for no bound beyond the schedules.
+    #[serde(default, deserialize_with = "max_wait_opt")]
+    pub max_wait: Option<MaxWait>,
 }
 
 /// `[shaping.default]` and `[[shaping.site]]`.
@@ -229,6 +232,29 @@ fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
         .map_err(serde::de::Error::custom)
 }
 
+fn max_wait_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaxWait>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_max_wait(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// The longest an item waits for retries, or no bound (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxWait(pub Option<Duration>);
+
+fn parse_max_wait(text: &str) -> Result<MaxWait, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(MaxWait(None));
+    }
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!(
+            "`{text}` is zero; give a duration such as 10m, or off"
+        )),
+        d => Ok(MaxWait(Some(d))),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum OneOrMany {
@@ -340,6 +366,14 @@ pub struct EngineFlags {
     #[arg(long, value_name = "DURATIONS", env = "ROLLCALL_DEFER_RETRY", value_parser = parse_duration_list)]
     pub defer_retry: Option<DurationList>,
 
+    /// The longest an address waits for retries (greylisting, deferrals), counted from its
+    /// first wait: a retry that would come later is not made, and the address ends as unknown
+    /// with the reason it was waiting for (greylisted, deferred, timeout...), so a run ends at
+    /// most this long after its last address was first tried. `off`: the retry schedules alone
+    /// decide (greylisting's full schedule takes over 2 h). [config: retry.max_wait; default 10m]
+    #[arg(long, value_name = "DURATION|off", env = "ROLLCALL_MAX_WAIT", value_parser = parse_max_wait)]
+    pub max_wait: Option<MaxWait>,
+
     /// Probe MX targets in private and special-purpose ranges (labs, tests). Off by default:
     /// such targets are refused as unknown/forbidden_target (SSRF guard).
     /// [config: dns.allow_private_targets]
@@ -438,6 +472,9 @@ pub(crate) fn build_engine_config(
         .or(retry.defer.as_ref())
     {
         engine.defer_retry = list.clone();
+    }
+    if let Some(MaxWait(max_wait)) = flags.max_wait.or(retry.max_wait) {
+        engine.max_wait = max_wait;
     }
 
     let allow_private = flags.allow_private || file.dns.allow_private_targets.unwrap_or(false);

@@ -397,8 +397,13 @@ fn not_probed<Q: WorkQueue, S: StateStore>(
 ) {
     item.attempts += 1;
     if item.attempts as usize > ctx.config.defer_retry.len() {
-        let failure = txn.failure.clone().unwrap_or_else(|| {
-            ProbeFailure::Protocol("the server never answered this recipient".into())
+        let failure = txn.failure.clone().unwrap_or_else(|| match &txn.closed_by {
+            // RFC 5321 3.8: 421 is "service not available, closing": temporary, not garbage.
+            Some(reply) => ProbeFailure::Temporary(format!(
+                "the server closed the session ({} {}) before answering this recipient",
+                reply.code, reply.text
+            )),
+            None => ProbeFailure::Protocol("the server never answered this recipient".into()),
         });
         let reply = txn.closed_by.as_ref().or(txn.mail.as_ref());
         let verdict = failure_verdict(&item, &failure, reply);
@@ -412,22 +417,11 @@ fn not_probed<Q: WorkQueue, S: StateStore>(
 fn defer<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     out: &mut Settlement,
-    mut item: BatchItem,
+    item: BatchItem,
     failure: Option<&ProbeFailure>,
     reply: Option<&ReplyData>,
 ) {
-    let round = item.attempts as usize;
-    item.attempts += 1;
-    match ctx.config.defer_retry.get(round) {
-        Some(delay) => out.later.push((item, *delay)),
-        None => {
-            let verdict = match failure {
-                Some(failure) => failure_verdict(&item, failure, reply),
-                None => exhausted(&item, RetryKind::Deferred, reply),
-            };
-            out.results.push(result(item, verdict));
-        }
-    }
+    defer_after(ctx, out, item, failure, reply, Duration::ZERO);
 }
 
 /// Like `defer` for a failure, waiting at least `at_least` (the circuit's open period).
@@ -438,10 +432,100 @@ fn defer_at_least<Q: WorkQueue, S: StateStore>(
     failure: &ProbeFailure,
     at_least: Duration,
 ) {
-    let before = out.later.len();
-    defer(ctx, out, item, Some(failure), None);
-    if let Some((_, delay)) = out.later.get_mut(before) {
-        *delay = (*delay).max(at_least);
+    defer_after(ctx, out, item, Some(failure), None, at_least);
+}
+
+/// Retry after the next delay of the schedule (at least `at_least`) while the kind of failure
+/// still deserves a retry and the item's max wait allows it; otherwise settle as unknown with
+/// the reason it was waiting for.
+fn defer_after<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    out: &mut Settlement,
+    mut item: BatchItem,
+    failure: Option<&ProbeFailure>,
+    reply: Option<&ReplyData>,
+    at_least: Duration,
+) {
+    let round = item.attempts as usize;
+    item.attempts += 1;
+    let retries = failure
+        .and_then(ProbeFailure::max_retries)
+        .unwrap_or(usize::MAX);
+    let next = ctx
+        .config
+        .defer_retry
+        .get(round)
+        .filter(|_| round < retries)
+        .map(|delay| (*delay).max(at_least));
+    let stopped = match next {
+        Some(delay) if may_wait(ctx, &mut item, delay) => {
+            out.later.push((item, delay));
+            return;
+        }
+        Some(delay) => Some(max_wait_detail(ctx, delay)),
+        None => None,
+    };
+    let verdict = match failure {
+        Some(failure) => failure_verdict(&item, failure, reply),
+        None => exhausted(&item, RetryKind::Deferred, reply),
+    };
+    out.results.push(result(item, with_stop(verdict, stopped)));
+}
+
+/// Whether `item` may wait `delay` more for its next try: its waits end `max_wait` after the
+/// first one began (noted on the item, so the bound survives requeues and redeliveries).
+fn may_wait<Q, S>(ctx: &SiteContext<Q, S>, item: &mut BatchItem, delay: Duration) -> bool {
+    let Some(max_wait) = ctx.config.max_wait else {
+        return true;
+    };
+    let now = epoch_ms(SystemTime::now());
+    let since = *item.waiting_since_ms.get_or_insert(now);
+    now.saturating_add(duration_ms(delay)) <= since.saturating_add(duration_ms(max_wait))
+}
+
+fn max_wait_detail<Q, S>(ctx: &SiteContext<Q, S>, delay: Duration) -> String {
+    let max_wait = ctx.config.max_wait.unwrap_or_default();
+    format!(
+        "no more retries: the next try (in {}) would come after the max wait ({})",
+        short_duration(delay),
+        short_duration(max_wait)
+    )
+}
+
+/// The verdict with why its retries stopped added to its detail.
+fn with_stop(verdict: Verdict, stopped: Option<String>) -> Verdict {
+    match stopped {
+        None => verdict,
+        Some(stop) => {
+            let detail = match verdict.detail.as_deref() {
+                Some(detail) if !detail.is_empty() => format!("{detail}; {stop}"),
+                _ => stop,
+            };
+            verdict.with_detail(detail)
+        }
+    }
+}
+
+fn epoch_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map(duration_ms)
+        .unwrap_or(0)
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `90s` as `1m30s`, `600s` as `10m`: how a person reads a wait.
+fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
+        (0, 0, 0) => format!("{}ms", d.as_millis()),
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
     }
 }
 
@@ -685,12 +769,16 @@ async fn apply<Q: WorkQueue, S: StateStore>(
     let mut by_round: std::collections::BTreeMap<u32, Vec<BatchItem>> = Default::default();
     for mut item in out.greylist.drain(..) {
         let round = item.greylist_round as usize;
-        if round >= ctx.config.greylist_retry.len() {
-            let verdict = exhausted(&item, RetryKind::Greylisted, None);
-            out.results.push(result(item, verdict));
-        } else {
-            item.greylist_round += 1;
-            by_round.entry(item.greylist_round).or_default().push(item);
+        match ctx.config.greylist_retry.get(round).copied() {
+            Some(delay) if may_wait(ctx, &mut item, delay) => {
+                item.greylist_round += 1;
+                by_round.entry(item.greylist_round).or_default().push(item);
+            }
+            next => {
+                let stopped = next.map(|delay| max_wait_detail(ctx, delay));
+                let verdict = exhausted(&item, RetryKind::Greylisted, None);
+                out.results.push(result(item, with_stop(verdict, stopped)));
+            }
         }
     }
     if !out.results.is_empty() {

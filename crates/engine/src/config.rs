@@ -27,6 +27,10 @@ pub struct EngineConfig {
     /// Delays before each retry of a deferral (4xx, connection failure); when used up the
     /// verdict is `unknown/deferred` (or the failure's own reason).
     pub defer_retry: Vec<Duration>,
+    /// The longest an item waits for retries (greylisting, deferrals), counted from the first
+    /// time it had to wait: a retry that would come later is not scheduled, and the item ends
+    /// as `unknown` with the reason it was waiting for. `None`: the schedules alone decide.
+    pub max_wait: Option<Duration>,
     /// How long a catch-all verdict is believed.
     pub catch_all_ttl: Duration,
     /// MX targets in private ranges (labs, tests, the demo's sim) are probed only when set.
@@ -76,6 +80,9 @@ impl Default for EngineConfig {
                 .iter()
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
+            // Ten minutes: a list with a few broken servers still ends soon after its last
+            // address was first tried (the defer schedule alone would take 21 minutes).
+            max_wait: Some(Duration::from_secs(600)),
             catch_all_ttl: Duration::from_secs(7 * 24 * 3600),
             allow_private_targets: false,
             shaping: ShapingTable::default(),

@@ -34,7 +34,15 @@ pub enum ProbeFailure {
     Timeout(String),
     ConnectionFailed(String),
     TlsFailed(String),
+    /// The server's bytes are not SMTP, or came when nothing was asked: retried once at most,
+    /// since a server that speaks garbage rarely starts making sense.
     Protocol(String),
+    /// The server refused to talk to us at all (a 5xx greeting, EHLO and HELO both refused):
+    /// about the prober, not the address; not retried.
+    Blocked(String),
+    /// The server is temporarily unavailable (a 4xx greeting, `421` at any point, RFC 5321
+    /// 3.8): retried on the defer schedule.
+    Temporary(String),
 }
 
 impl ProbeFailure {
@@ -45,6 +53,18 @@ impl ProbeFailure {
             ProbeFailure::ConnectionFailed(_) => Reason::ConnectionFailed,
             ProbeFailure::TlsFailed(_) => Reason::TlsFailed,
             ProbeFailure::Protocol(_) => Reason::ProtocolError,
+            ProbeFailure::Blocked(_) => Reason::Blocked,
+            ProbeFailure::Temporary(_) => Reason::Deferred,
+        }
+    }
+
+    /// How many retries this kind of failure deserves at most, whatever the defer schedule:
+    /// retry only what can change.
+    pub fn max_retries(&self) -> Option<usize> {
+        match self {
+            ProbeFailure::Blocked(_) => Some(0),
+            ProbeFailure::Protocol(_) => Some(1),
+            _ => None,
         }
     }
 
@@ -53,7 +73,9 @@ impl ProbeFailure {
             ProbeFailure::Timeout(d)
             | ProbeFailure::ConnectionFailed(d)
             | ProbeFailure::TlsFailed(d)
-            | ProbeFailure::Protocol(d) => d,
+            | ProbeFailure::Protocol(d)
+            | ProbeFailure::Blocked(d)
+            | ProbeFailure::Temporary(d) => d,
         }
     }
 }

@@ -90,6 +90,10 @@ fn failure(error: &SmtpError) -> ProbeFailure {
             ProbeFailure::TlsFailed(detail)
         }
         SmtpError::MalformedReply(_) | SmtpError::Sequence(_) => ProbeFailure::Protocol(detail),
+        // RFC 5321 3.1 / 4.2.5: a 554 greeting means "no SMTP service here" for this client
+        // (in practice a policy block of the prober's address); 4xx is "try later".
+        SmtpError::Refused { reply, .. } if reply.code >= 500 => ProbeFailure::Blocked(detail),
+        SmtpError::Refused { .. } | SmtpError::ServiceClosing(_) => ProbeFailure::Temporary(detail),
         _ => ProbeFailure::ConnectionFailed(detail),
     }
 }
@@ -188,5 +192,42 @@ impl ProbeSession for SmtpSession {
         if self.session.is_usable() {
             let _ = self.session.quit().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollcall_core::Reason;
+    use rollcall_smtp::Phase;
+
+    fn refused(code: u16, text: &str) -> SmtpError {
+        SmtpError::Refused {
+            phase: Phase::Greeting,
+            reply: Reply::new(code, None, text),
+        }
+    }
+
+    #[test]
+    fn a_refused_greeting_is_blocked_or_temporary_never_a_connection_failure() {
+        // RFC 5321 3.1: 554 instead of 220 is "no SMTP service here" for this client.
+        let blocked = failure(&refused(554, "mx.example.test no service for you"));
+        assert_eq!(blocked.reason(), Reason::Blocked);
+        assert_eq!(
+            blocked.max_retries(),
+            Some(0),
+            "a policy block is not retried"
+        );
+        let later = failure(&refused(421, "mx.example.test try again later"));
+        assert_eq!(later.reason(), Reason::Deferred);
+        assert_eq!(
+            later.max_retries(),
+            None,
+            "a 4xx greeting follows the defer schedule"
+        );
+        let closing = failure(&SmtpError::ServiceClosing(Reply::new(421, None, "closing")));
+        assert_eq!(closing.reason(), Reason::Deferred);
+        let eof = failure(&SmtpError::Eof);
+        assert_eq!(eof.reason(), Reason::ConnectionFailed);
     }
 }

@@ -116,6 +116,7 @@ fn batches(campaign: &CampaignId, fleet: &rollcall_sim::Fleet) -> Vec<Batch> {
                         address: format!("{local}@{domain}"),
                         attempts: 0,
                         greylist_round: 0,
+                        waiting_since_ms: None,
                     }
                 })
                 .collect();

@@ -165,6 +165,7 @@ fn batch(campaign: &CampaignId, domain: &str, locals: &[String]) -> Batch {
                 address: format!("{local}@{domain}"),
                 attempts: 0,
                 greylist_round: 0,
+                waiting_since_ms: None,
             })
             .collect(),
     }
@@ -456,4 +457,122 @@ async fn rcpts_on_the_wire_never_exceed_the_configured_rate() {
             "{in_window} RCPTs within 1 s from transaction {i} (cap {cap}): {sizes:?}"
         );
     }
+}
+
+/// A connector whose every connection fails with `failure`, counting the attempts.
+struct FailingConnector {
+    failure: ProbeFailure,
+    attempts: Arc<Mutex<u32>>,
+}
+
+#[async_trait]
+impl Connector for FailingConnector {
+    async fn connect(
+        &self,
+        _host: &str,
+        _addr: SocketAddr,
+    ) -> Result<Box<dyn ProbeSession>, ProbeFailure> {
+        *self.attempts.lock().unwrap() += 1;
+        Err(self.failure.clone())
+    }
+}
+
+/// Runs one single-address batch against a connector that always fails; the verdict, its
+/// detail and how many connections were tried.
+async fn run_failing(failure: ProbeFailure, config: EngineConfig) -> (Reason, String, u32) {
+    let queue = Arc::new(MemoryQueue::new());
+    let state = Arc::new(MemoryState::new());
+    let campaign = CampaignId::random();
+    let batch = batch(&campaign, "broken.test", &["alice".to_string()]);
+    state.campaign_add_total(&campaign, 1).await.unwrap();
+    queue.publish(&batch).await.unwrap();
+    let attempts = Arc::new(Mutex::new(0));
+    let worker = Worker {
+        id: "test".into(),
+        queue: queue.clone(),
+        state: state.clone(),
+        connector: Arc::new(FailingConnector {
+            failure,
+            attempts: attempts.clone(),
+        }),
+        config: Arc::new(config),
+        metrics: Arc::new(WorkerMetrics::default()),
+    };
+    let (_stop_tx, stop) = watch::channel(false);
+    let task = tokio::spawn(async move { worker.run(stop).await });
+    for _ in 0..2_000 {
+        if state.progress(&campaign).await.unwrap().done == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    queue.close();
+    task.await.unwrap().unwrap();
+    let (results, _) = state.results_since(&campaign, 0, 10).await.unwrap();
+    let result = results.first().expect("the address has its verdict");
+    let attempts = *attempts.lock().unwrap();
+    (
+        result.verdict.reason(),
+        result.verdict.detail.clone().unwrap_or_default(),
+        attempts,
+    )
+}
+
+#[tokio::test]
+async fn a_retry_past_the_max_wait_is_not_made_and_the_verdict_says_why() {
+    // The shipped defer schedule (1m, 5m, 15m) with a max wait of 1 s: the first retry would
+    // come after it, so the address ends at once, with the reason it was waiting for.
+    let mut config = config();
+    config.defer_retry = EngineConfig::default().defer_retry;
+    config.max_wait = Some(Duration::from_secs(1));
+    let (reason, detail, attempts) = run_failing(
+        ProbeFailure::ConnectionFailed("127.0.0.1:25: refused".into()),
+        config,
+    )
+    .await;
+    assert_eq!(reason, Reason::ConnectionFailed);
+    assert_eq!(attempts, 1, "no retry was made");
+    assert!(
+        detail.contains("max wait (1s)") && detail.contains("in 1m"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn retries_follow_the_schedule_within_the_max_wait() {
+    let mut config = config();
+    config.defer_retry = vec![Duration::from_millis(20); 3];
+    config.max_wait = Some(Duration::from_secs(600));
+    let (reason, detail, attempts) =
+        run_failing(ProbeFailure::ConnectionFailed("refused".into()), config).await;
+    assert_eq!(reason, Reason::ConnectionFailed);
+    assert_eq!(attempts, 4, "the first try and three retries");
+    assert!(!detail.contains("max wait"), "{detail}");
+}
+
+#[tokio::test]
+async fn only_what_can_change_is_retried() {
+    let mut config = config();
+    config.defer_retry = vec![Duration::from_millis(20); 3];
+    // A server that speaks garbage: one more try, not the whole schedule.
+    let (reason, _, attempts) = run_failing(
+        ProbeFailure::Protocol("malformed reply".into()),
+        config.clone(),
+    )
+    .await;
+    assert_eq!((reason, attempts), (Reason::ProtocolError, 2));
+    // A 554 greeting (a block of the prober): no retry, and never "connection failed".
+    let (reason, _, attempts) = run_failing(
+        ProbeFailure::Blocked("greeting refused: 554 no service".into()),
+        config.clone(),
+    )
+    .await;
+    assert_eq!((reason, attempts), (Reason::Blocked, 1));
+    // A 421 greeting: temporary, the whole schedule, then `deferred`.
+    let (reason, _, attempts) = run_failing(
+        ProbeFailure::Temporary("greeting refused: 421 try later".into()),
+        config,
+    )
+    .await;
+    assert_eq!((reason, attempts), (Reason::Deferred, 4));
 }

@@ -96,6 +96,7 @@ fn entry(campaign: &CampaignId, item: u64) -> GreylistEntry {
                 address: format!("a{item}@grey.test"),
                 attempts: 0,
                 greylist_round: 1,
+                waiting_since_ms: None,
             }],
         },
         egress: None,

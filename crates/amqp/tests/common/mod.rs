@@ -106,6 +106,7 @@ pub fn batch(site: &str, first: u64, n: u64) -> Batch {
                 address: format!("user{i}@{domain}"),
                 attempts: (i % 3) as u32,
                 greylist_round: 0,
+                waiting_since_ms: None,
             })
             .collect(),
     }

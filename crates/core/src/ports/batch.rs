@@ -26,6 +26,10 @@ pub struct BatchItem {
     /// Greylist retries so far.
     #[serde(default)]
     pub greylist_round: u32,
+    /// When the item first had to wait for a retry (ms since the Unix epoch): retries end at
+    /// this plus the run's `max_wait`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since_ms: Option<u64>,
 }
 
 /// The unit of work: addresses of one domain, all served by one site.

@@ -166,6 +166,7 @@ fn batch(campaign: &CampaignId, domain: &str, item: u64) -> Batch {
             address: format!("a{item}@{domain}"),
             attempts: 0,
             greylist_round: 1,
+            waiting_since_ms: None,
         }],
     }
 }
