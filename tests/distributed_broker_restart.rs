@@ -1,5 +1,7 @@
-//! RabbitMQ restarted under a running campaign (`rabbitmqctl stop_app`, a few seconds, then
-//! `rabbitmqctl start_app`): the coordinator and both workers reconnect, the campaign completes
+//! RabbitMQ restarted four times under one running campaign (`rabbitmqctl stop_app`, a few
+//! seconds, then `rabbitmqctl start_app`): while the coordinator publishes, with retries in the
+//! ladder, mid-campaign and near the end. Each time the coordinator and both workers
+//! reconnect; the campaign completes
 //! with every row's verdict once and exact counts, and the clients watching it through the
 //! coordinator (`rollcall submit --wait` and `rollcall watch`) see it finish. The processes,
 //! the 20,000-address fleet and the checks are those of tests/distributed_processes.rs
@@ -25,6 +27,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support_dist::amqp_admin::ladder_messages;
 use support_dist::run::{KILL_AT_PERCENT, Run, report_time};
 use support_dist::{local_ports_to, serial, services_available, wait_for};
 
@@ -32,6 +35,8 @@ use support_dist::{local_ports_to, serial, services_available, wait_for};
 /// 4 s in all: `start_app` itself takes about 3 s before the listener is back.
 const OUTAGE: Duration = Duration::from_secs(1);
 const AMQP_PORT: u16 = 5672;
+/// The last restart: this share of the list recorded.
+const NEAR_THE_END_PERCENT: u64 = 90;
 /// The processes of the deployment that talk to the broker.
 const BROKER_CLIENTS: [&str; 3] = ["coordinator", "w1", "w2"];
 
@@ -138,9 +143,60 @@ fn broker_ports(run: &mut Run) -> Vec<HashSet<u16>> {
         .collect()
 }
 
+/// Restarts the broker (`stop_app`, `OUTAGE`, `start_app`) and waits until every broker
+/// client is on a new connection (none of the old ones survived). `moment` names the point of
+/// the campaign for the log.
+fn restart_broker(run: &mut Run, test: &str, campaign: &str, moment: &str) {
+    let before = broker_ports(run);
+    for (name, ports) in BROKER_CLIENTS.iter().zip(&before) {
+        assert!(!ports.is_empty(), "{name} has no connection to RabbitMQ");
+    }
+    let done = run.deployment.recorded(&mut run.redis, campaign);
+    assert!(
+        done < run.rows(),
+        "the campaign was over ({done} recorded) before the broker restart {moment}"
+    );
+    // Declared after `run`, so on a panic the broker is started again before the deployment's
+    // queues are deleted.
+    let broker = StoppedBroker::stop();
+    eprintln!(
+        "{test}: stopped RabbitMQ {moment} at {done} of {} recorded",
+        run.rows()
+    );
+    std::thread::sleep(OUTAGE);
+    let down = broker.start();
+    eprintln!("{test}: RabbitMQ was down for {:.1}s", down.as_secs_f64());
+    wait_for(
+        "every process to reconnect to RabbitMQ",
+        Duration::from_secs(60),
+        || {
+            let now = broker_ports(run);
+            now.iter()
+                .zip(&before)
+                .all(|(now, before)| !now.is_empty() && now.is_disjoint(before))
+                .then_some(())
+        },
+    );
+}
+
+/// Waits until the campaign's retry ladder holds messages (deferred batches waiting out their
+/// delay); returns how many.
+fn wait_for_retries(run: &mut Run) -> u64 {
+    let prefix = run.deployment.prefix.clone();
+    wait_for("retries in the ladder", Duration::from_secs(120), || {
+        let waiting = ladder_messages(&prefix).unwrap_or(0);
+        (waiting > 0).then_some(waiting)
+    })
+}
+
+/// One campaign, four broker restarts: while the coordinator publishes the list, with
+/// deferred batches in the retry ladder, mid-campaign and near the end. Every restart drops
+/// every connection (publishes in the confirm window, deliveries in hand, the ladder's
+/// dead-lettering to shards whose quorum leaders are re-elected).
 #[test]
-fn a_broker_restarted_mid_campaign_loses_nothing_and_the_watchers_see_the_end() {
-    const TEST: &str = "a_broker_restarted_mid_campaign_loses_nothing_and_the_watchers_see_the_end";
+fn broker_restarts_throughout_a_campaign_lose_nothing_and_the_watchers_see_the_end() {
+    const TEST: &str =
+        "broker_restarts_throughout_a_campaign_lose_nothing_and_the_watchers_see_the_end";
     let _serial = serial();
     if !services_available(TEST) || !rabbitmqctl_available(TEST) {
         return;
@@ -149,37 +205,26 @@ fn a_broker_restarted_mid_campaign_loses_nothing_and_the_watchers_see_the_end() 
     let mut run = Run::start("dist-broker-restart");
     run.two_workers();
     let submitted = run.submit_and_wait();
-    let (campaign, done) = run.wait_for_share(KILL_AT_PERCENT);
+
+    // The campaign exists as soon as its first rows are stored: the coordinator is still
+    // reading the upload and publishing its batches.
+    let campaign = run.deployment.campaign_id(&mut run.redis);
+    restart_broker(&mut run, TEST, &campaign, "while publishing");
     let watched = run.scratch.path("watched.jsonl");
     run.watch("watch", &campaign, Some(&watched));
 
-    let before = broker_ports(&mut run);
-    for (name, ports) in BROKER_CLIENTS.iter().zip(&before) {
-        assert!(!ports.is_empty(), "{name} has no connection to RabbitMQ");
-    }
-    // Declared after `run`, so on a panic the broker is started again before the deployment's
-    // queues are deleted.
-    let broker = StoppedBroker::stop();
-    eprintln!(
-        "{TEST}: stopped RabbitMQ at {done} of {} recorded",
-        run.rows()
+    let waiting = wait_for_retries(&mut run);
+    restart_broker(
+        &mut run,
+        TEST,
+        &campaign,
+        &format!("with {waiting} retries in the ladder"),
     );
-    std::thread::sleep(OUTAGE);
-    let down = broker.start();
-    eprintln!("{TEST}: RabbitMQ was down for {:.1}s", down.as_secs_f64());
+    run.wait_for_share(KILL_AT_PERCENT * 2);
+    restart_broker(&mut run, TEST, &campaign, "mid-campaign");
+    run.wait_for_share(NEAR_THE_END_PERCENT);
+    restart_broker(&mut run, TEST, &campaign, "near the end");
 
-    // Every broker client is on a new connection: none of the old ones survived.
-    wait_for(
-        "every process to reconnect to RabbitMQ",
-        Duration::from_secs(60),
-        || {
-            let now = broker_ports(&mut run);
-            now.iter()
-                .zip(&before)
-                .all(|(now, before)| !now.is_empty() && now.is_disjoint(before))
-                .then_some(())
-        },
-    );
     run.finish_client("submit", &submitted);
     run.finish_client("watch", &watched);
     run.assert_fleet_polite();

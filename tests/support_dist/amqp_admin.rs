@@ -58,6 +58,32 @@ pub fn delete_topology(prefix: &str, shards: u32) -> io::Result<()> {
     link.close()
 }
 
+/// Messages in the retry ladder of `prefix` (the rungs of the default ladder), counted with
+/// passive `queue.declare`s.
+pub fn ladder_messages(prefix: &str) -> io::Result<u64> {
+    let mut link = Link::open()?;
+    let mut total = 0;
+    for label in DELAY_LABELS {
+        // queue.declare: reserved short, queue, flags (bit 0: passive), arguments (empty).
+        let mut args = 0u16.to_be_bytes().to_vec();
+        short_string(&mut args, &format!("{prefix}.delay.{label}"));
+        args.push(1);
+        args.extend_from_slice(&0u32.to_be_bytes());
+        let ok = link.call_for(50, 10, &args, (50, 11))?;
+        // queue.declare-ok: queue (short string), message-count (long), consumer-count.
+        let count = ok
+            .first()
+            .map(|&len| 1 + usize::from(len))
+            .and_then(|at| ok.get(at..at + 4))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(|| protocol_error("short queue.declare-ok".into()))?;
+        total += u64::from(count);
+    }
+    link.close()?;
+    Ok(total)
+}
+
 /// For a failed test's log: each queue under `prefix.` with its ready and unacknowledged
 /// messages and its consumers (`rabbitmqctl list_queues`); why not, when that fails.
 pub fn queue_report(prefix: &str) -> String {
@@ -169,10 +195,21 @@ impl Link {
     /// Calls a method on channel 1 and waits for `ok`. A channel.close from the broker (the
     /// call was refused) is acknowledged, the channel reopened, and the refusal returned.
     fn call(&mut self, class: u16, method: u16, args: &[u8], ok: (u16, u16)) -> io::Result<()> {
+        self.call_for(class, method, args, ok).map(drop)
+    }
+
+    /// Like `call`; returns the arguments of `ok`.
+    fn call_for(
+        &mut self,
+        class: u16,
+        method: u16,
+        args: &[u8],
+        ok: (u16, u16),
+    ) -> io::Result<Vec<u8>> {
         self.send(1, class, method, args)?;
         let (channel, got, payload) = self.read_method()?;
         if channel == 1 && got == ok {
-            return Ok(());
+            return Ok(payload);
         }
         if channel == 1 && got == (20, 40) {
             self.send(1, 20, 41, &[])?;

@@ -4,7 +4,8 @@
 //! queue. Up to `confirm_window` publishes are on the wire at once; when the window is full,
 //! `send` waits for the oldest confirm. `flush` waits for all of them. A publish whose confirm is
 //! lost (the link died) is published again on the next link, so every batch is confirmed at
-//! least once; one the broker already had may then arrive twice (results are idempotent).
+//! least once; one the broker already had may then arrive twice (results are idempotent). A publish
+//! or confirm still pending when its link is replaced is not waited for: it may never complete.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -80,7 +81,7 @@ impl Publisher {
         };
         // Without a link the entry waits unpublished; settling it will wait for the link.
         if let Some(link) = self.shared_link() {
-            transmit(&link, &mut entry).await;
+            transmit(&self.shared, &link, &mut entry).await;
         }
         self.in_flight.push_back(entry);
         Ok(())
@@ -116,9 +117,14 @@ impl Publisher {
             let Some(front) = self.in_flight.front_mut() else {
                 return Ok(());
             };
+            let generation = front.generation;
             let settled = match front.confirm.take() {
                 None => None,
-                Some(confirm) => match timeout_at(deadline, confirm).await {
+                Some(confirm) => match tokio::select! {
+                    outcome = timeout_at(deadline, confirm) => outcome,
+                    // Its link is gone: the confirm may never come (`Shared::link_replaced`).
+                    () = self.shared.link_replaced(generation) => Ok(Err(link_gone())),
+                } {
                     Err(_) => {
                         return Err(QueueError::Transport(format!(
                             "no confirm from RabbitMQ within {:?}",
@@ -156,7 +162,7 @@ impl Publisher {
                     if let Some(link) = self.shared_link()
                         && let Some(front) = self.in_flight.front_mut()
                     {
-                        transmit(&link, front).await;
+                        transmit(&self.shared, &link, front).await;
                     }
                     if Instant::now() >= deadline {
                         return Err(QueueError::Transport("publish nacked by RabbitMQ".into()));
@@ -182,7 +188,7 @@ impl Publisher {
             let mut all_sent = true;
             for entry in self.in_flight.iter_mut() {
                 if entry.confirm.is_none() || entry.generation != link.generation {
-                    transmit(&link, entry).await;
+                    transmit(&self.shared, &link, entry).await;
                     if entry.confirm.is_none() {
                         all_sent = false;
                         break;
@@ -197,12 +203,14 @@ impl Publisher {
     }
 }
 
-/// Publishes `entry` on `link`; on failure leaves it without a confirm.
-async fn transmit(link: &Link, entry: &mut InFlight) {
-    match link
-        .publish(&entry.exchange, &entry.routing_key, &entry.body)
-        .await
-    {
+/// Publishes `entry` on `link`; on failure leaves it without a confirm. A publish that never
+/// completes is given up when its link is replaced (`Shared::link_replaced`).
+async fn transmit(shared: &Shared, link: &Link, entry: &mut InFlight) {
+    let published = tokio::select! {
+        published = link.publish(&entry.exchange, &entry.routing_key, &entry.body) => published,
+        () = shared.link_replaced(link.generation) => Err(link_gone()),
+    };
+    match published {
         Ok(confirm) => {
             entry.confirm = Some(confirm);
             entry.generation = link.generation;
@@ -212,4 +220,9 @@ async fn transmit(link: &Link, entry: &mut InFlight) {
             entry.confirm = None;
         }
     }
+}
+
+/// What a publish or confirm abandoned on a replaced link counts as.
+fn link_gone() -> lapin::Error {
+    lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed).into()
 }

@@ -7,7 +7,9 @@
 //! its channels is gone it reconnects with exponential backoff, declares the topology again and
 //! starts consumers for the same shards. A publish waits for a link and retries until the broker
 //! confirms it or `publish_timeout` passes; it never reports success without a confirm (so a
-//! batch may be published twice across an outage: results are idempotent upstream). Deliveries
+//! batch may be published twice across an outage: results are idempotent upstream). A publish
+//! still unconfirmed when its link is replaced is sent again on the new link at once: its
+//! confirm may never come (`Shared::link_replaced`). Deliveries
 //! received on a dead link cannot be acked; the broker redelivers them.
 
 use std::collections::BTreeSet;
@@ -346,6 +348,27 @@ impl Shared {
         })
     }
 
+    /// Completes once link `generation` is no longer the current one (the supervisor found it
+    /// dead and dropped it). A publish or a confirm still pending on that link may never
+    /// complete: lapin leaves a publish that raced the connection's end (its frames queued, or
+    /// its confirm registered, after the connection dropped what was pending) unresolved. The
+    /// caller publishes again on the next link instead of waiting out `publish_timeout`.
+    pub(crate) async fn link_replaced(&self, generation: u64) {
+        let mut links = self.link.subscribe();
+        loop {
+            if links
+                .borrow_and_update()
+                .as_ref()
+                .is_none_or(|link| link.generation != generation)
+            {
+                return;
+            }
+            if links.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Publishes one message and returns once the broker confirmed it, retrying through
     /// reconnects until `publish_timeout`.
     async fn publish_confirmed(
@@ -362,7 +385,15 @@ impl Shared {
                 let confirm = link.publish(exchange, routing_key, body).await?;
                 confirm.await
             };
-            match timeout_at(deadline, attempt).await {
+            let outcome = tokio::select! {
+                outcome = timeout_at(deadline, attempt) => outcome,
+                () = self.link_replaced(link.generation) => {
+                    tracing::debug!(generation = link.generation, "link replaced before the confirm; publishing again");
+                    failed = Some(link.generation);
+                    continue;
+                }
+            };
+            match outcome {
                 Err(_) => {
                     return Err(QueueError::Transport(format!(
                         "no confirm from RabbitMQ within {:?}",

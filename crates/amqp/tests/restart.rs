@@ -15,6 +15,9 @@ use std::time::Duration;
 use common::{batch, cleanup, config, connect, recv};
 use rollcall_core::ports::WorkQueue;
 
+/// The tests of this binary restart the one broker: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Starts the broker application again even when the test fails half-way.
 struct StartAppOnDrop;
 
@@ -37,6 +40,7 @@ async fn rabbitmqctl(command: &str) {
 
 #[tokio::test]
 async fn broker_restart_is_survived() {
+    let _serial = SERIAL.lock().await;
     let mut cfg = config(2);
     cfg.publish_timeout = Duration::from_secs(90);
     let Some(queue) = connect(cfg).await else {
@@ -108,5 +112,62 @@ async fn broker_restart_is_survived() {
     assert!(stats.ack_failures >= 1, "{stats:?}");
     assert_eq!(queue.consumed_shards(), vec![0, 1]);
     eprintln!("after the restart: {stats:?}");
+    cleanup(&queue).await;
+}
+
+/// Retries waiting in the ladder when the broker stops expire while it is down or booting;
+/// the rung's at-least-once dead-lettering still lands every one on its shard soon after the
+/// broker is back (RabbitMQ's own re-forwarding of an unsettled dead letter waits 180 s,
+/// `dead_letter_worker_publisher_confirm_timeout`).
+#[tokio::test]
+async fn retries_in_the_ladder_across_a_restart_arrive_soon_after() {
+    const RETRIES: u64 = 200;
+    /// Every retry is back on its shard this soon after the broker listens again.
+    const BOUND: Duration = Duration::from_secs(30);
+    let _serial = SERIAL.lock().await;
+    let cfg = config(8);
+    let Some(queue) = connect(cfg).await else {
+        return;
+    };
+    queue
+        .consume_shards(&(0..8).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let mut publisher = queue.publisher();
+    for i in 0..RETRIES {
+        publisher
+            .send_after(
+                &batch(&format!("mx{i}.ladder.test"), i, 1),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+    publisher.flush().await.unwrap();
+
+    let _restart_guard = StartAppOnDrop;
+    rabbitmqctl("stop_app").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rabbitmqctl("start_app").await;
+    let back = std::time::Instant::now();
+
+    let mut seen = HashSet::new();
+    while seen.len() < RETRIES as usize {
+        let Some(d) = recv(&queue, BOUND.saturating_sub(back.elapsed())).await else {
+            break;
+        };
+        seen.insert(d.batch.items[0].item.get());
+        let _ = d.ack().await;
+    }
+    eprintln!(
+        "{} of {RETRIES} arrived, {:.1}s after the broker was back",
+        seen.len(),
+        back.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        seen.len(),
+        RETRIES as usize,
+        "retries still in the ladder {BOUND:?} after the restart"
+    );
     cleanup(&queue).await;
 }
