@@ -29,6 +29,7 @@ use crate::progress::{Progress, ProgressMode, interrupted_line, summary_table};
 use crate::rows::{InputFormat, RowReader, spawn_reader};
 
 /// sysexits.h codes.
+const EX_DATAERR: u8 = 65;
 const EX_NOINPUT: u8 = 66;
 const EX_SOFTWARE: u8 = 70;
 const EX_CANTCREAT: u8 = 73;
@@ -327,6 +328,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reader = match RowReader::open(source, input_format, args.column.as_deref()) {
         Ok(reader) => reader,
         Err(e) if e.is_usage() => return fail(EX_USAGE, e),
+        Err(e) if e.is_data() => return fail(EX_DATAERR, e),
         Err(e) => return fail(EX_NOINPUT, e),
     };
     let shape = match input_format {
