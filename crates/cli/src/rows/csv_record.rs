@@ -135,28 +135,21 @@ impl<R: BufRead> CsvRecords<R> {
         if let Some(line) = self.pending.pop_front() {
             return Ok(Some(line));
         }
-        let Some((mut content, end, too_long)) = read_physical_line(&mut self.input)? else {
+        let Some(mut line) = read_physical_line(&mut self.input)? else {
             return Ok(None);
         };
         self.line_no += 1;
-        if self.line_no == 1 && content.starts_with(BOM) {
-            content.drain(..BOM.len());
+        line.no = self.line_no;
+        if line.no == 1 && line.content.starts_with(BOM) {
+            line.content.drain(..BOM.len());
         }
-        Ok(Some(Line {
-            no: self.line_no,
-            content,
-            end,
-            too_long,
-        }))
+        Ok(Some(line))
     }
 }
 
 /// Reads one line ending in LF, CRLF or a lone CR (the csv crate's line endings), keeping at
-/// most `MAX_LINE` bytes of it; returns the kept bytes, the line ending and whether the line
-/// was cut. `None` at the end of input.
-fn read_physical_line(
-    input: &mut impl BufRead,
-) -> io::Result<Option<(Vec<u8>, &'static [u8], bool)>> {
+/// most `MAX_LINE` bytes of it (the caller numbers it). `None` at the end of input.
+fn read_physical_line(input: &mut impl BufRead) -> io::Result<Option<Line>> {
     let mut line = Vec::new();
     let mut too_long = false;
     let mut any = false;
@@ -195,7 +188,12 @@ fn read_physical_line(
     if !any {
         return Ok(None);
     }
-    Ok(Some((line, end, too_long)))
+    Ok(Some(Line {
+        no: 0,
+        content: line,
+        end,
+        too_long,
+    }))
 }
 
 fn next_byte(input: &mut impl BufRead) -> io::Result<Option<u8>> {
