@@ -7,11 +7,13 @@
 //! - `config`: the config file, the engine flags and env vars, and their merge.
 //! - `rows`: input formats (text, CSV, JSONL). `output`: output formats (CSV, JSONL).
 //! - `progress`: the progress bar or log lines, and the summary table.
+//! - `console`: lines for the operator that survive a closed pipe; terminal-safe server text.
 //! - `demo`, `bench`: the embedded engine against a simulated fleet; `fleet_run`: what they share.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod config;
+mod console;
 mod coordinator;
 mod demo;
 mod fleet;
@@ -80,7 +82,9 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("rollcall: cannot start the async runtime: {e}");
+            console::err_line(format_args!(
+                "rollcall: cannot start the async runtime: {e}"
+            ));
             return ExitCode::from(70);
         }
     };
@@ -100,7 +104,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("rollcall: {e:#}");
+            console::err_line(format_args!("rollcall: {e:#}"));
             ExitCode::FAILURE
         }
     }

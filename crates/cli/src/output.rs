@@ -8,9 +8,15 @@
 //! JSONL fields: `row, address, status, reason, mx, smtp_code, enhanced_code, smtp_text, flags,
 //! duplicate, detail`, and `input` (the original fields) for CSV and JSONL input.
 //!
+//! CSV output is guarded against spreadsheet formulas (OWASP "CSV Injection"): a cell that
+//! starts with `=`, `+`, `-`, `@`, a tab or a CR, whatever it holds (an input field, a server's
+//! reply text, an MX name), is written with a `'` before it, so a spreadsheet shows it as text
+//! instead of running it. `FormulaGuard::Off` writes cells as they are.
+//!
 //! Owns the formats and the `RowSink` trait the run loop writes to; does not decide when to
 //! flush (the run loop does, about every second) or what a verdict is.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -35,6 +41,30 @@ impl OutputFormat {
             Some(InputFormat::Jsonl) => OutputFormat::Jsonl,
             _ => OutputFormat::Csv,
         }
+    }
+}
+
+/// `--csv-formula-guard`: whether CSV cells that a spreadsheet would run are defused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum FormulaGuard {
+    /// A `'` before every cell starting with `=`, `+`, `-`, `@`, tab or CR.
+    #[default]
+    On,
+    /// Cells as they are.
+    Off,
+}
+
+/// OWASP CSV Injection: the first characters that make Excel, LibreOffice or Google Sheets read
+/// a cell as a formula (tab and CR because some strip them and read what follows).
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// `cell` as a spreadsheet will show it as text: with a `'` before it when it starts like a
+/// formula (the quote is what OWASP recommends; spreadsheets hide it).
+fn defused(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(FORMULA_START) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
     }
 }
 
@@ -67,14 +97,25 @@ pub enum InputShape {
     Jsonl,
 }
 
-/// Opens the writer for `format` over `out`; the CSV header is written at once.
+/// Opens the writer for `format` over `out`, CSV with the formula guard on; the CSV header is
+/// written at once.
 pub fn open_sink(
     format: OutputFormat,
     out: Box<dyn Write + Send>,
     shape: InputShape,
 ) -> io::Result<Box<dyn RowSink<Record> + Send>> {
+    open_sink_guarded(format, out, shape, FormulaGuard::On)
+}
+
+/// `open_sink` with the CSV formula guard as given (JSONL has none: no spreadsheet runs it).
+pub fn open_sink_guarded(
+    format: OutputFormat,
+    out: Box<dyn Write + Send>,
+    shape: InputShape,
+    guard: FormulaGuard,
+) -> io::Result<Box<dyn RowSink<Record> + Send>> {
     Ok(match format {
-        OutputFormat::Csv => Box::new(CsvOutput::new(out, shape)?),
+        OutputFormat::Csv => Box::new(CsvOutput::with_guard(out, shape, guard)?),
         OutputFormat::Jsonl => Box::new(JsonlOutput::new(out, shape)),
     })
 }
@@ -97,10 +138,17 @@ pub struct CsvOutput<W: Write> {
     writer: csv::Writer<W>,
     shape: InputShape,
     fields: Vec<String>,
+    guard: FormulaGuard,
 }
 
 impl<W: Write> CsvOutput<W> {
+    /// A writer with the formula guard on (tests; commands go through `open_sink_guarded`).
+    #[cfg(test)]
     pub fn new(out: W, shape: InputShape) -> io::Result<Self> {
+        CsvOutput::with_guard(out, shape, FormulaGuard::On)
+    }
+
+    pub fn with_guard(out: W, shape: InputShape, guard: FormulaGuard) -> io::Result<Self> {
         let mut writer = csv::WriterBuilder::new().flexible(false).from_writer(out);
         let mut header: Vec<&str> = match &shape {
             InputShape::Text => vec!["address"],
@@ -108,11 +156,19 @@ impl<W: Write> CsvOutput<W> {
             InputShape::Jsonl => vec!["address", "input"],
         };
         header.extend(VERDICT_COLUMNS);
-        writer.write_record(&header).map_err(csv_error)?;
+        // The input's header is input too.
+        let header: Vec<Cow<'_, str>> = match guard {
+            FormulaGuard::On => header.into_iter().map(defused).collect(),
+            FormulaGuard::Off => header.into_iter().map(Cow::Borrowed).collect(),
+        };
+        writer
+            .write_record(header.iter().map(|c| c.as_bytes()))
+            .map_err(csv_error)?;
         Ok(CsvOutput {
             writer,
             shape,
             fields: Vec::new(),
+            guard,
         })
     }
 }
@@ -169,6 +225,13 @@ impl<W: Write> RowSink<Record> for CsvOutput<W> {
                 .unwrap_or_default(),
             row.row.to_string(),
         ]);
+        if self.guard == FormulaGuard::On {
+            for cell in &mut self.fields {
+                if let Cow::Owned(safe) = defused(cell) {
+                    *cell = safe;
+                }
+            }
+        }
         self.writer.write_record(&self.fields).map_err(csv_error)
     }
 
@@ -391,6 +454,59 @@ mod tests {
             &rec[9],
             "malformed input: the record has 1 fields, the header 2; comma"
         );
+    }
+
+    #[test]
+    fn csv_cells_that_start_like_formulas_get_a_quote() {
+        let record = Record {
+            fields: Fields::Csv(vec![
+                "=HYPERLINK(\"http://x.example\",\"click\")".into(),
+                "+1@example.com".into(),
+                "a=b".into(),
+                "\t=1+1".into(),
+            ]),
+            malformed: None,
+        };
+        let address = EmailAddress::parse("info@example.com").unwrap();
+        let mut evidence = Evidence::for_address(&address);
+        evidence.set_reply(550, None, "-2+3 @SUM(A1:A9) user unknown");
+        evidence.mx_host = Some("@mx.example.com".into());
+        let verdict = Arc::new(Verdict::new(Reason::MailboxNotFound, evidence));
+        let shape = InputShape::Csv(vec!["=cmd".into(), "email".into(), "c".into(), "d".into()]);
+        let rows = [out_row(1, "+1@example.com", record, verdict, false)];
+        let cells = |text: String| -> Vec<Vec<String>> {
+            csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(text.as_bytes())
+                .records()
+                .map(|r| r.unwrap().iter().map(String::from).collect())
+                .collect()
+        };
+        let guarded = cells(csv_text(shape.clone(), &rows));
+        assert_eq!(guarded[0][0], "'=cmd");
+        let row = &guarded[1];
+        assert_eq!(row[0], "'=HYPERLINK(\"http://x.example\",\"click\")");
+        assert_eq!(row[1], "'+1@example.com");
+        assert_eq!(row[2], "a=b");
+        assert_eq!(row[3], "'\t=1+1");
+        assert_eq!(row[6], "'@mx.example.com");
+        assert_eq!(row[12], "'-2+3 @SUM(A1:A9) user unknown");
+        assert_eq!(row[13], "1");
+        // No cell is left that a spreadsheet would run.
+        assert!(
+            guarded
+                .iter()
+                .flatten()
+                .all(|c| !c.starts_with(FORMULA_START)),
+            "{guarded:?}"
+        );
+
+        let mut out = CsvOutput::with_guard(Vec::new(), shape, FormulaGuard::Off).unwrap();
+        out.write_row(&rows[0]).unwrap();
+        let raw = cells(String::from_utf8(out.writer.into_inner().unwrap()).unwrap());
+        assert_eq!(raw[0][0], "=cmd");
+        assert_eq!(raw[1][1], "+1@example.com");
+        assert_eq!(raw[1][12], "-2+3 @SUM(A1:A9) user unknown");
     }
 
     #[test]

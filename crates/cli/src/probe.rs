@@ -2,7 +2,12 @@
 //!
 //! Owns the flags, the output (transcript, one line per address, or one JSON object) and the
 //! exit code. Does not own any protocol logic: the session is `rollcall_smtp::Session`.
+//!
+//! Server text reaches the operator's terminal only escaped: the transcript escapes wire bytes
+//! (`escape_wire`), reply texts and errors go through `console::shown`, and JSON escapes
+//! control characters itself. A closed stdout or stderr is not a panic.
 
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,6 +16,8 @@ use anyhow::Context as _;
 use rollcall_smtp::proto::{ClientName, Mailbox, ReversePath};
 use rollcall_smtp::{ClientConfig, Error, NotProbed, RecipientOutcome, Session, TlsMode};
 use serde_json::{Value, json};
+
+use crate::console::{self, shown};
 
 /// EX_UNAVAILABLE (sysexits.h): the host could not be reached.
 const EXIT_UNAVAILABLE: u8 = 69;
@@ -77,7 +84,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => default_helo(),
     };
     let Ok(helo_name) = ClientName::parse(&helo) else {
-        eprintln!("rollcall probe: --helo {helo:?} is not a valid host name or address literal");
+        console::err_line(format_args!(
+            "rollcall probe: --helo {helo:?} is not a valid host name or address literal"
+        ));
         return Ok(ExitCode::from(EXIT_USAGE));
     };
     let mail_from = args
@@ -85,9 +94,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| format!("postmaster@{helo}"));
     let Ok(reverse) = ReversePath::parse(&mail_from) else {
-        eprintln!(
+        console::err_line(format_args!(
             "rollcall probe: --mail-from {mail_from:?} is not a valid address (use <> for the null sender)"
-        );
+        ));
         return Ok(ExitCode::from(EXIT_USAGE));
     };
     let (addr, server_name) = resolve(&args.host).await?;
@@ -123,9 +132,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(e) => {
             if args.json {
-                println!("{}", report(&args.host, None, &rows, Some(&e)));
+                console::out_line(report(&args.host, None, &rows, Some(&e)));
             }
-            eprintln!("rollcall probe: {e}");
+            console::err_line(format_args!("rollcall probe: {}", shown(&e.to_string())));
             return Ok(ExitCode::from(EXIT_UNAVAILABLE));
         }
     };
@@ -137,12 +146,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     if args.json {
-        println!(
-            "{}",
-            report(&args.host, Some(&session), &rows, error.as_ref())
-        );
+        console::out_line(report(&args.host, Some(&session), &rows, error.as_ref()));
     } else {
-        print_text(&session, &rows, error.as_ref());
+        let transcript = session.transcript().map(|t| t.lines());
+        let mut out = io::stdout().lock();
+        // A closed stdout (`| head`) ends the listing, not the command.
+        let _ = write_text(&mut out, transcript, &rows, error.as_ref()).and_then(|()| out.flush());
     }
     // 0 once the session opened (replies, even 5xx or a 421 later, are results); a failed
     // opening (refused greeting, TLS required but missing, timeout) is a failure.
@@ -214,21 +223,32 @@ fn not_probed(address: &str, text: String) -> Row {
     }
 }
 
-fn print_text(session: &Session, rows: &[Row], error: Option<&Error>) {
-    if let Some(t) = session.transcript() {
-        for line in t.lines() {
-            println!("{line}");
-        }
+/// The text output: the transcript (already escaped), a blank line, one line per address, the
+/// error. Reply texts and the error hold server text, so they are shown escaped.
+fn write_text(
+    out: &mut impl Write,
+    transcript: Option<&[String]>,
+    rows: &[Row],
+    error: Option<&Error>,
+) -> io::Result<()> {
+    for line in transcript.unwrap_or_default() {
+        writeln!(out, "{line}")?;
     }
-    println!();
+    writeln!(out)?;
     for r in rows {
         let code = r.code.map_or("-".to_owned(), |c| c.to_string());
         let enhanced = r.enhanced.as_deref().unwrap_or("-");
-        println!("{}\t{code}\t{enhanced}\t{}", r.address, r.text);
+        writeln!(
+            out,
+            "{}\t{code}\t{enhanced}\t{}",
+            shown(&r.address),
+            shown(&r.text)
+        )?;
     }
     if let Some(e) = error {
-        println!("error: {e}");
+        writeln!(out, "error: {}", shown(&e.to_string()))?;
     }
+    Ok(())
 }
 
 fn report(host: &str, session: Option<&Session>, rows: &[Row], error: Option<&Error>) -> Value {
@@ -321,6 +341,69 @@ mod tests {
         let (a, _) = resolve("::1").await.unwrap();
         assert_eq!(a.port(), 25);
         assert!(resolve("localhost:notaport").await.is_err());
+    }
+
+    /// A server on loopback whose RCPT reply carries terminal escape sequences (set the
+    /// window title, clear the screen) and a carriage return that would rewrite the line.
+    async fn hostile_server() -> SocketAddr {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            write
+                .write_all(b"220 mx.example.test ESMTP\r\n")
+                .await
+                .unwrap();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+                let reply: &[u8] = match verb.as_str() {
+                    "EHLO" | "HELO" => b"250 mx.example.test\r\n",
+                    "RCPT" => b"550 5.1.1 \x1b]0;owned\x07\x1b[2J\rno such user\r\n",
+                    "QUIT" => b"221 bye\r\n",
+                    _ => b"250 ok\r\n",
+                };
+                if write.write_all(reply).await.is_err() || verb == "QUIT" {
+                    break;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn server_text_reaches_the_terminal_escaped() {
+        let addr = hostile_server().await;
+        let mut config = ClientConfig::new(ClientName::parse("probe.example.test").unwrap());
+        config.tls = TlsMode::Never;
+        config.transcript_lines = 100;
+        let mut session = Session::open(addr, None, &config).await.unwrap();
+        session.handshake().await.unwrap();
+        let bob = Mailbox::parse("bob@example.test").unwrap();
+        let mut rows = vec![not_probed("bob@example.test", "not probed".into())];
+        let reverse = ReversePath::parse("probe@example.test").unwrap();
+        let error = probe_all(&mut session, &reverse, &[(0, bob)], &mut rows).await;
+        let _ = session.quit().await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(rows[0].code, Some(550));
+        // The reply text as the session hands it over still holds the escape sequence.
+        assert!(rows[0].text.contains('\u{1b}'), "{:?}", rows[0].text);
+
+        let mut out = Vec::new();
+        let transcript = session.transcript().map(|t| t.lines());
+        write_text(&mut out, transcript, &rows, None).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.bytes().any(|b| b == 0x1b || b == 0x07 || b == b'\r'),
+            "{text:?}"
+        );
+        assert!(text.contains("bob@example.test\t550\t5.1.1\t"), "{text}");
+        assert!(
+            text.contains("\\x1b]0;owned\\x07\\x1b[2J\\x0dno such user"),
+            "{text}"
+        );
     }
 
     #[test]

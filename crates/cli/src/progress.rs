@@ -107,7 +107,7 @@ impl Progress {
             bar.set_message(status_counts(&self.by_status));
         } else if self.log && self.last_log.elapsed() >= LOG_EVERY {
             self.last_log = Instant::now();
-            eprintln!("rollcall: {}", self.line());
+            crate::console::err_line(format_args!("rollcall: {}", self.line()));
         }
     }
 
@@ -131,8 +131,8 @@ impl Progress {
     /// Prints a line on stderr without tearing the bar.
     pub fn println(&self, line: &str) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
+            Some(bar) => bar.suspend(|| crate::console::err_line(line)),
+            None => crate::console::err_line(line),
         }
     }
 

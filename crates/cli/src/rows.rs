@@ -3,11 +3,16 @@
 //! stream of `InputRow<Record>` without ever holding the whole file.
 //!
 //! Every record of the input becomes exactly one row, malformed or not: a CSV record with the
-//! wrong field count, bytes that are not UTF-8, a JSONL line that is not an object or lacks the
-//! field all become rows whose text is what could be read (invalid bytes written as `\xNN`,
-//! which no address contains) and whose `Record::malformed` says what was wrong. Blank lines of
-//! text and JSONL are not records. Owns reading and decoding; does not judge addresses (the
-//! engine does) and does not write anything (`output` does).
+//! wrong field count, a CSV line with a quote that never closes or past the length bound, bytes
+//! that are not UTF-8, a JSONL line that is not an object or lacks the field all become rows
+//! whose text is what could be read (invalid bytes written as `\xNN`, which no address
+//! contains) and whose `Record::malformed` says what was wrong. Every line, record and field is
+//! bounded by `MAX_LINE`, so memory is too. Blank lines are not records. A UTF-8 byte order
+//! mark before the first line is dropped in every format. Owns reading and decoding (CSV
+//! splitting is in `csv_record`); does not judge addresses (the engine does) and does not
+//! write anything (`output` does).
+
+mod csv_record;
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
@@ -15,6 +20,8 @@ use std::path::Path;
 use rollcall_engine::coordinator::InputRow;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+
+use csv_record::{BOM, Broken, CsvRecord, CsvRecords};
 
 /// How the input is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -84,12 +91,20 @@ pub enum InputError {
         "--column applies to CSV and JSONL input; for a CSV or JSONL file with another extension add --input-format csv or jsonl"
     )]
     ColumnOnText,
+    /// The CSV header cannot be read, so no record can be: the run stops before it starts.
+    #[error("the CSV header (line {line}) {problem}; fix the file's first line")]
+    Header { line: u64, problem: String },
 }
 
 impl InputError {
     /// True when the user can fix it with a flag (exit code 64).
     pub fn is_usage(&self) -> bool {
-        !matches!(self, InputError::Io(_))
+        matches!(self, InputError::NoColumn { .. } | InputError::ColumnOnText)
+    }
+
+    /// True when the input's content is unusable (exit code 65, EX_DATAERR).
+    pub fn is_data(&self) -> bool {
+        matches!(self, InputError::Header { .. })
     }
 }
 
@@ -112,10 +127,9 @@ type Source = Box<dyn Read + Send>;
 enum Format {
     Text,
     Csv {
-        reader: csv::Reader<Source>,
+        records: CsvRecords<BufReader<Source>>,
         columns: Vec<String>,
         index: usize,
-        record: csv::ByteRecord,
     },
     Jsonl {
         column: Option<String>,
@@ -157,26 +171,28 @@ impl RowReader {
     }
 
     fn open_csv(source: Source, column: Option<&str>) -> Result<RowReader, InputError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(source);
-        let mut header = csv::ByteRecord::new();
-        reader.read_byte_record(&mut header).map_err(csv_io)?;
-        let mut columns: Vec<String> = header.iter().map(|f| decode(f).0).collect();
-        if let Some(first) = columns.first_mut() {
-            // Spreadsheets save UTF-8 CSV with a byte order mark.
-            *first = first.trim_start_matches('\u{feff}').to_string();
-        }
+        let mut records = CsvRecords::new(BufReader::new(source));
+        let columns: Vec<String> = match records.next_record()? {
+            None => Vec::new(),
+            Some(CsvRecord::Fields { fields, .. }) => fields.iter().map(|f| decode(f).0).collect(),
+            Some(CsvRecord::Broken { line, problem, .. }) => {
+                return Err(InputError::Header {
+                    line,
+                    problem: match problem {
+                        Broken::TooLong => format!("is longer than {MAX_LINE} bytes"),
+                        Broken::OpenQuote => "has a quote that is never closed".to_string(),
+                    },
+                });
+            }
+        };
         let index = address_column(&columns, column)?;
         Ok(RowReader {
             format: Format::Csv {
-                reader,
+                records,
                 columns,
                 index,
-                record: csv::ByteRecord::new(),
             },
-            // Unused for CSV: the csv reader owns the source.
+            // Unused for CSV: the record reader owns the source.
             lines: BufReader::new(Box::new(io::empty())),
             line_no: 0,
             record_no: 0,
@@ -197,22 +213,25 @@ impl RowReader {
     pub fn next_row(&mut self) -> Result<Option<InputRow<Record>>, InputError> {
         match &mut self.format {
             Format::Csv {
-                reader,
+                records,
                 columns,
                 index,
-                record,
             } => {
-                if !reader.read_byte_record(record).map_err(csv_io)? {
+                let Some(record) = records.next_record()? else {
                     return Ok(None);
-                }
+                };
                 self.record_no += 1;
                 Ok(Some(csv_row(self.record_no, record, columns.len(), *index)))
             }
             Format::Text | Format::Jsonl { .. } => loop {
-                let Some((line, too_long)) = read_line(&mut self.lines)? else {
+                let Some((mut line, too_long)) = read_line(&mut self.lines)? else {
                     return Ok(None);
                 };
                 self.line_no += 1;
+                if self.line_no == 1 && line.starts_with(BOM) {
+                    // Editors on Windows save UTF-8 text with a byte order mark.
+                    line.drain(..BOM.len());
+                }
                 if line.iter().all(u8::is_ascii_whitespace) && !too_long {
                     continue;
                 }
@@ -225,16 +244,6 @@ impl RowReader {
                 return Ok(Some(row));
             },
         }
-    }
-}
-
-fn csv_io(e: csv::Error) -> InputError {
-    match e.into_kind() {
-        csv::ErrorKind::Io(e) => InputError::Io(e),
-        other => InputError::Io(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{other:?}"),
-        )),
     }
 }
 
@@ -264,9 +273,18 @@ pub fn address_column(columns: &[String], wanted: Option<&str>) -> Result<usize,
         .unwrap_or(0))
 }
 
-fn csv_row(row: u64, record: &csv::ByteRecord, width: usize, index: usize) -> InputRow<Record> {
+fn csv_row(row: u64, record: CsvRecord, width: usize, index: usize) -> InputRow<Record> {
+    let (raw_fields, broken) = match record {
+        CsvRecord::Fields { fields, .. } => (fields, None),
+        CsvRecord::Broken {
+            line,
+            problem,
+            raw,
+            fields,
+        } => (fields, Some((line, problem, raw))),
+    };
     let mut bad_utf8 = false;
-    let fields: Vec<String> = record
+    let fields: Vec<String> = raw_fields
         .iter()
         .map(|f| {
             let (s, bad) = decode(f);
@@ -275,7 +293,30 @@ fn csv_row(row: u64, record: &csv::ByteRecord, width: usize, index: usize) -> In
         })
         .collect();
     let mut problems = Vec::new();
-    let text = if fields.len() == width {
+    let text = if let Some((line, problem, raw)) = broken {
+        // The fields cannot be trusted, so the text is the line as read. A line with a quote
+        // that never closes holds an unbalanced `"`, and a cut line ends in ` ...`: neither
+        // passes as an address, so the row is invalid_syntax.
+        let (raw, bad) = decode(&raw);
+        bad_utf8 |= bad;
+        let raw = raw.trim();
+        match problem {
+            Broken::TooLong => {
+                problems.push(format!(
+                    "line {line}: the record is longer than {MAX_LINE} bytes; only its start is kept"
+                ));
+                format!("{raw} ...")
+            }
+            Broken::OpenQuote => {
+                problems.push(format!(
+                    "line {line}: a quoted field opened on this line is never closed (by the end \
+                     of the file or within {MAX_LINE} bytes); the line is read alone and the next \
+                     line starts a new record"
+                ));
+                raw.to_string()
+            }
+        }
+    } else if fields.len() == width {
         fields.get(index).cloned().unwrap_or_default()
     } else {
         problems.push(format!(
@@ -619,6 +660,81 @@ mod tests {
                 .unwrap()
                 .contains("4 fields, the header 3")
         );
+    }
+
+    #[test]
+    fn csv_unterminated_quote_costs_one_row_and_every_line_is_a_row() {
+        // Before: the open quote on line 3 swallowed lines 4 and 5; 4 data lines gave 2 rows.
+        let input = b"email,name\nann@example.com,Ann\nbo@example.com,\"Bo, Lee\nc@example.com,Cy\nd@example.com,Di\n";
+        let rows = read_all(input, InputFormat::Csv, None);
+        assert_eq!(
+            texts(&rows),
+            vec![
+                (1, "ann@example.com", false),
+                (2, "bo@example.com,\"Bo, Lee", true),
+                (3, "c@example.com", false),
+                (4, "d@example.com", false),
+            ]
+        );
+        let detail = rows[1].payload.malformed.as_deref().unwrap();
+        assert!(detail.starts_with("line 3: a quoted field"), "{detail}");
+        assert!(rollcall_core::EmailAddress::parse(&rows[1].text).is_err());
+        assert_eq!(
+            rows[1].payload.fields,
+            Fields::Csv(vec!["bo@example.com".into(), "Bo, Lee".into()])
+        );
+    }
+
+    #[test]
+    fn csv_record_past_the_bound_is_one_invalid_row_holding_only_its_start() {
+        // The address field is fine; the note after it is just over the bound.
+        let mut input = b"email,note\nbig@example.com,".to_vec();
+        input.resize(input.len() + MAX_LINE, b'n');
+        input.extend_from_slice(b"\nok@example.com,short\n");
+        let rows = read_all(&input, InputFormat::Csv, None);
+        assert_eq!(rows.len(), 2);
+        let detail = rows[0].payload.malformed.as_deref().unwrap();
+        assert!(
+            detail.starts_with("line 2: the record is longer than 65536 bytes"),
+            "{detail}"
+        );
+        // Not the address: the row must come out invalid_syntax.
+        assert!(rows[0].text.starts_with("big@example.com,nnn"));
+        assert!(rollcall_core::EmailAddress::parse(&rows[0].text).is_err());
+        let Fields::Csv(fields) = &rows[0].payload.fields else {
+            panic!("{:?}", rows[0].payload.fields);
+        };
+        assert!(fields.iter().map(String::len).sum::<usize>() < MAX_LINE);
+        assert_eq!(texts(&rows)[1], (2, "ok@example.com", false));
+    }
+
+    #[test]
+    fn csv_header_that_cannot_be_read_is_a_data_error() {
+        let source: Source = Box::new(io::Cursor::new(b"\"email,name\na@example.com,A\n".to_vec()));
+        let err = RowReader::open(source, InputFormat::Csv, None)
+            .err()
+            .unwrap();
+        assert!(err.is_data() && !err.is_usage(), "{err}");
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn text_and_jsonl_drop_a_byte_order_mark() {
+        let rows = read_all(
+            b"\xef\xbb\xbfa@example.com\nb@example.com\n",
+            InputFormat::Text,
+            None,
+        );
+        assert_eq!(
+            texts(&rows),
+            vec![(1, "a@example.com", false), (2, "b@example.com", false)]
+        );
+        let rows = read_all(
+            b"\xef\xbb\xbf{\"email\":\"a@example.com\"}\n",
+            InputFormat::Jsonl,
+            None,
+        );
+        assert_eq!(texts(&rows), vec![(1, "a@example.com", false)]);
     }
 
     #[test]

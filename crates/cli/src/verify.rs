@@ -4,8 +4,8 @@
 //! Also owns `run_verification`, the run loop shared with `rollcall demo`: it feeds an input
 //! row stream to the embedded engine, writes every output row to a `RowSink` as it comes,
 //! flushes about every second, drives the progress display and stops cleanly on a shutdown
-//! signal (Ctrl-C). Input formats are in `rows`, output formats in `output`, settings in
-//! `config`; this module only wires them.
+//! signal (Ctrl-C, and SIGTERM for `verify`). Input formats are in `rows`, output formats in
+//! `output`, settings in `config`; this module only wires them.
 
 use std::fs::File;
 use std::io::Write;
@@ -24,17 +24,21 @@ use rollcall_engine::summary::Summary;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config, EX_USAGE, EngineFlags};
-use crate::output::{InputShape, OutputFormat, RowSink, open_sink};
+use crate::console;
+use crate::output::{FormulaGuard, InputShape, OutputFormat, RowSink, open_sink_guarded};
 use crate::progress::{Progress, ProgressMode, interrupted_line, summary_table};
 use crate::rows::{InputFormat, RowReader, spawn_reader};
 
 /// sysexits.h codes.
+const EX_DATAERR: u8 = 65;
 const EX_NOINPUT: u8 = 66;
 const EX_SOFTWARE: u8 = 70;
 const EX_CANTCREAT: u8 = 73;
 const EX_IOERR: u8 = 74;
 /// 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C.
 const EX_INTERRUPTED: u8 = 130;
+/// 128 + SIGTERM, what a shell reports for a program stopped by `kill`.
+const EX_TERMINATED: u8 = 143;
 
 const AFTER_HELP: &str = "\
 Settings come from, lowest to highest: built-in defaults, the --config file, ROLLCALL_* \
@@ -45,8 +49,12 @@ Input: text (one address per line; blank lines are skipped), CSV with a header r
 address column is --column, else the first named email, e-mail, email_address, email address \
 or address, else the first column), or JSONL (the field is --column, else email or address). \
 Every input record gives exactly one output row; a malformed record (wrong CSV field count, \
-bytes that are not UTF-8, a JSONL line that is not an object or lacks the field) is reported \
-as undeliverable/invalid_syntax with the problem in `detail`.
+bytes that are not UTF-8, a JSONL line that is not an object or lacks the field, a line or CSV \
+record longer than 64 KiB, of which only the start is kept) is reported as \
+undeliverable/invalid_syntax with the problem in `detail`. A CSV quoted field may span lines, \
+but a quote still open at the end of the file or after 64 KiB is a mistake: its line is one \
+invalid_syntax row (`detail` names the line) and the next line starts a new record, so no \
+line is lost. A UTF-8 byte order mark before the first line is ignored.
 
 Output: rows are written as they finish, not in input order; the `row` column gives each \
 row's input position (line number for text and JSONL, record number after the header for \
@@ -55,8 +63,10 @@ status,reason,mx,smtp_code,enhanced_code,flags,duplicate,detail,smtp_text,row. J
 row,address,status,reason,mx,smtp_code,enhanced_code,smtp_text,flags,duplicate,detail and \
 input (the original fields).
 
-Exit codes: 0 done, 64 bad flags or config, 66 input not readable, 73 output not writable, \
-74 I/O error during the run, 130 interrupted (Ctrl-C; the output written so far is valid).";
+Exit codes: 0 done, 64 bad flags or config, 65 CSV header unreadable (a quote never closed, \
+longer than 64 KiB), 66 input not readable, 73 output not writable, 74 I/O error during the \
+run, 130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM (both: the rows verified so \
+far are written whole, then the summary).";
 
 /// Flags of `rollcall verify`.
 #[derive(Debug, clap::Args)]
@@ -82,6 +92,20 @@ pub struct Args {
     /// The CSV column or JSONL field holding the address.
     #[arg(long, value_name = "NAME")]
     pub column: Option<String>,
+
+    /// Spreadsheet formula guard for CSV output (OWASP "CSV Injection"): `on` writes a single
+    /// quote ' before every cell that starts with =, +, -, @, a tab or a CR (an input field, a
+    /// server's reply text, an MX name), so Excel, LibreOffice or Google Sheets show it as text
+    /// instead of running it. The rule applies to legitimate values too: an address or a reply
+    /// text that starts with - or + comes out as '-... (strip the leading ' when a program reads
+    /// the file). `off` writes cells as they are; JSONL output is never changed.
+    #[arg(
+        long,
+        value_name = "on|off",
+        default_value = "on",
+        env = "ROLLCALL_CSV_FORMULA_GUARD"
+    )]
+    pub csv_formula_guard: FormulaGuard,
 
     /// Progress on stderr: a bar on a terminal, a log line every 5 s otherwise (auto), or
     /// forced bar, log, or off (the summary is printed in every mode).
@@ -231,6 +255,46 @@ pub(crate) async fn ctrl_c() {
     }
 }
 
+/// The signal that stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Interrupt,
+    Terminate,
+}
+
+/// SIGINT and SIGTERM, listened to from creation on: made before the first row is read, so a
+/// signal during start-up stops the run cleanly instead of killing it without a summary.
+struct StopSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        StopSignals {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// The first of the two to arrive; never, for one that cannot be listened to.
+    async fn recv(&mut self) -> Stop {
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = next(&mut self.interrupt) => Stop::Interrupt,
+            () = next(&mut self.terminate) => Stop::Terminate,
+        }
+    }
+}
+
 /// Why the engine's ports could not be built from valid-looking settings.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SetupError {
@@ -264,14 +328,14 @@ pub(crate) fn load_settings(flags: &EngineFlags) -> Result<config::Settings, Exi
     match settings {
         Ok(settings) => Ok(settings),
         Err(e) => {
-            eprintln!("rollcall: {e}");
+            console::err_line(format_args!("rollcall: {e}"));
             Err(ExitCode::from(EX_USAGE))
         }
     }
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
-    eprintln!("rollcall: {message}");
+    console::err_line(format_args!("rollcall: {message}"));
     Ok(ExitCode::from(code))
 }
 
@@ -285,11 +349,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     if settings.helo_defaulted {
-        eprintln!(
+        console::err_line(format_args!(
             "rollcall: warning: no HELO name set, using `{}`; set --helo (or identity.helo) to a \
              name that resolves to your egress IP, or many servers will refuse the probes",
             settings.engine.helo_name
-        );
+        ));
     }
 
     if let Some(listen) = args.metrics_listen
@@ -327,6 +391,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reader = match RowReader::open(source, input_format, args.column.as_deref()) {
         Ok(reader) => reader,
         Err(e) if e.is_usage() => return fail(EX_USAGE, e),
+        Err(e) if e.is_data() => return fail(EX_DATAERR, e),
         Err(e) => return fail(EX_NOINPUT, e),
     };
     let shape = match input_format {
@@ -350,7 +415,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         },
     };
-    let mut sink = match open_sink(format, out, shape) {
+    let mut sink = match open_sink_guarded(format, out, shape, args.csv_formula_guard) {
         Ok(sink) => sink,
         Err(e) => return fail(EX_IOERR, format!("cannot write the output: {e}")),
     };
@@ -359,20 +424,26 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(v) => v,
         Err(e) => return fail(EX_USAGE, e),
     };
+    let mut signals = StopSignals::listen();
+    let mut stopped_by = None;
     let (tx, rx) = mpsc::channel(INPUT_CHANNEL);
     let reading = spawn_reader(reader, tx);
     let mut progress = Progress::new(args.progress, None);
-    let result = run_verification(verifier, rx, sink.as_mut(), &mut progress, ctrl_c()).await;
+    let shutdown = async { stopped_by = Some(signals.recv().await) };
+    let result = run_verification(verifier, rx, sink.as_mut(), &mut progress, shutdown).await;
     drop(progress);
     let summary = match result {
         Ok(summary) => summary,
         Err(RunError::Output(e)) => return fail(EX_IOERR, format!("cannot write the output: {e}")),
         Err(e @ RunError::Engine(_)) => return fail(EX_SOFTWARE, e),
     };
-    eprintln!("{}", summary_table(&summary));
+    console::err_line(summary_table(&summary));
     if summary.interrupted {
-        eprintln!("rollcall: {}", interrupted_line(&summary));
-        return Ok(ExitCode::from(EX_INTERRUPTED));
+        console::err_line(format_args!("rollcall: {}", interrupted_line(&summary)));
+        return Ok(ExitCode::from(match stopped_by {
+            Some(Stop::Terminate) => EX_TERMINATED,
+            Some(Stop::Interrupt) | None => EX_INTERRUPTED,
+        }));
     }
     // The engine has seen the end of the input; the reader says whether that was the real end.
     match reading.await {
@@ -653,6 +724,7 @@ Fi,ann@nowhere.example,red\n";
             "--allow-private",
             "--tls",
             "--progress",
+            "--csv-formula-guard",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }

@@ -1,0 +1,274 @@
+//! `rollcall verify` on files, as an operator runs it: every input line comes out as a row
+//! (unterminated CSV quotes, oversized records, a byte order mark), CSV output carries no
+//! spreadsheet formula, a closed stdout or stderr pipe is an exit code and not a panic, and
+//! SIGTERM stops a run like Ctrl-C does.
+//!
+//! Nothing leaves the machine: addresses are under `.invalid` (RFC 6761 6.4: never resolved,
+//! settled as no_such_domain at once) or at a domain whose DNS server is a loopback socket that
+//! never answers.
+#![forbid(unsafe_code)]
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A fresh directory for one test's files.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "rollcall-verify-input-{test}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rollcall() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rollcall"))
+}
+
+/// `rollcall verify INPUT -o OUT` with DNS on a loopback port nothing answers, plus `extra`.
+fn verify(input: &Path, out: &Path, extra: &[&str]) -> Output {
+    rollcall()
+        .arg("verify")
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .args(["--progress", "off", "--helo", "probe.rollcall.test"])
+        .args(["--dns", "127.0.0.1:9", "--dns-timeout", "1s"])
+        .args(extra)
+        .output()
+        .expect("rollcall runs")
+}
+
+/// The CSV output's records (header first).
+fn csv_cells(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect()
+}
+
+fn column(header: &[String], name: &str) -> usize {
+    header.iter().position(|c| c == name).unwrap()
+}
+
+#[test]
+fn an_unterminated_quote_loses_no_line() {
+    let dir = scratch("quote");
+    let (input, out) = (dir.join("list.csv"), dir.join("out.csv"));
+    // Before: line 3's open quote swallowed lines 4 and 5 (4 data lines, 2 output rows).
+    std::fs::write(
+        &input,
+        "email,name\nann@nowhere.invalid,Ann\nbo@nowhere.invalid,\"Bo, Lee\n\
+         cy@nowhere.invalid,Cy\ndi@nowhere.invalid,Di\n",
+    )
+    .unwrap();
+    let run = verify(&input, &out, &[]);
+    assert!(run.status.success(), "{run:?}");
+    let cells = csv_cells(&out);
+    let (header, rows) = cells.split_first().unwrap();
+    assert_eq!(rows.len(), 4, "one row per data line: {rows:?}");
+    let (row, reason, detail) = (
+        column(header, "row"),
+        column(header, "reason"),
+        column(header, "detail"),
+    );
+    let mut by_row: Vec<&Vec<String>> = rows.iter().collect();
+    by_row.sort_by_key(|r| r[row].parse::<u64>().unwrap());
+    let emails: Vec<&str> = by_row.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        emails,
+        [
+            "ann@nowhere.invalid",
+            "bo@nowhere.invalid",
+            "cy@nowhere.invalid",
+            "di@nowhere.invalid"
+        ]
+    );
+    assert_eq!(by_row[1][reason], "invalid_syntax");
+    assert!(
+        by_row[1][detail].contains("line 3: a quoted field"),
+        "{:?}",
+        by_row[1]
+    );
+    for other in [0, 2, 3] {
+        assert_eq!(
+            by_row[other][reason], "no_such_domain",
+            "{:?}",
+            by_row[other]
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_oversized_csv_field_is_one_row_and_is_not_echoed_whole() {
+    let dir = scratch("oversized");
+    let (input, out) = (dir.join("list.csv"), dir.join("out.csv"));
+    let mut data = b"email,note\nbig@nowhere.invalid,".to_vec();
+    data.resize(data.len() + 70 * 1024, b'n');
+    data.extend_from_slice(b"END-OF-FIELD\nok@nowhere.invalid,fine\n");
+    std::fs::write(&input, &data).unwrap();
+    let run = verify(&input, &out, &[]);
+    assert!(run.status.success(), "{run:?}");
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        !written.contains("END-OF-FIELD"),
+        "the field was echoed whole"
+    );
+    let cells = csv_cells(&out);
+    let (header, rows) = cells.split_first().unwrap();
+    assert_eq!(rows.len(), 2);
+    let (reason, detail) = (column(header, "reason"), column(header, "detail"));
+    let big = rows.iter().find(|r| r[0] == "big@nowhere.invalid").unwrap();
+    assert_eq!(big[reason], "invalid_syntax");
+    assert!(big[detail].contains("line 2: the record is longer than 65536 bytes"));
+    let ok = rows.iter().find(|r| r[0] == "ok@nowhere.invalid").unwrap();
+    assert_eq!(ok[reason], "no_such_domain");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_byte_order_mark_before_a_text_list_is_ignored() {
+    let dir = scratch("bom");
+    let (input, out) = (dir.join("list.txt"), dir.join("out.jsonl"));
+    std::fs::write(
+        &input,
+        "\u{feff}first@nowhere.invalid\nsecond@nowhere.invalid\n",
+    )
+    .unwrap();
+    let run = verify(&input, &out, &[]);
+    assert!(run.status.success(), "{run:?}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = rows.iter().find(|r| r["row"] == 1).unwrap();
+    assert_eq!(first["address"], "first@nowhere.invalid");
+    assert_eq!(first["reason"], "no_such_domain", "{first}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn csv_output_defuses_formulas_unless_told_not_to() {
+    let dir = scratch("formula");
+    let (input, out) = (dir.join("list.csv"), dir.join("out.csv"));
+    std::fs::write(
+        &input,
+        "email,note\nann@nowhere.invalid,=HYPERLINK(\"x\")\n",
+    )
+    .unwrap();
+    let run = verify(&input, &out, &[]);
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(csv_cells(&out)[1][1], "'=HYPERLINK(\"x\")");
+    let run = verify(&input, &out, &["--csv-formula-guard", "off"]);
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(csv_cells(&out)[1][1], "=HYPERLINK(\"x\")");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn closed_stdout_and_stderr_are_exit_codes_not_panics() {
+    let dir = scratch("pipes");
+    let input = dir.join("list.txt");
+    std::fs::write(&input, "a@nowhere.invalid\nnot an address\n").unwrap();
+    // No --helo: the HELO warning is the first thing written to stderr.
+    let base = |out: Option<&Path>| {
+        let mut command = rollcall();
+        command.arg("verify").arg(&input);
+        if let Some(out) = out {
+            command.arg("-o").arg(out);
+        }
+        command
+            .args(["--progress", "log", "--dns", "127.0.0.1:9"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    // Both pipes closed before anything is written (`2>&1 | head -0`): results cannot be
+    // written, which is EX_IOERR (74); before, the first eprintln! panicked (101).
+    let mut child = base(None).spawn().unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(74), "{status}");
+
+    // Only stderr closed: the results are whole and the run succeeds.
+    let out = dir.join("out.csv");
+    let mut child = base(Some(&out)).spawn().unwrap();
+    drop(child.stderr.take());
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert_eq!(csv_cells(&out).len(), 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sigterm_stops_verify_like_ctrl_c_with_whole_output_and_summary() {
+    let dir = scratch("sigterm");
+    let (input, out) = (dir.join("list.txt"), dir.join("out.csv"));
+    std::fs::write(&input, "not an address\nslow@slow.example.com\n").unwrap();
+    // A DNS server that never answers: the second row waits until the run is stopped.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns = silent.local_addr().unwrap().to_string();
+    let mut child = rollcall()
+        .arg("verify")
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .args(["--progress", "off", "--helo", "probe.rollcall.test"])
+        .args(["--dns", &dns, "--dns-timeout", "600s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The invalid row is written (flushed within about a second) once the run is under way,
+    // and the signal listeners are in place before the first row is read.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(&out).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(Instant::now() < deadline, "the invalid row never came out");
+        assert!(child.try_wait().unwrap().is_none(), "verify ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{status}\n{stderr}");
+    assert!(stderr.contains("rows read"), "no summary:\n{stderr}");
+    assert!(
+        stderr.contains("interrupted: 1 of 2 rows verified"),
+        "{stderr}"
+    );
+    let cells = csv_cells(&out);
+    assert_eq!(cells.len(), 2, "{cells:?}");
+    assert_eq!(cells[1][0], "not an address");
+    assert_eq!(cells[1].len(), cells[0].len());
+    drop(silent);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
