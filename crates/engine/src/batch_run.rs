@@ -18,6 +18,8 @@ use rollcall_core::{
     SmtpCommandKind, Verdict, classify, verdict_for,
 };
 
+use rollcall_dns::{TargetClass, classify_target};
+
 use crate::Error;
 use crate::held_lease::HeldLease;
 use crate::probe::{ProbeFailure, ProbeSession, RcptOutcome, ReplyData, TxnOutcome};
@@ -125,6 +127,16 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
                 Opened::Failed(failure) => {
                     for item in remaining.drain(..) {
                         defer(ctx, &mut out, item, Some(&failure), None);
+                    }
+                    break;
+                }
+                Opened::Forbidden(why) => {
+                    for item in remaining.drain(..) {
+                        let verdict =
+                            Verdict::new(Reason::ForbiddenTarget, evidence_for(&item.address))
+                                .with_flags(context_for(&item.address, None).flags)
+                                .with_detail(format!("not probed: {why}, a private address"));
+                        out.results.push(result(item, verdict));
                     }
                     break;
                 }
@@ -612,6 +624,8 @@ enum Opened {
     Later(Duration),
     /// Every host's circuit is open: come back after this long, and count the attempt.
     CircuitOpen(Duration),
+    /// Every address the batch named is in a range the target policy refuses.
+    Forbidden(String),
     /// Every host failed.
     Failed(ProbeFailure),
 }
@@ -623,6 +637,7 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
     let mut last_failure = None;
     let mut open_for: Option<Duration> = None;
     let mut address_busy = false;
+    let mut forbidden = None;
     for mx in &batch.mx {
         match ctx.state.circuit_check(&mx.name).await? {
             CircuitDecision::Open { retry_after } => {
@@ -632,6 +647,14 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
             CircuitDecision::Closed | CircuitDecision::HalfOpenProbe => {}
         }
         for ip in &mx.addrs {
+            // The coordinator checked the target policy, but a batch (or a greylist entry)
+            // can come from anyone who can write to the broker or the store: check again, so
+            // no worker is ever aimed at a private network (SSRF).
+            if !ctx.config.allow_private_targets && classify_target(*ip) != TargetClass::Public {
+                tracing::warn!(site = %ctx.site, host = %mx.name, %ip, "refused a private MX address from a batch");
+                forbidden = Some(format!("{} resolves to {ip}", mx.name));
+                continue;
+            }
             let addr = SocketAddr::new(*ip, ctx.config.smtp_port);
             let Some(ip_lease) = address_slot(ctx, addr).await? else {
                 address_busy = true;
@@ -678,6 +701,7 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
         (Some(failure), _) => Opened::Failed(failure),
         _ if address_busy => Opened::Later(ADDRESS_BUSY_RETRY),
         (None, Some(delay)) => Opened::CircuitOpen(delay),
+        (None, None) if forbidden.is_some() => Opened::Forbidden(forbidden.unwrap_or_default()),
         (None, None) => Opened::Failed(ProbeFailure::ConnectionFailed(
             "no MX host address to connect to".into(),
         )),

@@ -140,6 +140,8 @@ fn config() -> EngineConfig {
         defer_retry: vec![Duration::from_millis(20), Duration::from_millis(20)],
         ..EngineConfig::default()
     };
+    // The scripted servers sit on loopback.
+    config.allow_private_targets = true;
     // Generous rates so that the test is about decisions, not waiting.
     config.shaping.default.rcpt_rate.per_minute = 1_000_000;
     config.shaping.default.rcpt_rate.burst = 1_000;
@@ -575,4 +577,22 @@ async fn only_what_can_change_is_retried() {
     )
     .await;
     assert_eq!((reason, attempts), (Reason::Deferred, 4));
+}
+
+#[tokio::test]
+async fn a_batch_aimed_at_a_private_address_is_refused_before_any_connection() {
+    // A batch written into the queue by someone else, naming an RFC 1918 MX address: the
+    // worker checks the target policy itself (SSRF), whatever the coordinator did.
+    let mut config = config();
+    config.allow_private_targets = false;
+    let s = script(Arc::new(|_: &str, _| (250, "2.1.5", "Ok")));
+    let mut b = batch(
+        &CampaignId::random(),
+        "example.test",
+        &["alice".to_string()],
+    );
+    b.mx[0].addrs = vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7))];
+    let reasons = run(s.clone(), config, b).await;
+    assert_eq!(reasons["alice@example.test"], Reason::ForbiddenTarget);
+    assert_eq!(s.seen.lock().unwrap().sessions, 0, "no connection was made");
 }
