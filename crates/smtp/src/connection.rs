@@ -8,7 +8,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use rollcall_smtp_proto::{Reply, parse_reply};
+use rollcall_smtp_proto::{Reply, ReplyParser};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -29,6 +29,9 @@ enum Transport {
 pub(crate) struct Connection {
     io: Transport,
     buf: Vec<u8>,
+    /// Where parsing of `buf` stopped: each byte is examined once however the server cuts
+    /// its replies into segments (one byte per segment must not cost a re-scan per byte).
+    parser: ReplyParser,
 }
 
 impl Connection {
@@ -53,6 +56,7 @@ impl Connection {
         Ok(Self {
             io: Transport::Plain(tcp),
             buf: Vec::with_capacity(1024),
+            parser: ReplyParser::new(),
         })
     }
 
@@ -78,7 +82,7 @@ impl Connection {
         transcript: Option<&mut Transcript>,
     ) -> Result<Reply, Error> {
         loop {
-            if let Some((reply, used)) = parse_reply(&self.buf)? {
+            if let Some((reply, used)) = self.parser.parse(&self.buf)? {
                 if let Some(t) = transcript {
                     t.server(&self.buf[..used]);
                 }
@@ -103,6 +107,7 @@ impl Connection {
         // RFC 3207 5 / CVE-2011-0411: plaintext that arrived after the 220 must not be read as
         // if it came through TLS.
         self.buf.clear();
+        self.parser.reset();
         let tcp = match std::mem::replace(&mut self.io, Transport::Gone) {
             Transport::Plain(tcp) => tcp,
             other => {
