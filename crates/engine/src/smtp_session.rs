@@ -89,7 +89,9 @@ fn failure(error: &SmtpError) -> ProbeFailure {
         SmtpError::Tls(_) | SmtpError::TlsNotOffered | SmtpError::TlsRefused(_) => {
             ProbeFailure::TlsFailed(detail)
         }
-        SmtpError::MalformedReply(_) | SmtpError::Sequence(_) => ProbeFailure::Protocol(detail),
+        SmtpError::MalformedReply(_) | SmtpError::Sequence(_) | SmtpError::Unsolicited { .. } => {
+            ProbeFailure::Protocol(detail)
+        }
         _ => ProbeFailure::ConnectionFailed(detail),
     }
 }

@@ -5,18 +5,25 @@
 //! nothing here knows which command a reply answers. Timeouts are applied by the caller per
 //! phase.
 
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 
 use rollcall_smtp_proto::{Reply, ReplyParser};
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 
 use crate::error::Error;
 use crate::tls::{self, TlsInfo};
 use crate::transcript::Transcript;
+
+/// Most bytes [`Connection::read_ahead`] takes in: one byte out of turn already condemns the
+/// session; this is only what the transcript gets to show.
+const READ_AHEAD_LIMIT: usize = 4096;
 
 enum Transport {
     Plain(TcpStream),
@@ -100,6 +107,38 @@ impl Connection {
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
+    }
+
+    /// Takes in what the server has already sent, without waiting for more, and returns the
+    /// bytes now buffered that no command has asked for (the caller asks when every command
+    /// written so far has had its reply). Stops at EOF, on an error (the next read reports it)
+    /// or once [`READ_AHEAD_LIMIT`] bytes are buffered (enough to know the server is talking
+    /// out of turn).
+    pub(crate) async fn read_ahead(&mut self) -> &[u8] {
+        let mut chunk = [0u8; 4096];
+        while self.buf.len() < READ_AHEAD_LIMIT {
+            let io = &mut self.io;
+            // One poll: Ready means bytes (or EOF) were already there; Pending means the
+            // server is quiet now.
+            let n = poll_fn(|cx| {
+                let mut read = ReadBuf::new(&mut chunk);
+                let polled = match io {
+                    Transport::Plain(s) => Pin::new(s).poll_read(cx, &mut read),
+                    Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, &mut read),
+                    Transport::Gone => return Poll::Ready(0),
+                };
+                Poll::Ready(match polled {
+                    Poll::Ready(Ok(())) => read.filled().len(),
+                    Poll::Ready(Err(_)) | Poll::Pending => 0,
+                })
+            })
+            .await;
+            if n == 0 {
+                break;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        &self.buf
     }
 
     /// Upgrades the plain socket after STARTTLS's 220.
