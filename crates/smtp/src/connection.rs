@@ -10,6 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::Duration;
 
 use rollcall_smtp_proto::{Reply, ReplyParser};
 use rustls_pki_types::ServerName;
@@ -179,12 +180,89 @@ impl Connection {
         }
     }
 
-    /// Best-effort close of the write side.
-    pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
-        match &mut self.io {
-            Transport::Plain(s) => s.shutdown().await,
-            Transport::Tls(s) => s.shutdown().await,
-            Transport::Gone => Ok(()),
+    /// Best-effort close of the write side, within `within`. On TLS this writes close_notify
+    /// first (RFC 8446 6.1), which waits for room in the socket: a server that stopped reading
+    /// would otherwise hold the session (and its leases) forever. Past the bound the socket is
+    /// simply dropped with the connection.
+    pub(crate) async fn shutdown(&mut self, within: Duration) -> io::Result<()> {
+        let close = async {
+            match &mut self.io {
+                Transport::Plain(s) => s.shutdown().await,
+                Transport::Tls(s) => s.shutdown().await,
+                Transport::Gone => Ok(()),
+            }
+        };
+        match tokio::time::timeout(within, close).await {
+            Ok(done) => done,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "close did not complete in time",
+            )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::net::TcpSocket;
+
+    use super::*;
+
+    fn acceptor() -> tokio_rustls::TlsAcceptor {
+        let ck = rcgen::generate_simple_self_signed(vec!["mx.example.test".into()]).unwrap();
+        let cert = ck.cert.der().clone();
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tls_close_is_bounded_when_the_server_stops_reading() {
+        // The server completes the handshake, then never reads again: once the socket
+        // buffers are full, close_notify cannot be written.
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tls = acceptor().accept(tcp).await.unwrap();
+            let _ = stop_rx.await;
+            drop(tls);
+        });
+        let mut conn = Connection::connect(addr, None).await.unwrap();
+        let name = ServerName::try_from("mx.example.test").unwrap();
+        conn.start_tls(name).await.unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut full = false;
+        for _ in 0..10_000 {
+            if tokio::time::timeout(Duration::from_secs(1), conn.write(&chunk))
+                .await
+                .is_err()
+            {
+                full = true;
+                break;
+            }
+        }
+        assert!(full, "the socket never filled up");
+        let closed = tokio::time::timeout(
+            Duration::from_secs(60),
+            conn.shutdown(Duration::from_secs(2)),
+        )
+        .await
+        .expect("shutdown has no bound");
+        assert_eq!(closed.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        let _ = stop_tx.send(());
+        server.await.unwrap();
     }
 }

@@ -250,7 +250,8 @@ impl Session {
             let wait = self.config.command_timeout.min(Duration::from_secs(2));
             let _ = tokio::time::timeout(wait, self.conn.await_close()).await;
         }
-        let _ = self.conn.shutdown().await;
+        let wait = self.config.command_timeout.min(Duration::from_secs(2));
+        let _ = self.conn.shutdown(wait).await;
         result
     }
 
