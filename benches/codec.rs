@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rollcall_core::{EnhancedCode, SmtpCommandKind, classify};
-use rollcall_smtp_proto::parse_reply;
+use rollcall_smtp_proto::{ReplyParser, parse_reply};
 
 const EHLO: &[u8] = b"250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n\
 250-ETRN\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n\
@@ -41,6 +41,31 @@ fn parser(c: &mut Criterion) {
                 n += 1;
             }
             n
+        })
+    });
+    // A server dribbling a 16-line, 16 KiB reply one byte per read: the driver asks its
+    // parser again after every byte. The kept parser's cost per byte is flat.
+    let dribbled: Vec<u8> = (0..16)
+        .flat_map(|i| {
+            let sep = if i == 15 { b' ' } else { b'-' };
+            let mut line = vec![b'2', b'5', b'0', sep];
+            line.extend(std::iter::repeat_n(b'a', 1018));
+            line.extend_from_slice(b"\r\n");
+            line
+        })
+        .collect();
+    group.throughput(Throughput::Bytes(dribbled.len() as u64));
+    group.bench_function("dribbled_16k_one_byte_per_read", |b| {
+        b.iter(|| {
+            let wire = black_box(&dribbled[..]);
+            let mut parser = ReplyParser::new();
+            let mut done = 0;
+            for end in 1..=wire.len() {
+                if let Ok(Some((_, used))) = parser.parse(&wire[..end]) {
+                    done = used;
+                }
+            }
+            done
         })
     });
     group.finish();

@@ -14,6 +14,8 @@
 //!   [`Resolution`], cache lifetimes.
 //! - `order`: pure MX ordering ([`order_mx`]).
 //! - `target`: pure target policy ([`classify_target`], [`TargetPolicy`]).
+//! - `truncated`: an answer that does not fit even over TCP, asked again and used as far as
+//!   it goes.
 //! - `cache`: the bounded, expiring resolution cache.
 //! - `resolution`: the outcome types.
 //! - `error`: construction errors ([`Error`]).
@@ -27,6 +29,7 @@ mod order;
 mod resolution;
 mod resolver;
 mod target;
+mod truncated;
 
 pub use config::ResolverConfig;
 pub use error::Error;
@@ -37,3 +40,6 @@ pub use target::{TargetClass, TargetPolicy, classify_target};
 
 /// The most MX hosts resolved for one domain (the rest are ignored).
 pub const MAX_MX_HOSTS: usize = lookup::MAX_MX_HOSTS;
+
+/// The most addresses kept for one MX host (A and AAAA together; the rest are ignored).
+pub const MAX_ADDRS_PER_HOST: usize = lookup::MAX_ADDRS_PER_HOST;

@@ -5,7 +5,7 @@
 //! deduplicate or bound concurrency (see `resolver`), and the ordering and policy rules it
 //! applies live in `order` and `target`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -13,17 +13,23 @@ use futures_util::future::join_all;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use rand::rngs::StdRng;
 use tracing::debug;
 
 use crate::order::{MxHost, MxOrder, order_mx};
 use crate::resolution::{MxTarget, Resolution};
 use crate::target::TargetPolicy;
+use crate::truncated;
 
 /// MX hosts resolved per domain, at most. RFC 5321 sets no limit, but a hostile zone could
 /// list hundreds; Postfix tries 5 addresses (`smtp_mx_address_limit`), so 10 hosts is ample.
 pub(crate) const MAX_MX_HOSTS: usize = 10;
+
+/// Addresses kept per MX host (A and AAAA together, IPv4 first). A hostile zone can publish
+/// thousands; each one is a connection a worker might try. Postfix tries 5 addresses per
+/// delivery (`smtp_mx_address_limit`).
+pub(crate) const MAX_ADDRS_PER_HOST: usize = 16;
 
 /// A resolution and how long it may be cached (`None`: not at all).
 #[derive(Debug)]
@@ -99,6 +105,11 @@ pub(crate) fn absolute_name(name: &str) -> Option<Name> {
 /// Resolves one domain (already normalised: lowercase, no trailing dot).
 pub(crate) struct Lookup<'a> {
     pub(crate) dns: &'a TokioResolver,
+    /// The nameservers hickory uses, for asking again over TCP when an answer does not fit
+    /// even there (`truncated`).
+    pub(crate) servers: &'a [SocketAddr],
+    /// Per-query timeout for that extra question.
+    pub(crate) timeout: Duration,
     pub(crate) policy: TargetPolicy,
     pub(crate) ttl: TtlBounds,
     pub(crate) rng: &'a Mutex<StdRng>,
@@ -210,12 +221,34 @@ impl Lookup<'_> {
         }
     }
 
+    /// The answer records of one query. An answer truncated even over TCP is asked for again
+    /// and used as far as it goes (see `truncated`); hickory would keep nothing of it.
+    async fn answers(&self, name: Name, kind: RecordType) -> Result<Vec<Record>, NetError> {
+        match self.dns.lookup(name.clone(), kind).await {
+            Ok(lookup) => Ok(lookup.answers().to_vec()),
+            Err(NetError::Truncated) => {
+                match truncated::tcp_answers(self.servers, &name, kind, self.timeout).await {
+                    Ok(records) if !records.is_empty() => {
+                        debug!(%name, ?kind, records = records.len(), "answer truncated even over TCP; using what fit");
+                        Ok(records)
+                    }
+                    Ok(_) => Err(NetError::Truncated),
+                    Err(reason) => {
+                        debug!(%name, ?kind, %reason, "truncated answer could not be fetched again");
+                        Err(NetError::Truncated)
+                    }
+                }
+            }
+            Err(other) => Err(other),
+        }
+    }
+
     async fn mx(&self, name: Name) -> Outcome<Vec<(u16, String)>> {
-        match self.dns.mx_lookup(name).await {
-            Ok(lookup) => {
+        match self.answers(name, RecordType::MX).await {
+            Ok(answers) => {
                 let mut ttl = u32::MAX;
                 let mut records = Vec::new();
-                for record in lookup.answers() {
+                for record in &answers {
                     if let RData::MX(mx) = &record.data {
                         records.push((mx.preference, mx.exchange.to_ascii()));
                         ttl = ttl.min(record.ttl);
@@ -244,6 +277,7 @@ impl Lookup<'_> {
         match (v4, v6) {
             (Outcome::Found(mut a, ta), Outcome::Found(b, tb)) => {
                 a.extend(b);
+                a.truncate(MAX_ADDRS_PER_HOST);
                 Outcome::Found(a, ta.min(tb))
             }
             (found @ Outcome::Found(..), _) | (_, found @ Outcome::Found(..)) => found,
@@ -255,11 +289,11 @@ impl Lookup<'_> {
     }
 
     async fn addr_query(&self, name: Name, kind: RecordType) -> Outcome<Vec<IpAddr>> {
-        match self.dns.lookup(name, kind).await {
-            Ok(lookup) => {
+        match self.answers(name, kind).await {
+            Ok(answers) => {
                 let mut ttl = u32::MAX;
                 let mut addrs = Vec::new();
-                for record in lookup.answers() {
+                for record in &answers {
                     let ip = match &record.data {
                         RData::A(a) => IpAddr::V4(a.0),
                         RData::AAAA(aaaa) => IpAddr::V6(aaaa.0),
@@ -269,6 +303,9 @@ impl Lookup<'_> {
                         addrs.push(ip);
                     }
                     ttl = ttl.min(record.ttl);
+                    if addrs.len() == MAX_ADDRS_PER_HOST {
+                        break;
+                    }
                 }
                 if addrs.is_empty() {
                     Outcome::NoData(None)

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig as HickoryConfig, ResolverOpts,
+    ConnectionConfig, NameServerConfig, ProtocolConfig, ResolveHosts,
+    ResolverConfig as HickoryConfig, ResolverOpts,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use rand::SeedableRng;
@@ -83,6 +84,9 @@ type Flight = watch::Receiver<Option<Resolution>>;
 
 struct Inner {
     dns: TokioResolver,
+    /// The nameservers `dns` asks (TCP endpoints), for the truncated-answer fallback.
+    servers: Vec<SocketAddr>,
+    timeout: Duration,
     policy: TargetPolicy,
     ttl: TtlBounds,
     cache: Mutex<ResolutionCache>,
@@ -128,6 +132,7 @@ impl MxResolver {
                 .map(|&addr| nameserver(addr))
                 .collect()
         };
+        let tcp_servers = servers.iter().map(tcp_endpoint).collect();
         let mut opts = ResolverOpts::default();
         opts.timeout = cfg.timeout;
         // hickory counts retries after the first try.
@@ -152,6 +157,8 @@ impl MxResolver {
         Ok(Self {
             inner: Arc::new(Inner {
                 dns,
+                servers: tcp_servers,
+                timeout: cfg.timeout,
                 policy: TargetPolicy {
                     allow_private: cfg.allow_private_targets,
                 },
@@ -288,6 +295,8 @@ impl Inner {
                 let started = Instant::now();
                 let answer = Lookup {
                     dns: &self.dns,
+                    servers: &self.servers,
+                    timeout: self.timeout,
                     policy: self.policy,
                     ttl: self.ttl,
                     rng: &self.rng,
@@ -328,6 +337,18 @@ fn nameserver(addr: SocketAddr) -> NameServerConfig {
     let mut tcp = ConnectionConfig::tcp();
     tcp.port = addr.port();
     NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+}
+
+/// Where a nameserver listens for TCP (its TCP connection's port, else its first one's, else
+/// 53).
+fn tcp_endpoint(server: &NameServerConfig) -> SocketAddr {
+    let port = server
+        .connections
+        .iter()
+        .find(|c| matches!(c.protocol, ProtocolConfig::Tcp))
+        .or(server.connections.first())
+        .map_or(53, |c| c.port);
+    SocketAddr::new(server.ip, port)
 }
 
 fn system_nameservers() -> Result<Vec<NameServerConfig>, Error> {

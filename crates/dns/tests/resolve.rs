@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use fake_dns::{FakeDns, SilentDns, fqdn};
+use fake_dns::{FakeDns, SilentDns, fqdn, huge_mx_host};
 use futures_util::future::join_all;
 use hickory_proto::rr::RecordType;
 use rollcall_dns::{AnswerSource, Error, MxResolver, MxTarget, Resolution, ResolverConfig};
@@ -423,4 +423,45 @@ fn system_configuration_builds_outside_a_runtime_without_sending_anything() {
         Ok(r) => assert_eq!(r.stats().lookups, 0),
         Err(err) => assert!(!listed, "resolv.conf lists a nameserver, yet: {err}"),
     }
+}
+
+#[tokio::test]
+async fn mx_answer_truncated_even_over_tcp_is_used_as_far_as_it_goes() {
+    // 1,200 MX records do not fit in 65,535 bytes: the server sends what fits with TC set,
+    // over UDP and again over TCP. That partial list is still the domain's own: sorted and
+    // probed, not a temporary failure.
+    let dns = FakeDns::start_with_oversized_answers().await;
+    let got = resolver(&dns).resolve(&domain("huge")).await;
+    assert!(!got.is_temporary(), "{got:?}");
+    let hosts = got.hosts();
+    assert_eq!(hosts.len(), rollcall_dns::MAX_MX_HOSTS);
+    // The zone lists them in preference order, so the best ten all fit.
+    for (i, host) in hosts.iter().enumerate() {
+        assert_eq!(host.name, domain(&huge_mx_host(i)));
+        assert_eq!(host.preference, i as u16);
+        assert_eq!(host.addrs, ips(&["1.2.11.1"]));
+    }
+    assert!(dns.count("huge", RecordType::MX) >= 2);
+}
+
+#[tokio::test]
+async fn address_answer_truncated_even_over_tcp_is_used_and_bounded() {
+    let dns = FakeDns::start_with_oversized_answers().await;
+    let got = resolver(&dns).resolve(&domain("wide")).await;
+    let hosts = got.hosts();
+    assert_eq!(hosts.len(), 1, "{got:?}");
+    assert_eq!(hosts[0].addrs.len(), rollcall_dns::MAX_ADDRS_PER_HOST);
+    let distinct: HashSet<_> = hosts[0].addrs.iter().collect();
+    assert_eq!(distinct.len(), hosts[0].addrs.len());
+}
+
+#[tokio::test]
+async fn addresses_per_mx_host_are_bounded() {
+    // 40 A records for one host: a hostile zone must not make a worker try 40 (or 4,000)
+    // addresses for one host.
+    let dns = FakeDns::start().await;
+    let got = resolver(&dns).resolve(&domain("many")).await;
+    let hosts = got.hosts();
+    assert_eq!(hosts.len(), 1, "{got:?}");
+    assert_eq!(hosts[0].addrs.len(), rollcall_dns::MAX_ADDRS_PER_HOST);
 }

@@ -638,21 +638,22 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
     let mut open_for: Option<Duration> = None;
     let mut address_busy = false;
     let mut forbidden = None;
-    for mx in &batch.mx {
-        match ctx.state.circuit_check(&mx.name).await? {
+    // Bounded: the batch came from a queue, and its host list from whoever wrote it there.
+    for (host, addrs) in batch.targets() {
+        match ctx.state.circuit_check(host).await? {
             CircuitDecision::Open { retry_after } => {
                 open_for = Some(open_for.map_or(retry_after, |d| d.min(retry_after)));
                 continue;
             }
             CircuitDecision::Closed | CircuitDecision::HalfOpenProbe => {}
         }
-        for ip in &mx.addrs {
+        for ip in addrs {
             // The coordinator checked the target policy, but a batch (or a greylist entry)
             // can come from anyone who can write to the broker or the store: check again, so
             // no worker is ever aimed at a private network (SSRF).
             if !ctx.config.allow_private_targets && classify_target(*ip) != TargetClass::Public {
-                tracing::warn!(site = %ctx.site, host = %mx.name, %ip, "refused a private MX address from a batch");
-                forbidden = Some(format!("{} resolves to {ip}", mx.name));
+                tracing::warn!(site = %ctx.site, %host, %ip, "refused a private MX address from a batch");
+                forbidden = Some(format!("{host} resolves to {ip}"));
                 continue;
             }
             let addr = SocketAddr::new(*ip, ctx.config.smtp_port);
@@ -666,7 +667,7 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
                 return Ok(Opened::Later(delay));
             }
             let started = Instant::now();
-            let connected = ctx.connector.connect(&mx.name, addr).await;
+            let connected = ctx.connector.connect(host, addr).await;
             metrics::histogram!("rollcall_smtp_command_duration_seconds", "command" => "connect")
                 .record(started.elapsed().as_secs_f64());
             match connected {
@@ -681,16 +682,16 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
                     metrics::gauge!("rollcall_smtp_sessions_active").increment(1.0);
                     return Ok(Opened::Live(Live {
                         session,
-                        host: mx.name.clone(),
+                        host: host.to_string(),
                         addr,
                         ip_lease,
                     }));
                 }
                 Err(failure) => {
                     ip_lease.release(ctx.state.as_ref()).await;
-                    tracing::debug!(host = %mx.name, %addr, ?failure, "connect failed");
+                    tracing::debug!(host = %host, %addr, ?failure, "connect failed");
                     ctx.state
-                        .circuit_report(&mx.name, false, &ctx.shaping.backoff)
+                        .circuit_report(host, false, &ctx.shaping.backoff)
                         .await?;
                     last_failure = Some(failure);
                 }

@@ -89,7 +89,9 @@ fn failure(error: &SmtpError) -> ProbeFailure {
         SmtpError::Tls(_) | SmtpError::TlsNotOffered | SmtpError::TlsRefused(_) => {
             ProbeFailure::TlsFailed(detail)
         }
-        SmtpError::MalformedReply(_) | SmtpError::Sequence(_) => ProbeFailure::Protocol(detail),
+        SmtpError::MalformedReply(_) | SmtpError::Sequence(_) | SmtpError::Unsolicited { .. } => {
+            ProbeFailure::Protocol(detail)
+        }
         // RFC 5321 3.1 / 4.2.5: a 554 greeting means "no SMTP service here" for this client
         // (in practice a policy block of the prober's address); 4xx is "try later".
         SmtpError::Refused { reply, .. } if reply.code >= 500 => ProbeFailure::Blocked(detail),

@@ -67,7 +67,7 @@ impl<Q: WorkQueue, S: StateStore> Worker<Q, S> {
                 let Some(next) = work.take() else { break };
                 let tx = sites.entry(site.clone()).or_insert_with(|| {
                     let batch = &next.0.batch;
-                    let hosts: Vec<&str> = batch.mx.iter().map(|m| m.name.as_str()).collect();
+                    let hosts: Vec<&str> = batch.targets().map(|(host, _)| host).collect();
                     let shaping = self.config.shaping.for_site(&site, &hosts);
                     let (tx, handle) = spawn_site(
                         site.clone(),

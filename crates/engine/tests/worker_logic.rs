@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rollcall_core::ports::{
-    Batch, BatchItem, MemoryQueue, MemoryState, MxHost, StateStore, WorkQueue,
+    Batch, BatchItem, MAX_BATCH_HOST_ADDRS, MAX_BATCH_MX_HOSTS, MemoryQueue, MemoryState, MxHost,
+    StateStore, WorkQueue,
 };
 use rollcall_core::{CampaignId, EnhancedCode, ItemId, Reason};
 use rollcall_engine::WorkerMetrics;
@@ -34,6 +35,8 @@ struct Seen {
     max_rejected_per_session: u32,
     /// How often each address was asked.
     asked: HashMap<String, u32>,
+    /// Every connection attempt: MX host and address.
+    connects: Vec<(String, SocketAddr)>,
 }
 
 struct Script {
@@ -50,9 +53,15 @@ struct ScriptConnector(Arc<Script>);
 impl Connector for ScriptConnector {
     async fn connect(
         &self,
-        _host: &str,
+        host: &str,
         addr: SocketAddr,
     ) -> Result<Box<dyn ProbeSession>, ProbeFailure> {
+        self.0
+            .seen
+            .lock()
+            .unwrap()
+            .connects
+            .push((host.to_string(), addr));
         if self.0.refuse_connections {
             return Err(ProbeFailure::ConnectionFailed(format!("{addr}: refused")));
         }
@@ -383,6 +392,41 @@ async fn unreachable_host_is_retried_then_connection_failed() {
     )
     .await;
     assert_eq!(reasons["dave@down.test"], Reason::ConnectionFailed);
+}
+
+#[tokio::test]
+async fn a_batch_naming_hundreds_of_hosts_and_addresses_is_tried_within_bounds() {
+    // A batch is read from a queue: whoever can write there can list 100 MX hosts of 50
+    // addresses each. A worker tries at most 32 hosts and 16 addresses of each.
+    let s = Arc::new(Script {
+        answer: Arc::new(|_: &str, _| (250, "2.1.5", "Ok")),
+        refuse_connections: true,
+        rcpt_cap: None,
+        seen: Mutex::new(Seen::default()),
+    });
+    let mut config = config();
+    config.shaping.default.backoff.failures_to_open = 100_000;
+    let mut b = batch(&CampaignId::random(), "wide.test", &["erin".to_string()]);
+    b.mx = (0..100u8)
+        .map(|h| MxHost {
+            name: format!("mx{h}.wide.test"),
+            addrs: (0..50u8)
+                .map(|a| IpAddr::V4(Ipv4Addr::new(127, 1, h, a + 1)))
+                .collect(),
+        })
+        .collect();
+    let reasons = run(s.clone(), config, b).await;
+    assert_eq!(reasons["erin@wide.test"], Reason::ConnectionFailed);
+    let seen = s.seen.lock().unwrap();
+    let mut per_host: HashMap<&str, std::collections::HashSet<SocketAddr>> = HashMap::new();
+    for (host, addr) in &seen.connects {
+        per_host.entry(host).or_default().insert(*addr);
+    }
+    assert_eq!(per_host.len(), MAX_BATCH_MX_HOSTS);
+    assert!(per_host.contains_key("mx0.wide.test") && !per_host.contains_key("mx32.wide.test"));
+    for addrs in per_host.values() {
+        assert_eq!(addrs.len(), MAX_BATCH_HOST_ADDRS);
+    }
 }
 
 #[tokio::test]

@@ -1,12 +1,13 @@
 //! rollcall-smtp-proto: the SMTP client protocol without I/O.
 //!
 //! Pure functions over bytes and state: the caller owns the socket and the read buffer, feeds
-//! received bytes to [`parse_reply`], replies to [`Session::on_reply`], and writes only the
+//! received bytes to a [`ReplyParser`], replies to [`Session::on_reply`], and writes only the
 //! bytes a `Session` method returned. Nothing here is async, nothing blocks, nothing panics on
 //! what a server sends.
 //!
 //! Layout:
-//! - `reply`: the incremental reply parser, `Reply`, `EnhancedCode` (RFC 5321 4.2, RFC 3463).
+//! - `reply`: the incremental reply parser (`ReplyParser` resumes across reads), `Reply`,
+//!   `EnhancedCode` (RFC 5321 4.2, RFC 3463).
 //! - `capabilities`: EHLO keywords (PIPELINING, STARTTLS, SIZE, SMTPUTF8, LIMITS, ...).
 //! - `path`: checked mailboxes, reverse paths and the EHLO name (no control characters, ever).
 //! - `command`: one type per command, each encoding its exact wire bytes; `escape_wire`.
@@ -27,7 +28,7 @@ pub use command::{
 };
 pub use path::{ClientName, Mailbox, PathError, ReversePath};
 pub use planner::{PlanError, PlannedCommand, TransactionPlan, Unplanned, plan_transaction};
-pub use reply::{EnhancedCode, Reply, ReplyError, parse_reply};
+pub use reply::{EnhancedCode, Reply, ReplyError, ReplyParser, parse_reply};
 pub use session::{Event, MAX_IN_FLIGHT, SequenceError, Session, State};
 
 /// Every error this crate reports, for callers that want one type.

@@ -183,72 +183,136 @@ impl fmt::Display for Reply {
     }
 }
 
-/// Parses one reply from the front of `buf`.
+/// Parses one reply from the front of `buf`, from scratch.
 ///
 /// `Ok(None)`: the bytes so far are a valid prefix, read more. `Ok(Some((reply, n)))`: a
 /// complete reply used the first `n` bytes. `Err`: the server is not speaking SMTP (or is
 /// hostile); drop the connection. Bare LF is accepted as a line end (tolerance for broken
 /// servers); CR before LF is stripped. Never panics, never needs more than
 /// `MAX_LINES * (MAX_LINE_LEN + 2)` bytes of input.
+///
+/// Every call scans `buf` from its first byte: a reader that calls it after each read pays for
+/// the whole buffer each time. Such a reader keeps a [`ReplyParser`] instead.
 pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
-    let mut pos = 0usize;
-    let mut code: Option<u16> = None;
-    let mut enhanced: Option<EnhancedCode> = None;
-    let mut lines: Vec<String> = Vec::new();
-    loop {
-        let rest = &buf[pos..];
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            // Incomplete line: check what we have so far so a hostile server cannot make us
-            // buffer forever, then ask for more.
-            check_partial_line(rest, code)?;
-            return Ok(None);
-        };
-        let mut line = &rest[..nl];
-        if let [head @ .., b'\r'] = line {
-            line = head;
+    ReplyParser::new().parse(buf)
+}
+
+/// The reply parser with its place kept between reads, so that each byte a server sends is
+/// examined a bounded number of times however it is cut into segments (a server dribbling a
+/// long reply one byte per segment would otherwise cost time quadratic in the reply's size).
+///
+/// Contract: between calls the caller only appends to the buffer it passes; after a complete
+/// reply (`Ok(Some((_, n)))`) it removes the first `n` bytes, and the parser starts again at the
+/// front. After an `Err` (or to parse a different buffer) it starts again too. A buffer shorter
+/// than what was already examined is taken as a new buffer.
+#[derive(Debug, Clone, Default)]
+pub struct ReplyParser {
+    /// End of the complete, validated lines of the reply in progress (start of the line
+    /// being read).
+    line_start: usize,
+    /// Bytes of `buf` already searched for the line's LF (absolute offset, >= `line_start`).
+    searched: usize,
+    code: Option<u16>,
+    enhanced: Option<EnhancedCode>,
+    lines: Vec<String>,
+    /// Bytes examined since the parser was made: searched for a line end, or decoded as a
+    /// complete line. Each byte counts at most twice.
+    examined: u64,
+}
+
+impl ReplyParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes examined so far (for tests and metrics: the parser's work is linear in the bytes
+    /// received, at most twice their number).
+    pub fn bytes_examined(&self) -> u64 {
+        self.examined
+    }
+
+    /// Forgets the reply in progress (keeps the work counter).
+    pub fn reset(&mut self) {
+        self.line_start = 0;
+        self.searched = 0;
+        self.code = None;
+        self.enhanced = None;
+        self.lines = Vec::new();
+    }
+
+    /// Like [`parse_reply`], resuming where the previous call on the same (grown) buffer
+    /// stopped: the lines already complete are not decoded again and the partial line is not
+    /// searched again.
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
+        if buf.len() < self.searched {
+            self.reset();
         }
-        if line.len() > MAX_LINE_LEN {
-            return Err(ReplyError::LineTooLong);
+        let result = self.resume(buf);
+        if !matches!(result, Ok(None)) {
+            self.reset();
         }
-        let (line_code, last, text) = split_line(line)?;
-        match code {
-            None => code = Some(line_code),
-            Some(first) if first != line_code => {
-                return Err(ReplyError::MixedCodes {
-                    first,
-                    other: line_code,
-                });
+        result
+    }
+
+    fn resume(&mut self, buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
+        loop {
+            let from = self.searched.max(self.line_start);
+            let Some(nl) = buf[from..].iter().position(|&b| b == b'\n') else {
+                self.examined += (buf.len() - from) as u64;
+                self.searched = buf.len();
+                // Incomplete line: check what we have so far so a hostile server cannot make
+                // us buffer forever, then ask for more. O(1): only its length and first bytes.
+                check_partial_line(&buf[self.line_start..], self.code)?;
+                return Ok(None);
+            };
+            self.examined += (nl + 1) as u64;
+            let end = from + nl;
+            let mut line = &buf[self.line_start..end];
+            if let [head @ .., b'\r'] = line {
+                line = head;
             }
-            Some(_) => {}
-        }
-        if lines.len() >= MAX_LINES {
-            return Err(ReplyError::TooManyLines);
-        }
-        let text = String::from_utf8_lossy(text);
-        let text = if lines.is_empty() {
-            let (e, rest) = split_enhanced(&text);
-            enhanced = e;
-            rest.to_owned()
-        } else {
-            // Continuation lines often repeat the enhanced code (Gmail: `550-5.1.1 The
-            // email account...`); drop it when it matches the first line's.
-            match (split_enhanced(&text), enhanced) {
-                ((Some(e), rest), Some(first)) if e == first => rest.to_owned(),
-                _ => text.into_owned(),
+            if line.len() > MAX_LINE_LEN {
+                return Err(ReplyError::LineTooLong);
             }
-        };
-        lines.push(text);
-        pos += nl + 1;
-        if last {
-            let code = code.unwrap_or(line_code);
-            return Ok(Some((
-                Reply {
-                    code,
-                    enhanced,
-                    lines,
-                },
-                pos,
-            )));
+            self.examined += line.len() as u64;
+            let (line_code, last, text) = split_line(line)?;
+            match self.code {
+                None => self.code = Some(line_code),
+                Some(first) if first != line_code => {
+                    return Err(ReplyError::MixedCodes {
+                        first,
+                        other: line_code,
+                    });
+                }
+                Some(_) => {}
+            }
+            if self.lines.len() >= MAX_LINES {
+                return Err(ReplyError::TooManyLines);
+            }
+            let text = String::from_utf8_lossy(text);
+            let text = if self.lines.is_empty() {
+                let (e, rest) = split_enhanced(&text);
+                self.enhanced = e;
+                rest.to_owned()
+            } else {
+                // Continuation lines often repeat the enhanced code (Gmail: `550-5.1.1 The
+                // email account...`); drop it when it matches the first line's.
+                match (split_enhanced(&text), self.enhanced) {
+                    ((Some(e), rest), Some(first)) if e == first => rest.to_owned(),
+                    _ => text.into_owned(),
+                }
+            };
+            self.lines.push(text);
+            self.line_start = end + 1;
+            self.searched = end + 1;
+            if last {
+                let reply = Reply {
+                    code: self.code.unwrap_or(line_code),
+                    enhanced: self.enhanced,
+                    lines: std::mem::take(&mut self.lines),
+                };
+                return Ok(Some((reply, self.line_start)));
+            }
         }
     }
 }
@@ -444,6 +508,111 @@ mod tests {
         };
         let t = r.text();
         assert!(t.len() <= MAX_TEXT_LEN && !t.is_empty());
+    }
+
+    /// `lines` lines of `len` bytes each (CRLF included), one reply.
+    fn long_reply(lines: usize, len: usize) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for i in 0..lines {
+            wire.extend_from_slice(if i + 1 == lines { b"250 " } else { b"250-" });
+            wire.extend(std::iter::repeat_n(b'a', len - 6));
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire
+    }
+
+    #[test]
+    fn dribbled_reply_costs_linear_work() {
+        // A hostile server sends 64 lines of 4 KiB one byte per segment; the driver grows its
+        // buffer by a byte and asks again after every read.
+        let wire = long_reply(64, MAX_LINE_LEN);
+        let mut parser = ReplyParser::new();
+        let mut buf = Vec::new();
+        let mut done = None;
+        for &b in &wire {
+            buf.push(b);
+            if let Some(got) = parser.parse(&buf).unwrap() {
+                done = Some(got);
+            }
+        }
+        let (reply, used) = done.expect("complete reply");
+        assert_eq!((reply.lines.len(), used), (64, wire.len()));
+        assert_eq!(parse_reply(&wire), Ok(Some((reply, used))));
+        // Each byte searched once for LF and decoded once as part of its line.
+        assert!(
+            parser.bytes_examined() <= 2 * wire.len() as u64,
+            "{} bytes examined for {} received",
+            parser.bytes_examined(),
+            wire.len()
+        );
+    }
+
+    #[test]
+    fn parsing_from_scratch_after_every_read_is_quadratic() {
+        // What a reader that does not keep its parser pays (the driver before ReplyParser):
+        // every read re-examines the whole buffer.
+        let wire = long_reply(8, 512);
+        let mut examined = 0u64;
+        for end in 1..=wire.len() {
+            let mut fresh = ReplyParser::new();
+            let _ = fresh.parse(&wire[..end]);
+            examined += fresh.bytes_examined();
+        }
+        let n = wire.len() as u64;
+        assert!(examined > n * n / 4, "{examined} for {n} bytes");
+    }
+
+    #[test]
+    fn resumes_across_reads_and_starts_again_after_a_reply() {
+        let wire = b"250-mx.example.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n550 5.1.1 no\r\n";
+        let mut parser = ReplyParser::new();
+        let mut buf = Vec::new();
+        let mut replies = Vec::new();
+        for chunk in wire.chunks(5) {
+            buf.extend_from_slice(chunk);
+            while let Some((reply, used)) = parser.parse(&buf).unwrap() {
+                buf.drain(..used);
+                replies.push(reply);
+            }
+        }
+        assert!(buf.is_empty());
+        assert_eq!(replies.len(), 2);
+        assert_eq!(
+            replies[0].lines,
+            vec!["mx.example.test", "PIPELINING", "CHUNKING"]
+        );
+        assert_eq!(
+            (replies[1].code, replies[1].enhanced),
+            (550, Some(EnhancedCode::new(5, 1, 1)))
+        );
+    }
+
+    #[test]
+    fn resumed_parser_still_rejects_and_bounds() {
+        let mut parser = ReplyParser::new();
+        assert_eq!(parser.parse(b"250-a\r\n2"), Ok(None));
+        assert_eq!(
+            parser.parse(b"250-a\r\n251"),
+            Err(ReplyError::MixedCodes {
+                first: 250,
+                other: 251
+            })
+        );
+        // After an error it starts again from the front.
+        assert_eq!(
+            parser.parse(b"220 hi\r\n").map(|r| r.map(|(_, n)| n)),
+            Ok(Some(8))
+        );
+        let mut buf = b"250 ".to_vec();
+        assert_eq!(parser.parse(&buf), Ok(None));
+        buf.extend(std::iter::repeat_n(b'a', MAX_LINE_LEN));
+        assert_eq!(parser.parse(&buf), Err(ReplyError::LineTooLong));
+        // A buffer shorter than what was examined is a new buffer, not a continuation.
+        assert_eq!(parser.parse(b"250-x\r\n250-y"), Ok(None));
+        assert_eq!(
+            parser.parse(b"221 bye\r\n").map(|r| r.map(|(r, _)| r.code)),
+            Ok(Some(221))
+        );
     }
 
     #[test]

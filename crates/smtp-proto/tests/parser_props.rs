@@ -2,7 +2,7 @@
 //! however the bytes are split across reads.
 
 use proptest::prelude::*;
-use rollcall_smtp_proto::{EnhancedCode, parse_reply};
+use rollcall_smtp_proto::{EnhancedCode, ReplyParser, parse_reply};
 
 /// Cases for each property here (the default is 256).
 const CASES: u32 = 4000;
@@ -107,5 +107,36 @@ proptest! {
         let mut more = bytes.clone();
         more.extend_from_slice(trailing.as_bytes());
         prop_assert_eq!(parse_reply(&more), Ok(Some((whole, used))));
+    }
+
+    /// Any bytes fed in any chunks to one kept parser: the same outcome as parsing the whole
+    /// at once (as `parse_reply` on the buffer after each read), and each byte examined at most twice (the work per byte is flat, however a
+    /// server cuts its reply into segments).
+    #[test]
+    fn resumed_parser_agrees_and_does_linear_work(
+        bytes in prop_oneof![
+            wire_reply().prop_map(|w| w.encode()),
+            proptest::collection::vec(any::<u8>(), 0..2000),
+        ],
+        chunks in proptest::collection::vec(1usize..64, 1..200),
+    ) {
+        let expected = parse_reply(&bytes);
+        let mut parser = ReplyParser::new();
+        let mut got = Ok(None);
+        let mut end = 0;
+        for size in chunks.iter().cycle() {
+            end = (end + size).min(bytes.len());
+            got = parser.parse(&bytes[..end]);
+            if !matches!(got, Ok(None)) || end == bytes.len() {
+                break;
+            }
+        }
+        // Errors may name a different fault (a partial line is judged on its first bytes),
+        // but an error is an error and a reply is the same reply.
+        match expected {
+            Ok(_) => prop_assert_eq!(got, expected),
+            Err(_) => prop_assert!(got.is_err()),
+        }
+        prop_assert!(parser.bytes_examined() <= 2 * bytes.len() as u64);
     }
 }

@@ -65,6 +65,16 @@ pub enum Error {
     /// A reply that fits no command (unsolicited), or a command the state machine refused.
     #[error("protocol sequence: {0}")]
     Sequence(#[from] SequenceError),
+    /// The server sent bytes no command asked for (a second reply, lines after the greeting,
+    /// replies beyond a pipelined group). Replies are matched to commands by order only
+    /// (RFC 2920 3.1), so from here on no reply on this session can be trusted.
+    #[error("server sent {bytes} bytes nobody asked for{}", before.map(|k| format!(" (before {k})")).unwrap_or_default())]
+    Unsolicited {
+        /// The command about to be written when they were found (`None`: after the last reply
+        /// of a transaction).
+        before: Option<CommandKind>,
+        bytes: usize,
+    },
     /// The server refused the session (negative greeting, or both EHLO and HELO rejected).
     #[error("{phase} refused: {reply}")]
     Refused { phase: Phase, reply: Reply },
@@ -99,6 +109,7 @@ impl Error {
             | Self::TlsNotOffered
             | Self::MalformedReply(_)
             | Self::Sequence(_)
+            | Self::Unsolicited { .. }
             | Self::Plan(_) => false,
         }
     }
@@ -109,7 +120,9 @@ impl Error {
             Self::Timeout(_) => "timeout",
             Self::Connect { .. } | Self::Io(_) | Self::Eof | Self::Closed => "connection_failed",
             Self::Tls(_) | Self::TlsNotOffered | Self::TlsRefused(_) => "tls_failed",
-            Self::MalformedReply(_) | Self::Sequence(_) => "protocol_error",
+            Self::MalformedReply(_) | Self::Sequence(_) | Self::Unsolicited { .. } => {
+                "protocol_error"
+            }
             Self::Refused { .. } => "refused",
             Self::ServiceClosing(_) => "service_unavailable",
             Self::Plan(_) => "invalid_request",

@@ -250,7 +250,8 @@ impl Session {
             let wait = self.config.command_timeout.min(Duration::from_secs(2));
             let _ = tokio::time::timeout(wait, self.conn.await_close()).await;
         }
-        let _ = self.conn.shutdown().await;
+        let wait = self.config.command_timeout.min(Duration::from_secs(2));
+        let _ = self.conn.shutdown(wait).await;
         result
     }
 
@@ -270,6 +271,11 @@ impl Session {
     }
 
     pub(crate) async fn send(&mut self, bytes: &[u8], kind: CommandKind) -> Result<(), Error> {
+        // Every command written so far has had its reply (lockstep, or the whole pipelined
+        // group was read): nothing may be waiting. QUIT is exempt; its reply is not used.
+        if kind != CommandKind::Quit {
+            self.ensure_quiet(Some(kind)).await?;
+        }
         if let Some(t) = &mut self.transcript {
             t.client(bytes);
         }
@@ -279,6 +285,36 @@ impl Session {
             Ok(Err(e)) => Err(self.fail(e)),
             Err(_) => Err(self.fail(Error::Timeout(Phase::Command(kind)))),
         }
+    }
+
+    /// Fails the session when the server has sent bytes that no command asked for.
+    ///
+    /// Replies are matched to commands by order alone (RFC 5321 4.2, RFC 2920 3.1), so one
+    /// reply out of turn shifts every later match: an extra line after the greeting would
+    /// answer EHLO, the real EHLO reply MAIL, and MAIL's 250 the RCPT of an unknown user. Such
+    /// bytes are never discarded and skipped (how much to skip cannot be known, and the rest of
+    /// the session is suspect); the session ends as a protocol error. The one exception is a
+    /// 421: RFC 5321 3.8 lets a server send it unprompted before closing (idle timeout), and it
+    /// is left for the next read, which treats it as the channel closing, as always.
+    ///
+    /// Only bytes that have already arrived are seen: a server that waits before talking out
+    /// of turn is caught by the next call (the next command or the end of the transaction).
+    pub(crate) async fn ensure_quiet(&mut self, before: Option<CommandKind>) -> Result<(), Error> {
+        let waiting = self.conn.read_ahead().await;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let closing = waiting.starts_with(b"421") || b"421".starts_with(waiting);
+        if closing {
+            return Ok(());
+        }
+        let bytes = waiting.len();
+        if let Some(t) = &mut self.transcript {
+            t.note("unsolicited:");
+            t.server(waiting);
+        }
+        tracing::debug!(peer = %self.peer, bytes, "server sent bytes nobody asked for");
+        Err(self.fail(Error::Unsolicited { before, bytes }))
     }
 
     /// Reads one reply within `timeout` and passes it to the state machine.

@@ -165,6 +165,11 @@ impl Session {
                 return Ok(self.abandon(outcome, e));
             }
         }
+        // Every reply of the transaction is in: anything already behind them answers nothing,
+        // and may mean the replies above were one off (RFC 2920 3.1 matches by order only).
+        if let Err(e) = self.ensure_quiet(None).await {
+            return Ok(self.abandon(outcome, e));
+        }
         self.stats.last_used = Instant::now();
         Ok(outcome)
     }
@@ -224,8 +229,26 @@ impl Session {
 
     /// Ends the transaction early: every recipient still without an answer stays "not probed"
     /// (`SessionClosed` after a 421, `ConnectionLost` otherwise).
+    ///
+    /// After bytes nobody asked for, no reply of the transaction is trusted: they are matched
+    /// by order, and the order is broken. Every recipient that was sent becomes "not probed"
+    /// (`ConnectionLost`, a protocol error), even those that had a reply.
     fn abandon(&mut self, mut outcome: TransactionOutcome, err: Error) -> TransactionOutcome {
         let err = self.fail(err);
+        if matches!(err, Error::Unsolicited { .. }) {
+            outcome.mail = None;
+            for r in &mut outcome.recipients {
+                // What the client decided itself (not sent) stays as it is.
+                if !matches!(
+                    r,
+                    RecipientOutcome::NotProbed(
+                        NotProbed::NeedsSmtpUtf8 | NotProbed::OverRcptLimit
+                    )
+                ) {
+                    *r = RecipientOutcome::NotProbed(NotProbed::ConnectionLost);
+                }
+            }
+        }
         if matches!(err, Error::ServiceClosing(_)) {
             for r in &mut outcome.recipients {
                 if *r == RecipientOutcome::NotProbed(NotProbed::ConnectionLost) {

@@ -7,6 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CampaignId, ItemId, Verdict};
 
+/// Most MX hosts a worker takes from one batch. The coordinator sends at most the resolver's
+/// 10, but a batch is read from a queue anyone with access can write to: it must not be able
+/// to make a worker open thousands of connections.
+pub const MAX_BATCH_MX_HOSTS: usize = 32;
+/// Most addresses a worker tries for one MX host of a batch (the resolver keeps 16).
+pub const MAX_BATCH_HOST_ADDRS: usize = 16;
+
 /// One MX host of a site, in the order to try, with the addresses it resolved to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MxHost {
@@ -45,6 +52,16 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The MX hosts to try, in order, each with the addresses to try: at most
+    /// [`MAX_BATCH_MX_HOSTS`] hosts and [`MAX_BATCH_HOST_ADDRS`] addresses each, whatever the
+    /// message carried.
+    pub fn targets(&self) -> impl Iterator<Item = (&str, &[IpAddr])> {
+        self.mx.iter().take(MAX_BATCH_MX_HOSTS).map(|mx| {
+            let addrs = &mx.addrs[..mx.addrs.len().min(MAX_BATCH_HOST_ADDRS)];
+            (mx.name.as_str(), addrs)
+        })
+    }
+
     /// A batch with the same campaign, site, domain and MX hosts, holding `items`.
     pub fn with_items(&self, items: Vec<BatchItem>) -> Batch {
         Batch {

@@ -12,7 +12,7 @@ mod memory_state;
 mod queue;
 mod state;
 
-pub use batch::{Batch, BatchItem, ItemResult, MxHost};
+pub use batch::{Batch, BatchItem, ItemResult, MAX_BATCH_HOST_ADDRS, MAX_BATCH_MX_HOSTS, MxHost};
 pub use memory_queue::MemoryQueue;
 pub use memory_state::MemoryState;
 pub use queue::{Acker, Delivery, QueueDepths, QueueError, WorkQueue};

@@ -1,7 +1,9 @@
 //! A DNS server for the tests: hickory-server on 127.0.0.1 (UDP and TCP on one port) serving
 //! the zone `rollcall.test.`, counting every query, answering SERVFAIL for names that start
 //! with `servfail`, and delaying MX queries for names that start with `slow` (to observe how
-//! many lookups run at once). Also a nameserver that never answers.
+//! many lookups run at once). Also a nameserver that never answers. `huge` and `mx.wide` hold
+//! more records than one TCP message can carry (the answer comes truncated even over TCP);
+//! only [`FakeDns::start_with_oversized_answers`] serves them.
 //!
 //! Addresses in the zone are only ever resolved: no test connects to them.
 
@@ -22,6 +24,15 @@ use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponseBuilder, 
 use tokio::net::{TcpListener, UdpSocket};
 
 pub const ORIGIN: &str = "rollcall.test.";
+/// MX records of `huge`: ~76 bytes each on the wire, so well over 64 KiB.
+pub const HUGE_MX: usize = 1000;
+/// A records of `mx.wide`: 16 bytes each, so well over 64 KiB.
+pub const WIDE_A: usize = 4200;
+
+/// The `i`-th MX host of `huge` (relative to the zone); long names so few fit.
+pub fn huge_mx_host(i: usize) -> String {
+    format!("mx{i:04}-{}.huge", "x".repeat(50))
+}
 const TTL: u32 = 300;
 
 type Counts = Arc<Mutex<HashMap<(String, RecordType), usize>>>;
@@ -84,9 +95,19 @@ pub struct FakeDns {
 
 impl FakeDns {
     pub async fn start() -> Self {
+        Self::start_zone(false).await
+    }
+
+    /// Also serves `huge` and `wide`, whose answers do not fit in a TCP message (slow to
+    /// build, so only for the tests that need them).
+    pub async fn start_with_oversized_answers() -> Self {
+        Self::start_zone(true).await
+    }
+
+    async fn start_zone(big: bool) -> Self {
         let mut catalog = Catalog::new();
         let origin = Name::from_ascii(ORIGIN).unwrap();
-        catalog.upsert(LowerName::from(&origin), vec![Arc::new(zone(origin))]);
+        catalog.upsert(LowerName::from(&origin), vec![Arc::new(zone(origin, big))]);
         let counts = Counts::default();
         let slow = Arc::new(Concurrency::default());
         let mut server = Server::new(Handler {
@@ -194,7 +215,7 @@ impl Zone {
 }
 
 /// The test zone. Public-looking addresses here are only resolved, never contacted.
-fn zone(origin: Name) -> InMemoryZoneHandler {
+fn zone(origin: Name, big: bool) -> InMemoryZoneHandler {
     let mut z = Zone(InMemoryZoneHandler::empty(
         origin.clone(),
         ZoneType::Primary,
@@ -270,6 +291,26 @@ fn zone(origin: Name) -> InMemoryZoneHandler {
         )),
     );
     z.a("mx1.mixedcase", "1.2.10.1");
+    // One MX host with 40 addresses (more than a worker may try).
+    z.mx("many", 10, "mx.many");
+    for i in 0..40 {
+        z.a("mx.many", &format!("1.4.0.{}", 1 + i));
+    }
+    if big {
+        // More MX records than fit in one TCP message (65535 bytes, RFC 1035 4.2.2): the
+        // server sends what fits with TC set. Every host has an address; preference i for
+        // host i.
+        for i in 0..HUGE_MX {
+            let host = huge_mx_host(i);
+            z.mx("huge", i as u16, &host).a(&host, "1.2.11.1");
+        }
+        // One MX host with more A records than fit in one TCP message (even the MX answer
+        // comes truncated: its additional section carries them).
+        z.mx("wide", 10, "mx.wide");
+        for i in 0..WIDE_A {
+            z.a("mx.wide", &format!("1.3.{}.{}", i / 250, 1 + i % 250));
+        }
+    }
     // Slow MX answers, for the in-flight bound.
     for i in 0..4 {
         let domain = format!("slow{i}");
