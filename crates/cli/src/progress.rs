@@ -7,8 +7,12 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rollcall_core::Status;
 use rollcall_engine::summary::Summary;
+use rollcall_engine::waiting::WaitingSummary;
 
 /// `--progress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -30,13 +34,19 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 pub struct Progress {
     bar: Option<ProgressBar>,
     log: bool,
-    started: Instant,
     last_log: Instant,
     /// Rows known to exist: the expected total if given, else rows read so far.
     total: u64,
     expected: Option<u64>,
     done: u64,
     by_status: [u64; 4],
+    /// What the rows not done yet are waiting for (retries, pacing).
+    waiting: WaitingSummary,
+    /// Time spent with some row not waiting: the rate and ETA leave idle waits out.
+    active: Duration,
+    last_tick: Instant,
+    /// Rows per second over `active`, x1000, shared with the bar's rate and ETA keys.
+    rate_milli: Arc<AtomicU64>,
 }
 
 impl Progress {
@@ -53,27 +63,54 @@ impl Progress {
                 Some(expected.unwrap_or(0)),
                 ProgressDrawTarget::stderr(),
             );
-            if let Ok(style) = ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} {rate:.dim} ETA {eta} {msg}",
-            ) {
-                let rate = |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = write!(w, "{}/s", group(state.per_sec().round() as u64));
-                };
-                bar.set_style(style.with_key("rate", rate).progress_chars("=> "));
-            }
             bar
         });
+        let rate_milli = Arc::new(AtomicU64::new(0));
+        if let Some(bar) = &bar
+            && let Ok(style) = ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} {rate:.dim} ETA {eta} {msg}",
+            )
+        {
+            let milli = rate_milli.clone();
+            let rate = move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let per_sec = milli.load(Ordering::Relaxed) as f64 / 1000.0;
+                let _ = write!(w, "{}/s", group(per_sec.round() as u64));
+            };
+            let milli = rate_milli.clone();
+            let eta = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let per_sec = milli.load(Ordering::Relaxed) as f64 / 1000.0;
+                let left = state.len().unwrap_or(0).saturating_sub(state.pos());
+                let _ = match eta_secs(left, per_sec) {
+                    Some(secs) => write!(w, "{}", short_secs(secs)),
+                    None => write!(w, "-"),
+                };
+            };
+            bar.set_style(
+                style
+                    .with_key("rate", rate)
+                    .with_key("eta", eta)
+                    .progress_chars("=> "),
+            );
+        }
         let now = Instant::now();
         Progress {
             log: bar.is_none() && matches!(mode, ProgressMode::Auto | ProgressMode::Log),
             bar,
-            started: now,
             last_log: now,
             total: expected.unwrap_or(0),
             expected,
             done: 0,
             by_status: [0; 4],
+            waiting: WaitingSummary::default(),
+            active: Duration::ZERO,
+            last_tick: now,
+            rate_milli,
         }
+    }
+
+    /// What the rows not done yet wait for (the engine's `WaitingItems::summary`).
+    pub fn set_waiting(&mut self, waiting: WaitingSummary) {
+        self.waiting = waiting;
     }
 
     /// A display that shows nothing (tests).
@@ -103,8 +140,22 @@ impl Progress {
 
     /// Refreshes the counts; writes a log line when one is due. Call a few times a second.
     pub fn tick(&mut self) {
+        let now = Instant::now();
+        let outstanding = self.total.saturating_sub(self.done);
+        // Idle: every row not done yet waits for a retry (none is being probed or queued).
+        let idle = outstanding > 0 && self.waiting.count >= outstanding;
+        if !idle {
+            self.active += now.duration_since(self.last_tick);
+        }
+        self.last_tick = now;
+        self.rate_milli
+            .store((self.rate() * 1000.0).round() as u64, Ordering::Relaxed);
         if let Some(bar) = &self.bar {
-            bar.set_message(status_counts(&self.by_status));
+            let mut message = status_counts(&self.by_status);
+            if let Some(waiting) = waiting_text(&self.waiting) {
+                message = format!("{message}; {waiting}");
+            }
+            bar.set_message(message);
         } else if self.log && self.last_log.elapsed() >= LOG_EVERY {
             self.last_log = Instant::now();
             crate::console::err_line(format_args!("rollcall: {}", self.line()));
@@ -113,19 +164,28 @@ impl Progress {
 
     /// One line of progress: `41,200 of 100,000 rows verified (812/s); deliverable 30,100, ...`.
     pub fn line(&self) -> String {
-        let secs = self.started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 {
-            self.done as f64 / secs
-        } else {
-            0.0
-        };
-        format!(
+        let mut line = format!(
             "{} of {} rows verified ({}/s); {}",
             group(self.done),
             group(self.total.max(self.done)),
-            group(rate.round() as u64),
+            group(self.rate().round() as u64),
             status_counts(&self.by_status)
-        )
+        );
+        if let Some(waiting) = waiting_text(&self.waiting) {
+            line.push_str("; ");
+            line.push_str(&waiting);
+        }
+        line
+    }
+
+    /// Rows per second over the time some row was not waiting.
+    fn rate(&self) -> f64 {
+        let secs = self.active.as_secs_f64();
+        if secs > 0.0 {
+            self.done as f64 / secs
+        } else {
+            0.0
+        }
     }
 
     /// Prints a line on stderr without tearing the bar.
@@ -147,6 +207,43 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// `2 waiting (1 greylisted, 1 connection_failed): greylisted, next try in 4m12s`, or nothing.
+fn waiting_text(waiting: &WaitingSummary) -> Option<String> {
+    if waiting.count == 0 {
+        return None;
+    }
+    let mut text = format!("{} waiting", group(waiting.count));
+    if waiting.by_kind.len() > 1 {
+        let kinds: Vec<String> = waiting
+            .by_kind
+            .iter()
+            .map(|(kind, n)| format!("{} {kind}", group(*n)))
+            .collect();
+        let _ = write!(text, " ({})", kinds.join(", "));
+    }
+    if let Some(example) = &waiting.example {
+        let _ = write!(text, ": {example}");
+    }
+    if let Some(next) = waiting.next_in {
+        let _ = write!(text, ", next try in {}", short_secs(next.as_secs()));
+    }
+    Some(text)
+}
+
+/// Seconds left at `per_sec` for `left` rows, when there is a rate to go by.
+fn eta_secs(left: u64, per_sec: f64) -> Option<u64> {
+    (per_sec > 0.0).then(|| (left as f64 / per_sec).ceil() as u64)
+}
+
+/// `252` as `4m12s`, `3` as `3s`, `7260` as `2h1m`.
+fn short_secs(secs: u64) -> String {
+    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
     }
 }
 
@@ -280,5 +377,46 @@ mod tests {
         assert!(
             interrupted_line(&summary).starts_with("interrupted: 41,200 of 100,000 rows verified")
         );
+    }
+
+    #[test]
+    fn the_line_says_what_the_last_rows_wait_for_and_when() {
+        let mut progress = Progress::hidden();
+        progress.set_read(4);
+        for _ in 0..3 {
+            progress.record(Status::Deliverable);
+        }
+        progress.set_waiting(WaitingSummary {
+            count: 1,
+            by_kind: vec![("connection_failed".into(), 1)],
+            example: Some("connection_failed (cannot connect: refused)".into()),
+            next_in: Some(Duration::from_secs(252)),
+        });
+        progress.tick();
+        let line = progress.line();
+        assert!(
+            line.ends_with(
+                "; 1 waiting: connection_failed (cannot connect: refused), next try in 4m12s"
+            ),
+            "{line}"
+        );
+        progress.set_waiting(WaitingSummary::default());
+        assert!(!progress.line().contains("waiting"));
+    }
+
+    #[test]
+    fn several_kinds_of_wait_are_counted() {
+        let text = waiting_text(&WaitingSummary {
+            count: 3,
+            by_kind: vec![("greylisted".into(), 2), ("deferred".into(), 1)],
+            example: Some("greylisted".into()),
+            next_in: Some(Duration::from_secs(7260)),
+        });
+        assert_eq!(
+            text.as_deref(),
+            Some("3 waiting (2 greylisted, 1 deferred): greylisted, next try in 2h01m")
+        );
+        assert_eq!(eta_secs(10, 0.0), None, "no rate, no ETA");
+        assert_eq!(eta_secs(10, 4.0), Some(3));
     }
 }

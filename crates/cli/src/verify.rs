@@ -177,6 +177,7 @@ pub(crate) async fn run_verification<P: Send + 'static>(
     });
     let (out_tx, mut out_rx) = mpsc::channel(OUTPUT_CHANNEL);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let worker_metrics = verifier.metrics.clone();
     let engine = tokio::spawn(rollcall_engine::embedded::run(
         verifier.engine,
         verifier.resolver,
@@ -215,6 +216,7 @@ pub(crate) async fn run_verification<P: Send + 'static>(
             }
             _ = tick.tick() => {
                 progress.set_read(read.load(Ordering::Relaxed));
+                progress.set_waiting(worker_metrics.waiting.summary());
                 progress.tick();
                 if write_error.is_none() && last_flush.elapsed() >= FLUSH_EVERY {
                     last_flush = Instant::now();

@@ -45,6 +45,18 @@ struct Settlement {
     greylist: Vec<BatchItem>,
     /// Items to retry after a delay, with the delay.
     later: Vec<(BatchItem, Duration)>,
+    /// Why each item of `greylist` and `later` waits (for the progress display).
+    waits: Vec<(ItemId, String)>,
+}
+
+impl Settlement {
+    /// `items` come back after `delay` for `why`.
+    fn wait(&mut self, items: impl IntoIterator<Item = BatchItem>, delay: Duration, why: &str) {
+        for item in items {
+            self.waits.push((item.item, why.to_string()));
+            self.later.push((item, delay));
+        }
+    }
 }
 
 /// The catch-all probe's local part for a domain: stable, so that a greylisting server lets the
@@ -71,6 +83,8 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
     // Items recorded already (a redelivered batch after a crash, or a batch a resumed
     // coordinator published again) are not probed a second time.
     let ids: Vec<ItemId> = batch.items.iter().map(|item| item.item).collect();
+    // Back from a wait (or never waited): no longer waiting.
+    ctx.metrics.waiting.done(&batch.campaign, &ids);
     let recorded = ctx.state.results_recorded(&batch.campaign, &ids).await?;
     let mut remaining: VecDeque<BatchItem> = batch
         .items
@@ -96,8 +110,11 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         if !slot.is_held() {
             // The site slot may be someone else's now: no more commands on its account.
             retire(ctx, live).await;
-            out.later
-                .extend(remaining.drain(..).map(|item| (item, SLOT_LOST_RETRY)));
+            out.wait(
+                remaining.drain(..),
+                SLOT_LOST_RETRY,
+                "pacing (a session slot)",
+            );
             break;
         }
         retire_if_spent(ctx, live).await;
@@ -108,8 +125,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
                     *live = Some(session);
                 }
                 Opened::Later(delay) => {
-                    out.later
-                        .extend(remaining.drain(..).map(|item| (item, delay)));
+                    out.wait(remaining.drain(..), delay, "pacing (connections)");
                     break;
                 }
                 Opened::CircuitOpen(delay) => {
@@ -171,8 +187,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         {
             None => {}
             Some(delay) => {
-                out.later
-                    .extend(remaining.drain(..).map(|item| (item, delay)));
+                out.wait(remaining.drain(..), delay, "pacing (RCPT rate)");
                 break;
             }
         }
@@ -471,7 +486,12 @@ fn defer_after<Q: WorkQueue, S: StateStore>(
         .map(|delay| (*delay).max(at_least));
     let stopped = match next {
         Some(delay) if may_wait(ctx, &mut item, delay) => {
-            out.later.push((item, delay));
+            let why = match (failure, reply) {
+                (Some(failure), _) => format!("{} ({})", failure.reason(), failure.detail()),
+                (None, Some(reply)) => format!("deferred ({} {})", reply.code, reply.text),
+                (None, None) => "deferred".to_string(),
+            };
+            out.wait([item], delay, &why);
             return;
         }
         Some(delay) => Some(max_wait_detail(ctx, delay)),
@@ -797,6 +817,9 @@ async fn apply<Q: WorkQueue, S: StateStore>(
         match ctx.config.greylist_retry.get(round).copied() {
             Some(delay) if may_wait(ctx, &mut item, delay) => {
                 item.greylist_round += 1;
+                ctx.metrics
+                    .waiting
+                    .wait(&batch.campaign, item.item, "greylisted", delay);
                 by_round.entry(item.greylist_round).or_default().push(item);
             }
             next => {
@@ -820,7 +843,14 @@ async fn apply<Q: WorkQueue, S: StateStore>(
         ctx.state.greylist_schedule(&entry, now + delay).await?;
     }
     let mut by_delay: std::collections::BTreeMap<Duration, Vec<BatchItem>> = Default::default();
+    let mut waits: std::collections::HashMap<ItemId, String> = out.waits.into_iter().collect();
     for (item, delay) in out.later {
+        let why = waits
+            .remove(&item.item)
+            .unwrap_or_else(|| "a retry".to_string());
+        ctx.metrics
+            .waiting
+            .wait(&batch.campaign, item.item, &why, delay);
         by_delay.entry(delay).or_default().push(item);
     }
     for (delay, items) in by_delay {

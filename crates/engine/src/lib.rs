@@ -15,6 +15,7 @@
 //! - `site`: one site's line of batches and its warm session tasks under fleet-wide leases.
 //! - `batch_run`: one batch's transactions and the settling of every item.
 //! - `held_lease`: fleet-wide session slots kept alive by a heartbeat while a session lives.
+//! - `waiting`: what this worker's items wait for and until when (for progress displays).
 //! - `shards`: shard leases (distributed wiring): which shard queues this worker consumes.
 #![forbid(unsafe_code)]
 
@@ -31,6 +32,7 @@ mod site;
 mod smtp_session;
 pub mod summary;
 pub mod verdicts;
+pub mod waiting;
 pub mod worker;
 
 pub use batch_run::catch_all_probe;

@@ -27,6 +27,8 @@ pub struct WorkerMetrics {
     pub transactions: AtomicU64,
     pub batches: AtomicU64,
     pub batches_inflight: AtomicU64,
+    /// Items waiting for a retry or for pacing, and why.
+    pub waiting: crate::waiting::WaitingItems,
 }
 
 /// What every task of a site shares.
