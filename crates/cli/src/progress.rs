@@ -59,11 +59,7 @@ impl Progress {
             ProgressMode::Log | ProgressMode::Off => false,
         };
         let bar = bar.then(|| {
-            let bar = ProgressBar::with_draw_target(
-                Some(expected.unwrap_or(0)),
-                ProgressDrawTarget::stderr(),
-            );
-            bar
+            ProgressBar::with_draw_target(Some(expected.unwrap_or(0)), ProgressDrawTarget::stderr())
         });
         let rate_milli = Arc::new(AtomicU64::new(0));
         if let Some(bar) = &bar
