@@ -453,6 +453,9 @@ pub(crate) fn encode(batch: &Batch) -> Result<Vec<u8>, QueueError> {
     serde_json::to_vec(batch).map_err(|e| QueueError::Encoding(e.to_string()))
 }
 
+/// How long closing a lost link may take before the supervisor goes on without it.
+const LINK_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Replaces the link whenever it fails, until the queue is closed or dropped.
 async fn supervise(shared: Weak<Shared>) {
     let mut failures: u32 = 0;
@@ -479,6 +482,17 @@ async fn supervise(shared: Weak<Shared>) {
                     "RabbitMQ link lost; reconnecting"
                 );
                 queue.link.send_replace(None);
+                // One channel failing leaves the connection (and its other channel) open: its
+                // consumers would stay each shard's single active consumer, holding their
+                // unacked batches, and the new link's consumers would wait behind them for as
+                // long as anything keeps the old link alive. Closing the connection makes the
+                // broker requeue those batches and hand the shards to the new consumers.
+                if tokio::time::timeout(LINK_CLOSE_TIMEOUT, link.close())
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!(generation = link.generation, "closing the lost link timed out");
+                }
                 Duration::ZERO
             }
             None => {
