@@ -491,7 +491,10 @@ async fn supervise(shared: Weak<Shared>) {
                     .await
                     .is_err()
                 {
-                    tracing::debug!(generation = link.generation, "closing the lost link timed out");
+                    tracing::debug!(
+                        generation = link.generation,
+                        "closing the lost link timed out"
+                    );
                 }
                 Duration::ZERO
             }

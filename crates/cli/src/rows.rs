@@ -94,6 +94,13 @@ pub enum InputError {
     /// The CSV header cannot be read, so no record can be: the run stops before it starts.
     #[error("the CSV header (line {line}) {problem}; fix the file's first line")]
     Header { line: u64, problem: String },
+    /// No column's sampled values are mostly addresses: verifying any of them would call every
+    /// row invalid.
+    #[error(
+        "no CSV column holds mostly email addresses in the first {sampled} records (columns: \
+         {columns}); fix: --column NAME, or --delimiter if the columns are not split right"
+    )]
+    NoAddressColumn { sampled: usize, columns: String },
 }
 
 impl InputError {
@@ -104,18 +111,34 @@ impl InputError {
 
     /// True when the input's content is unusable (exit code 65, EX_DATAERR).
     pub fn is_data(&self) -> bool {
-        matches!(self, InputError::Header { .. })
+        matches!(
+            self,
+            InputError::Header { .. } | InputError::NoAddressColumn { .. }
+        )
     }
 }
 
-/// CSV header names taken as the address column, in order of preference (case-insensitive).
-const ADDRESS_COLUMNS: [&str; 5] = [
+/// CSV header names taken as the address column, in order of preference, compared with case,
+/// spaces, `-`, `_` and `.` left out (`E-mail Address` is `emailaddress`): the names of the
+/// common exports (Outlook, Google Contacts, CRMs, mailing-list tools).
+const ADDRESS_COLUMNS: [&str; 12] = [
     "email",
-    "e-mail",
-    "email_address",
-    "email address",
+    "emailaddress",
+    "mail",
+    "workemail",
+    "primaryemail",
+    "businessemail",
+    "personalemail",
+    "email1",
+    "emailaddress1",
+    "email1value",
+    "mailaddress",
     "address",
 ];
+/// Data records read before the address column is chosen by its values.
+const SAMPLE_RECORDS: usize = 100;
+/// The delimiters `--delimiter` takes and detection chooses among.
+pub const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 /// JSONL fields taken as the address when `--column` is not given.
 const ADDRESS_FIELDS: [&str; 2] = ["email", "address"];
 /// A line longer than this is malformed (and only its start is kept): bounds memory on a file
@@ -128,6 +151,8 @@ enum Format {
     Text,
     Csv {
         records: CsvRecords<BufReader<Source>>,
+        /// Records read to choose the column, served first.
+        sampled: std::collections::VecDeque<CsvRecord>,
         columns: Vec<String>,
         index: usize,
     },
@@ -142,6 +167,15 @@ pub struct RowReader {
     lines: BufReader<Source>,
     line_no: u64,
     record_no: u64,
+    /// How the CSV delimiter and address column were chosen, for the operator.
+    notes: Vec<String>,
+}
+
+/// How a CSV input is split and which column holds the address (`None`: detected).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CsvChoice<'a> {
+    pub column: Option<&'a str>,
+    pub delimiter: Option<u8>,
 }
 
 impl RowReader {
@@ -152,6 +186,23 @@ impl RowReader {
         format: InputFormat,
         column: Option<&str>,
     ) -> Result<RowReader, InputError> {
+        RowReader::open_with(
+            source,
+            format,
+            CsvChoice {
+                column,
+                delimiter: None,
+            },
+        )
+    }
+
+    /// `open` with the CSV delimiter given or detected (from the header line).
+    pub fn open_with(
+        source: Source,
+        format: InputFormat,
+        choice: CsvChoice<'_>,
+    ) -> Result<RowReader, InputError> {
+        let column = choice.column;
         let format = match format {
             InputFormat::Text if column.is_some() => return Err(InputError::ColumnOnText),
             InputFormat::Text => Format::Text,
@@ -159,7 +210,7 @@ impl RowReader {
                 column: column.map(str::to_string),
             },
             InputFormat::Csv => {
-                return RowReader::open_csv(source, column);
+                return RowReader::open_csv(source, choice);
             }
         };
         Ok(RowReader {
@@ -167,11 +218,27 @@ impl RowReader {
             lines: BufReader::new(source),
             line_no: 0,
             record_no: 0,
+            notes: Vec::new(),
         })
     }
 
-    fn open_csv(source: Source, column: Option<&str>) -> Result<RowReader, InputError> {
-        let mut records = CsvRecords::new(BufReader::new(source));
+    fn open_csv(source: Source, choice: CsvChoice<'_>) -> Result<RowReader, InputError> {
+        let mut notes = Vec::new();
+        let mut input = BufReader::new(source);
+        let delimiter = match choice.delimiter {
+            Some(delimiter) => delimiter,
+            None => {
+                let detected = detect_delimiter(&mut input)?;
+                if detected != b',' {
+                    notes.push(format!(
+                        "CSV delimiter {} (detected from the header line; --delimiter to set it)",
+                        delimiter_name(detected)
+                    ));
+                }
+                detected
+            }
+        };
+        let mut records = CsvRecords::new(input, delimiter);
         let columns: Vec<String> = match records.next_record()? {
             None => Vec::new(),
             Some(CsvRecord::Fields { fields, .. }) => fields.iter().map(|f| decode(f).0).collect(),
@@ -185,10 +252,32 @@ impl RowReader {
                 });
             }
         };
-        let index = address_column(&columns, column)?;
+        let mut sampled = std::collections::VecDeque::new();
+        let index = match choice.column {
+            Some(wanted) => address_column(&columns, Some(wanted))?,
+            None => {
+                while sampled.len() < SAMPLE_RECORDS {
+                    match records.next_record()? {
+                        Some(record) => sampled.push_back(record),
+                        None => break,
+                    }
+                }
+                let (index, why) = column_by_values(&columns, &sampled)?;
+                if let Some(name) = columns.get(index) {
+                    notes.push(format!(
+                        "address column `{}` (column {} of {}): {why}",
+                        name.trim(),
+                        index + 1,
+                        columns.len()
+                    ));
+                }
+                index
+            }
+        };
         Ok(RowReader {
             format: Format::Csv {
                 records,
+                sampled,
                 columns,
                 index,
             },
@@ -196,7 +285,13 @@ impl RowReader {
             lines: BufReader::new(Box::new(io::empty())),
             line_no: 0,
             record_no: 0,
+            notes,
         })
+    }
+
+    /// How the input was read (CSV delimiter, address column and why), to tell the operator.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// The CSV header (empty for text and JSONL).
@@ -214,11 +309,16 @@ impl RowReader {
         match &mut self.format {
             Format::Csv {
                 records,
+                sampled,
                 columns,
                 index,
             } => {
-                let Some(record) = records.next_record()? else {
-                    return Ok(None);
+                let record = match sampled.pop_front() {
+                    Some(record) => record,
+                    None => match records.next_record()? {
+                        Some(record) => record,
+                        None => return Ok(None),
+                    },
                 };
                 self.record_no += 1;
                 Ok(Some(csv_row(self.record_no, record, columns.len(), *index)))
@@ -247,6 +347,137 @@ impl RowReader {
     }
 }
 
+/// The delimiter of the header line (the first line, at most `MAX_LINE` bytes looked at): the
+/// candidate that splits it into the most fields outside quotes; `,` on a tie or a one-column
+/// header.
+fn detect_delimiter(input: &mut BufReader<Source>) -> Result<u8, InputError> {
+    let buf = loop {
+        match input.fill_buf() {
+            Ok(buf) => break buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(InputError::Io(e)),
+        }
+    };
+    let line = buf.strip_prefix(BOM).unwrap_or(buf);
+    let end = line
+        .iter()
+        .position(|b| *b == b'\n' || *b == b'\r')
+        .unwrap_or(line.len())
+        .min(MAX_LINE);
+    let mut counts = [0usize; DELIMITERS.len()];
+    let mut quoted = false;
+    for b in &line[..end] {
+        if *b == b'"' {
+            quoted = !quoted;
+        } else if !quoted && let Some(i) = DELIMITERS.iter().position(|d| d == b) {
+            counts[i] += 1;
+        }
+    }
+    let best = (0..DELIMITERS.len())
+        .max_by_key(|i| (counts[*i], std::cmp::Reverse(*i)))
+        .unwrap_or(0);
+    Ok(if counts[best] == 0 {
+        b','
+    } else {
+        DELIMITERS[best]
+    })
+}
+
+/// How a delimiter is named to a person.
+pub fn delimiter_name(delimiter: u8) -> String {
+    match delimiter {
+        b'\t' => "tab".to_string(),
+        other => format!("`{}`", char::from(other)),
+    }
+}
+
+/// `,` `;` `tab` `|` (or `\t`) as a delimiter byte.
+pub fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ => match text.as_bytes() {
+            [b] if DELIMITERS.contains(b) => Ok(*b),
+            _ => Err(format!(
+                "`{text}` is not a delimiter this reader takes: use , ; tab or |"
+            )),
+        },
+    }
+}
+
+/// The address column chosen by the sampled records' values: the column whose name says it
+/// holds addresses when its values agree, else the column whose values are mostly addresses;
+/// with no data records, the name alone (or the first column). Returns it and why.
+fn column_by_values(
+    columns: &[String],
+    sampled: &std::collections::VecDeque<CsvRecord>,
+) -> Result<(usize, String), InputError> {
+    let by_name = named_address_column(columns);
+    let mut addresses = vec![0usize; columns.len()];
+    let mut filled = vec![0usize; columns.len()];
+    for record in sampled {
+        let CsvRecord::Fields { fields, .. } = record else {
+            continue;
+        };
+        for (i, field) in fields.iter().enumerate().take(columns.len()) {
+            let text = decode(field).0;
+            let text = text.trim();
+            if text.is_empty() {
+                continue;
+            }
+            filled[i] += 1;
+            if rollcall_core::EmailAddress::parse(text).is_ok() {
+                addresses[i] += 1;
+            }
+        }
+    }
+    if filled.iter().all(|n| *n == 0) {
+        return Ok(match by_name {
+            Some(i) => (i, "by its name (no data to sample)".to_string()),
+            None => (0, "the first column (no data to sample)".to_string()),
+        });
+    }
+    let mostly = |i: usize| filled[i] > 0 && addresses[i] * 2 > filled[i];
+    let share = |i: usize| {
+        format!(
+            "{} of {} sampled values are addresses",
+            addresses[i], filled[i]
+        )
+    };
+    if let Some(i) = by_name.filter(|i| mostly(*i)) {
+        return Ok((i, format!("by its name; {}", share(i))));
+    }
+    let best = (0..columns.len())
+        .filter(|i| mostly(*i))
+        .max_by_key(|i| (addresses[*i], std::cmp::Reverse(*i)));
+    match best {
+        Some(i) => Ok((i, format!("by its values; {}", share(i)))),
+        None => Err(InputError::NoAddressColumn {
+            sampled: sampled.len(),
+            columns: columns
+                .iter()
+                .map(|c| format!("`{}`", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// The first header whose name is one of `ADDRESS_COLUMNS`, by preference.
+fn named_address_column(columns: &[String]) -> Option<usize> {
+    let normalised: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            c.chars()
+                .filter(|ch| !matches!(ch, ' ' | '-' | '_' | '.'))
+                .flat_map(char::to_lowercase)
+                .collect()
+        })
+        .collect();
+    ADDRESS_COLUMNS
+        .iter()
+        .find_map(|name| normalised.iter().position(|c| c == name))
+}
+
 /// Picks the address column of a CSV header.
 pub fn address_column(columns: &[String], wanted: Option<&str>) -> Result<usize, InputError> {
     if let Some(wanted) = wanted {
@@ -263,14 +494,7 @@ pub fn address_column(columns: &[String], wanted: Option<&str>) -> Result<usize,
                 columns: columns.join(", "),
             });
     }
-    Ok(ADDRESS_COLUMNS
-        .iter()
-        .find_map(|name| {
-            columns
-                .iter()
-                .position(|c| c.trim().eq_ignore_ascii_case(name))
-        })
-        .unwrap_or(0))
+    Ok(named_address_column(columns).unwrap_or(0))
 }
 
 fn csv_row(row: u64, record: CsvRecord, width: usize, index: usize) -> InputRow<Record> {
@@ -799,5 +1023,82 @@ mod tests {
         }
         assert_eq!(got, ["a@x.example", "b@x.example"]);
         assert_eq!(done.await.unwrap().unwrap(), 2);
+    }
+
+    #[test]
+    fn the_address_column_is_the_one_whose_values_are_addresses() {
+        // Outlook's export: the address is the 3rd column, under a name the old list missed.
+        let csv = "First Name,Last Name,E-mail Address,Notes\n\
+                   Ann,Lee,ann@example.com,x\n\
+                   Bo,Ma,bo@example.com,y\n";
+        let source: Source = Box::new(io::Cursor::new(csv.as_bytes().to_vec()));
+        let mut reader = RowReader::open(source, InputFormat::Csv, None).unwrap();
+        assert!(
+            reader.notes()[0].contains("`E-mail Address` (column 3 of 4)"),
+            "{:?}",
+            reader.notes()
+        );
+        let first = reader.next_row().unwrap().unwrap();
+        assert_eq!(first.text, "ann@example.com");
+        assert_eq!(first.row, 1, "sampled records keep their numbers");
+        // No name to go by: the values decide.
+        let csv = "name,contact,team\nAnn,ann@example.com,a\nBo,bo@example.com,b\n";
+        let source: Source = Box::new(io::Cursor::new(csv.as_bytes().to_vec()));
+        let mut reader = RowReader::open(source, InputFormat::Csv, None).unwrap();
+        assert!(
+            reader.notes()[0].contains("by its values; 2 of 2"),
+            "{:?}",
+            reader.notes()
+        );
+        assert_eq!(reader.next_row().unwrap().unwrap().text, "ann@example.com");
+        assert_eq!(reader.next_row().unwrap().unwrap().text, "bo@example.com");
+        assert!(reader.next_row().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_csv_without_an_address_column_is_a_data_error_naming_the_header() {
+        let csv = "First Name,Last Name\nAnn,Lee\nBo,Ma\n";
+        let source: Source = Box::new(io::Cursor::new(csv.as_bytes().to_vec()));
+        let err = RowReader::open(source, InputFormat::Csv, None)
+            .err()
+            .expect("refused");
+        assert!(err.is_data());
+        assert!(
+            err.to_string().contains("`First Name`, `Last Name`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_delimiter_is_detected_from_the_header_or_given() {
+        for (csv, name) in [
+            ("name;email\nAnn;ann@example.com\n", "`;`"),
+            ("name\temail\nAnn\tann@example.com\n", "tab"),
+            ("\u{feff}name|\"e,mail\"\nAnn|ann@example.com\n", "`|`"),
+        ] {
+            let source: Source = Box::new(io::Cursor::new(csv.as_bytes().to_vec()));
+            let mut reader = RowReader::open(source, InputFormat::Csv, None).unwrap();
+            assert!(
+                reader.notes()[0].contains(name),
+                "{csv:?}: {:?}",
+                reader.notes()
+            );
+            assert_eq!(
+                reader.next_row().unwrap().unwrap().text,
+                "ann@example.com",
+                "{csv:?}"
+            );
+        }
+        // Given: a `;` file read with `,` has one column, whose values are not addresses.
+        let csv = "name;email\nAnn;ann@example.com\n";
+        let source: Source = Box::new(io::Cursor::new(csv.as_bytes().to_vec()));
+        let choice = CsvChoice {
+            column: None,
+            delimiter: Some(b','),
+        };
+        assert!(RowReader::open_with(source, InputFormat::Csv, choice).is_err());
+        assert_eq!(parse_delimiter("tab"), Ok(b'\t'));
+        assert_eq!(parse_delimiter(";"), Ok(b';'));
+        assert!(parse_delimiter("x").is_err());
     }
 }

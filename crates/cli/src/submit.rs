@@ -24,6 +24,8 @@ use crate::watch::{Remote, Results, follow, report, results_sink};
 const CHUNK: usize = 1_000;
 const EX_USAGE: u8 = 64;
 const EX_NOINPUT: u8 = 66;
+/// The input's content is unusable (no address column, an unreadable CSV header).
+const EX_DATAERR: u8 = 65;
 const EX_INTERRUPTED: u8 = 130;
 
 /// Flags of `rollcall submit`.
@@ -97,8 +99,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reader = match RowReader::open(source, input_format, args.column.as_deref()) {
         Ok(reader) => reader,
         Err(e) if e.is_usage() => return fail(EX_USAGE, e),
+        Err(e) if e.is_data() => return fail(EX_DATAERR, e),
         Err(e) => return fail(EX_NOINPUT, e),
     };
+    for note in reader.notes() {
+        crate::console::err_line(format_args!("rollcall: {note}"));
+    }
     let shape = match input_format {
         InputFormat::Text => InputShape::Text,
         InputFormat::Csv => InputShape::Csv(reader.columns().to_vec()),

@@ -27,7 +27,7 @@ use crate::config::{self, Config, EX_USAGE, EngineFlags};
 use crate::console;
 use crate::output::{FormulaGuard, InputShape, OutputFormat, RowSink, open_sink_guarded};
 use crate::progress::{Progress, ProgressMode, interrupted_line, summary_table};
-use crate::rows::{InputFormat, RowReader, spawn_reader};
+use crate::rows::{CsvChoice, InputFormat, RowReader, spawn_reader};
 
 /// sysexits.h codes.
 const EX_DATAERR: u8 = 65;
@@ -45,9 +45,12 @@ Settings come from, lowest to highest: built-in defaults, the --config file, ROL
 environment variables, flags. Every setting, with comments and provider shaping entries \
 (Google, Microsoft, Yahoo), is in deploy/config/rollcall.example.toml.
 
-Input: text (one address per line; blank lines are skipped), CSV with a header row (the \
-address column is --column, else the first named email, e-mail, email_address, email address \
-or address, else the first column), or JSONL (the field is --column, else email or address). \
+Input: text (one address per line; blank lines are skipped), CSV with a header row, or JSONL \
+(the field is --column, else email or address). CSV: the delimiter is --delimiter, else the \
+one of , ; tab | that splits the header line most; the address column is --column, else the \
+column named like an address (email, e-mail, e-mail address, mail, work email...) when its \
+first 100 values are mostly addresses, else the column whose values are; stderr says which \
+and why, and a CSV where no column holds mostly addresses stops with exit code 65. \
 Every input record gives exactly one output row; a malformed record (wrong CSV field count, \
 bytes that are not UTF-8, a JSONL line that is not an object or lacks the field, a line or CSV \
 record longer than 64 KiB, of which only the start is kept) is reported as \
@@ -89,9 +92,13 @@ pub struct Args {
     #[arg(long, value_name = "FORMAT")]
     pub input_format: Option<InputFormat>,
 
-    /// The CSV column or JSONL field holding the address.
+    /// The CSV column or JSONL field holding the address. Default: detected (see above).
     #[arg(long, value_name = "NAME")]
     pub column: Option<String>,
+
+    /// CSV field separator: `,` `;` `tab` or `|`. Default: detected from the header line.
+    #[arg(long, value_name = "CHAR", value_parser = crate::rows::parse_delimiter)]
+    pub delimiter: Option<u8>,
 
     /// Spreadsheet formula guard for CSV output (OWASP "CSV Injection"): `on` writes a single
     /// quote ' before every cell that starts with =, +, -, @, a tab or a CR (an input field, a
@@ -390,12 +397,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let reader = match RowReader::open(source, input_format, args.column.as_deref()) {
+    let choice = CsvChoice {
+        column: args.column.as_deref(),
+        delimiter: args.delimiter,
+    };
+    let reader = match RowReader::open_with(source, input_format, choice) {
         Ok(reader) => reader,
         Err(e) if e.is_usage() => return fail(EX_USAGE, e),
         Err(e) if e.is_data() => return fail(EX_DATAERR, e),
         Err(e) => return fail(EX_NOINPUT, e),
     };
+    for note in reader.notes() {
+        crate::console::err_line(format_args!("rollcall: {note}"));
+    }
     let shape = match input_format {
         InputFormat::Text => InputShape::Text,
         InputFormat::Csv => InputShape::Csv(reader.columns().to_vec()),

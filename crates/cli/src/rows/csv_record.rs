@@ -65,15 +65,18 @@ impl Line {
 /// Reads records one at a time; holds at most one record's lines (about `2 * MAX_LINE`).
 pub(super) struct CsvRecords<R> {
     input: R,
+    /// The field separator (`,` unless told otherwise).
+    delimiter: u8,
     line_no: u64,
     /// Lines read ahead for a quoted field that turned out never to close, to be read again.
     pending: VecDeque<Line>,
 }
 
 impl<R: BufRead> CsvRecords<R> {
-    pub(super) fn new(input: R) -> CsvRecords<R> {
+    pub(super) fn new(input: R, delimiter: u8) -> CsvRecords<R> {
         CsvRecords {
             input,
+            delimiter,
             line_no: 0,
             pending: VecDeque::new(),
         }
@@ -89,16 +92,17 @@ impl<R: BufRead> CsvRecords<R> {
                 Some(line) => break line,
             }
         };
-        let broken = |problem, first: Line| CsvRecord::Broken {
+        let delimiter = self.delimiter;
+        let broken = move |problem, first: Line| CsvRecord::Broken {
             line: first.no,
             problem,
-            fields: split_fields(&first.content),
+            fields: split_fields(&first.content, delimiter),
             raw: first.content,
         };
         if first.too_long {
             return Ok(Some(broken(Broken::TooLong, first)));
         }
-        let mut parser = FieldParser::default();
+        let mut parser = FieldParser::new(self.delimiter);
         parser.feed(&first.content);
         let mut size = first.len();
         let mut end = first.end;
@@ -207,8 +211,8 @@ fn next_byte(input: &mut impl BufRead) -> io::Result<Option<u8>> {
 }
 
 /// The fields of `bytes`, read as one record (a quote still open runs to the end).
-fn split_fields(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let mut parser = FieldParser::default();
+fn split_fields(bytes: &[u8], delimiter: u8) -> Vec<Vec<u8>> {
+    let mut parser = FieldParser::new(delimiter);
     parser.feed(bytes);
     parser.finish()
 }
@@ -224,18 +228,30 @@ enum State {
 }
 
 /// Splits record bytes into fields, one chunk at a time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FieldParser {
+    delimiter: u8,
     fields: Vec<Vec<u8>>,
     field: Vec<u8>,
     state: State,
 }
 
 impl FieldParser {
+    fn new(delimiter: u8) -> FieldParser {
+        FieldParser {
+            delimiter,
+            fields: Vec::new(),
+            field: Vec::new(),
+            state: State::FieldStart,
+        }
+    }
+
     fn feed(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.state = match (self.state, b) {
-                (State::FieldStart | State::Unquoted | State::QuoteInQuoted, b',') => {
+                (State::FieldStart | State::Unquoted | State::QuoteInQuoted, b)
+                    if b == self.delimiter =>
+                {
                     self.fields.push(std::mem::take(&mut self.field));
                     State::FieldStart
                 }
@@ -274,7 +290,7 @@ mod tests {
     use super::*;
 
     fn records(input: &[u8]) -> Vec<CsvRecord> {
-        let mut reader = CsvRecords::new(io::BufReader::with_capacity(7, input));
+        let mut reader = CsvRecords::new(io::BufReader::with_capacity(7, input), b',');
         let mut out = Vec::new();
         while let Some(record) = reader.next_record().unwrap() {
             out.push(record);
