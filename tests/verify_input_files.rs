@@ -1,7 +1,9 @@
 //! `rollcall verify` on files, as an operator runs it: every input line comes out as a row
 //! (unterminated CSV quotes, oversized records, a byte order mark), CSV output carries no
-//! spreadsheet formula, a closed stdout or stderr pipe is an exit code and not a panic, and
-//! SIGTERM stops a run like Ctrl-C does.
+//! spreadsheet formula, a closed stdout or stderr pipe is an exit code and not a panic,
+//! SIGTERM stops a run like Ctrl-C does, real exports (Outlook, `;` and tab separated, a column
+//! named for nothing) get their address column or are refused, and the exit codes are the
+//! documented ones.
 //!
 //! Nothing leaves the machine: addresses are under `.invalid` (RFC 6761 6.4: never resolved,
 //! settled as no_such_domain at once) or at a domain whose DNS server is a loopback socket that
@@ -271,4 +273,90 @@ fn sigterm_stops_verify_like_ctrl_c_with_whole_output_and_summary() {
     assert_eq!(cells[1].len(), cells[0].len());
     drop(silent);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn real_exports_get_their_address_column_or_are_refused() {
+    let dir = scratch("exports");
+    let out = dir.join("out.csv");
+    // (file, header and one row, the address column's name, the note's words)
+    let exports = [
+        (
+            "outlook.csv",
+            "\u{feff}First Name,Last Name,E-mail Address,Business Phone\r\n\
+             Ann,Lee,ann@a.invalid,1\r\nBo,Ma,bo@b.invalid,2\r\n",
+            "E-mail Address",
+            "by its name",
+        ),
+        (
+            "europe.csv",
+            "Vorname;Nachname;Mail\nAnn;Lee;ann@a.invalid\nBo;Ma;bo@b.invalid\n",
+            "Mail",
+            "delimiter `;`",
+        ),
+        (
+            "hubspot.tsv",
+            "Record ID\tFirst Name\tWork Email\n1\tAnn\tann@a.invalid\n2\tBo\tbo@b.invalid\n",
+            "Work Email",
+            "delimiter tab",
+        ),
+        (
+            "unnamed.csv",
+            "name,contact,team\nAnn,ann@a.invalid,x\nBo,bo@b.invalid,y\n",
+            "contact",
+            "by its values",
+        ),
+    ];
+    for (file, text, column_name, words) in exports {
+        let input = dir.join(file);
+        std::fs::write(&input, text).unwrap();
+        let extra: &[&str] = if file.ends_with(".tsv") {
+            &["--input-format", "csv"]
+        } else {
+            &[]
+        };
+        let run = verify(&input, &out, extra);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{file}: {}\n{stderr}", run.status);
+        assert!(
+            stderr.contains(&format!("address column `{column_name}`")) && stderr.contains(words),
+            "{file}: {stderr}"
+        );
+        let cells = csv_cells(&out);
+        let reason = column(&cells[0], "reason");
+        // The right column: `.invalid` domains are no_such_domain, not invalid_syntax.
+        assert_eq!(cells.len(), 3, "{file}: {cells:?}");
+        for row in &cells[1..] {
+            assert_eq!(row[reason], "no_such_domain", "{file}: {row:?}");
+        }
+    }
+    // No column holds addresses: refused with exit 65, the header listed, no output rows.
+    let input = dir.join("names.csv");
+    std::fs::write(&input, "First Name,Last Name\nAnn,Lee\n").unwrap();
+    let run = verify(&input, &out, &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(65), "{stderr}");
+    assert!(stderr.contains("`First Name`, `Last Name`"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn exit_codes_are_the_documented_ones() {
+    let dir = scratch("exit-codes");
+    let out = dir.join("out.csv");
+    let bad_flag = rollcall()
+        .args(["verify", "--no-such-flag", "x.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(bad_flag.status.code(), Some(64), "a bad flag is EX_USAGE");
+    let help = rollcall().args(["verify", "--help"]).output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    let run = verify(&dir, &out, &[]);
+    assert_eq!(
+        run.status.code(),
+        Some(66),
+        "a directory as input is EX_NOINPUT"
+    );
+    assert!(String::from_utf8_lossy(&run.stderr).contains("is a directory"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

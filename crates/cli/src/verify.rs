@@ -388,6 +388,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Box::new(std::io::stdin())
     } else {
         match File::open(&args.input) {
+            // Opening a directory succeeds on Unix; reading it fails later as an I/O error.
+            Ok(_) if args.input.is_dir() => {
+                return fail(
+                    EX_NOINPUT,
+                    format!(
+                        "cannot read {}: it is a directory; give a file",
+                        args.input.display()
+                    ),
+                );
+            }
             Ok(file) => Box::new(file),
             Err(e) => {
                 return fail(
