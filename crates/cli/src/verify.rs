@@ -185,6 +185,8 @@ pub(crate) async fn run_verification<P: Send + 'static>(
     let (out_tx, mut out_rx) = mpsc::channel(OUTPUT_CHANNEL);
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker_metrics = verifier.metrics.clone();
+    // The progress display says what the last rows wait for.
+    worker_metrics.waiting.enable();
     let engine = tokio::spawn(rollcall_engine::embedded::run(
         verifier.engine,
         verifier.resolver,

@@ -3,6 +3,9 @@
 //! rows of a run are not done yet ("1 waiting: connection_failed (...), next try in 4m12s")
 //! and a rate can leave idle waits out.
 //!
+//! Off until a display asks for it (`enable`: `rollcall verify` does; a distributed worker,
+//! whose waits nobody reads, keeps nothing), and bounded to `MAX_TRACKED` items.
+//!
 //! Owns the bookkeeping only; the schedules themselves live in the queue and the state store.
 //! An item leaves when a batch holding it starts again. In the distributed wiring another
 //! worker may take the retry, so entries long past their due time are dropped.
@@ -19,6 +22,8 @@ const STALE_AFTER: Duration = Duration::from_secs(600);
 const SWEEP_EVERY: u64 = 1024;
 /// The longest reason text shown.
 const WHY_MAX: usize = 100;
+/// Items tracked at most; beyond, new waits are not tracked (the display undercounts).
+const MAX_TRACKED: usize = 200_000;
 
 #[derive(Debug)]
 struct Wait {
@@ -28,6 +33,7 @@ struct Wait {
 
 #[derive(Debug, Default)]
 struct Inner {
+    enabled: bool,
     items: HashMap<(CampaignId, ItemId), Wait>,
     inserts: u64,
 }
@@ -52,13 +58,24 @@ pub struct WaitingSummary {
 }
 
 impl WaitingItems {
+    /// Starts keeping track (a display will read `summary`).
+    pub fn enable(&self) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).enabled = true;
+    }
+
     /// `item` comes back in `delay` because of `why` (`kind (detail)`).
     pub fn wait(&self, campaign: &CampaignId, item: ItemId, why: &str, delay: Duration) {
         let now = Instant::now();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if !inner.enabled {
+            return;
+        }
         inner.inserts += 1;
         if inner.inserts.is_multiple_of(SWEEP_EVERY) {
             inner.items.retain(|_, w| w.due + STALE_AFTER > now);
+        }
+        if inner.items.len() >= MAX_TRACKED {
+            return;
         }
         let why: String = why.chars().take(WHY_MAX).collect();
         inner.items.insert(
@@ -113,6 +130,9 @@ mod tests {
     fn items_wait_until_their_batch_starts_again() {
         let waiting = WaitingItems::default();
         let c = CampaignId::random();
+        waiting.wait(&c, ItemId(9), "greylisted", Duration::from_secs(60));
+        assert_eq!(waiting.summary().count, 0, "nothing is kept until enabled");
+        waiting.enable();
         let refused = "connection_failed (cannot connect to 127.0.0.28:25: refused)";
         waiting.wait(&c, ItemId(1), refused, Duration::from_secs(60));
         waiting.wait(&c, ItemId(2), "greylisted", Duration::from_secs(300));
