@@ -1,7 +1,7 @@
 //! One site inside a worker: a local line of batches, and up to `max_sessions` session tasks
 //! (each holding a fleet-wide lease, kept alive by a heartbeat while the task lives) that take
-//! batches from it on warm sessions. A session
-//! waits `session_idle` for more work, then says QUIT and gives its lease back.
+//! batches from it on warm sessions. A session waits `session_idle` for more work, then says
+//! QUIT and gives its lease back.
 //!
 //! Owns concurrency per site and session reuse; `batch_run` owns what happens inside a batch.
 
