@@ -360,3 +360,57 @@ fn exit_codes_are_the_documented_ones() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("is a directory"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn rows_come_out_in_input_order_unless_told_otherwise() {
+    let dir = scratch("order");
+    let (input, out) = (dir.join("list.txt"), dir.join("out.csv"));
+    // The first address needs DNS (a loopback port that never answers it); the others are
+    // under `.invalid` and settle at once, so they finish first.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns = silent.local_addr().unwrap().to_string();
+    std::fs::write(
+        &input,
+        "slow@slow.example\nfast1@a.invalid\n\nfast2@b.invalid\n",
+    )
+    .unwrap();
+    let order = |extra: &[&str]| -> Vec<(String, String)> {
+        let run = rollcall()
+            .arg("verify")
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .args(["--progress", "off", "--helo", "probe.rollcall.test"])
+            .args(["--dns", &dns, "--dns-timeout", "1s"])
+            .args(extra)
+            .output()
+            .expect("rollcall runs");
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let cells = csv_cells(&out);
+        let (address, row) = (column(&cells[0], "address"), column(&cells[0], "row"));
+        cells[1..]
+            .iter()
+            .map(|r| (r[address].clone(), r[row].clone()))
+            .collect()
+    };
+    let expected: Vec<(String, String)> = [
+        ("slow@slow.example", "1"),
+        ("fast1@a.invalid", "2"),
+        ("fast2@b.invalid", "4"),
+    ]
+    .iter()
+    .map(|(a, r)| (a.to_string(), r.to_string()))
+    .collect();
+    assert_eq!(order(&[]), expected, "input order by default");
+    let streamed = order(&["--order", "completion"]);
+    assert_eq!(
+        streamed.last().map(|(a, _)| a.as_str()),
+        Some("slow@slow.example"),
+        "completion order streams what finishes first: {streamed:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -268,8 +268,15 @@ pub(crate) async fn run(
         inner: output,
     };
     let cpu_before = cpu_seconds();
-    let summary =
-        verify::run_verification(verifier, rx, &mut judge, progress, verify::ctrl_c()).await?;
+    let summary = verify::run_verification(
+        verifier,
+        rx,
+        &mut judge,
+        progress,
+        verify::RowOrder::Completion,
+        verify::ctrl_c(),
+    )
+    .await?;
     let cpu = cpu_seconds() - cpu_before;
     let counters = fleet.counters();
     fleet.shutdown().await;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rollcall_dns::MxResolver;
 use rollcall_engine::WorkerMetrics;
 use rollcall_engine::config::EngineConfig;
-use rollcall_engine::coordinator::InputRow;
+use rollcall_engine::coordinator::{InputRow, OutputRow};
 use rollcall_engine::probe::Connector;
 use rollcall_engine::summary::Summary;
 use tokio::sync::{mpsc, watch};
@@ -59,7 +59,8 @@ but a quote still open at the end of the file or after 64 KiB is a mistake: its 
 invalid_syntax row (`detail` names the line) and the next line starts a new record, so no \
 line is lost. A UTF-8 byte order mark before the first line is ignored.
 
-Output: rows are written as they finish, not in input order; the `row` column gives each \
+Output: rows come out in input order (--order completion writes each as it finishes); the \
+`row` column gives each \
 row's input position (line number for text and JSONL, record number after the header for \
 CSV). CSV columns: the input's columns (text: address; JSONL: address,input), then \
 status,reason,mx,smtp_code,enhanced_code,flags,duplicate,detail,smtp_text,row. JSONL fields: \
@@ -114,6 +115,17 @@ pub struct Args {
     )]
     pub csv_formula_guard: FormulaGuard,
 
+    /// Order of the output rows: `input` (the input's order, what a spreadsheet or CRM takes
+    /// back; rows that finish early wait in a buffer of at most `engine.max_outstanding` rows,
+    /// and reading pauses while it is full) or `completion` (each row as soon as it is done).
+    #[arg(
+        long,
+        value_name = "ORDER",
+        default_value = "input",
+        env = "ROLLCALL_ORDER"
+    )]
+    pub order: RowOrder,
+
     /// Progress on stderr: a bar on a terminal, a log line every 5 s otherwise (auto), or
     /// forced bar, log, or off (the summary is printed in every mode).
     #[arg(
@@ -132,6 +144,16 @@ pub struct Args {
     /// Boxed: the engine flags are large, and `Command` holds one variant per command.
     #[command(flatten)]
     pub engine: Box<EngineFlags>,
+}
+
+/// The order output rows are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RowOrder {
+    /// The input's order.
+    #[default]
+    Input,
+    /// As rows finish.
+    Completion,
 }
 
 /// What a run needs besides its rows: the engine's settings and its ports to the world.
@@ -168,14 +190,24 @@ pub(crate) async fn run_verification<P: Send + 'static>(
     mut input: mpsc::Receiver<InputRow<P>>,
     sink: &mut dyn RowSink<P>,
     progress: &mut Progress,
+    order: RowOrder,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Summary, RunError> {
     // Count rows as the engine takes them, so the display's total grows while reading.
     let read = Arc::new(AtomicU64::new(0));
     let (engine_tx, engine_rx) = mpsc::channel(INPUT_CHANNEL);
     let counter = read.clone();
+    // In input order, a row is let in only while fewer than `window` rows are in the engine or
+    // waiting in the reorder buffer: the buffer stays bounded, and the output is always
+    // drained (a full buffer pauses reading, never the engine's output).
+    let window = verifier.engine.max_outstanding.max(1);
+    let reorder = Arc::new(Reorder::new(window));
+    let letting_in = reorder.clone();
     tokio::spawn(async move {
         while let Some(row) = input.recv().await {
+            if order == RowOrder::Input && !letting_in.admit(row.row).await {
+                break;
+            }
             counter.fetch_add(1, Ordering::Relaxed);
             if engine_tx.send(row).await.is_err() {
                 break;
@@ -209,11 +241,17 @@ pub(crate) async fn run_verification<P: Send + 'static>(
             row = out_rx.recv() => match row {
                 Some(row) => {
                     progress.record(row.verdict.status());
-                    if write_error.is_none()
-                        && let Err(e) = sink.write_row(&row)
-                    {
-                        write_error = Some(e);
-                        let _ = stop_tx.send(true);
+                    let ready = match order {
+                        RowOrder::Completion => vec![row],
+                        RowOrder::Input => reorder.ready(row),
+                    };
+                    for row in ready {
+                        if write_error.is_none()
+                            && let Err(e) = sink.write_row(&row)
+                        {
+                            write_error = Some(e);
+                            let _ = stop_tx.send(true);
+                        }
                     }
                 }
                 None => break,
@@ -235,6 +273,15 @@ pub(crate) async fn run_verification<P: Send + 'static>(
                     }
                 }
             }
+        }
+    }
+    // Stopped early: the rows that finished are written whole, in input order, even where
+    // rows before them never came out.
+    for row in reorder.drain() {
+        if write_error.is_none()
+            && let Err(e) = sink.write_row(&row)
+        {
+            write_error = Some(e);
         }
     }
     if write_error.is_none()
@@ -458,7 +505,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reading = spawn_reader(reader, tx);
     let mut progress = Progress::new(args.progress, None);
     let shutdown = async { stopped_by = Some(signals.recv().await) };
-    let result = run_verification(verifier, rx, sink.as_mut(), &mut progress, shutdown).await;
+    let result = run_verification(
+        verifier,
+        rx,
+        sink.as_mut(),
+        &mut progress,
+        args.order,
+        shutdown,
+    )
+    .await;
     drop(progress);
     let summary = match result {
         Ok(summary) => summary,
@@ -493,8 +548,109 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// The reorder buffer of `RowOrder::Input`: rows are let in (`admit`) in input order while
+/// fewer than `window` are in the engine or waiting here; a finished row waits until every
+/// row before it is out.
+struct Reorder<P> {
+    window: Arc<tokio::sync::Semaphore>,
+    inner: std::sync::Mutex<ReorderInner<P>>,
+}
+
+struct ReorderInner<P> {
+    /// Row numbers let in and not written yet, in input order.
+    order: std::collections::VecDeque<u64>,
+    /// Finished rows waiting for the rows before them.
+    done: std::collections::BTreeMap<u64, OutputRow<P>>,
+}
+
+impl<P> Reorder<P> {
+    fn new(window: usize) -> Self {
+        Reorder {
+            window: Arc::new(tokio::sync::Semaphore::new(window)),
+            inner: std::sync::Mutex::new(ReorderInner {
+                order: Default::default(),
+                done: Default::default(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReorderInner<P>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for room, then notes `row` as the next in input order. False when closed.
+    async fn admit(&self, row: u64) -> bool {
+        match self.window.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return false,
+        }
+        self.lock().order.push_back(row);
+        true
+    }
+
+    /// Takes a finished row; returns the rows that can be written now, in input order.
+    fn ready(&self, row: OutputRow<P>) -> Vec<OutputRow<P>> {
+        let mut inner = self.lock();
+        inner.done.insert(row.row, row);
+        let mut out = Vec::new();
+        while let Some(next) = inner.order.front().copied() {
+            let Some(row) = inner.done.remove(&next) else {
+                break;
+            };
+            inner.order.pop_front();
+            out.push(row);
+        }
+        drop(inner);
+        self.window.add_permits(out.len());
+        out
+    }
+
+    /// Whatever finished and still waits (a run stopped early), in input order; no more rows
+    /// are let in.
+    fn drain(&self) -> Vec<OutputRow<P>> {
+        self.window.close();
+        let mut inner = self.lock();
+        inner.order.clear();
+        std::mem::take(&mut inner.done).into_values().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    fn out_row(row: u64) -> OutputRow<()> {
+        OutputRow {
+            row,
+            text: format!("a{row}@example.test"),
+            payload: (),
+            verdict: Arc::new(rollcall_core::Verdict::new(
+                rollcall_core::Reason::Accepted,
+                rollcall_core::Evidence::for_input("x"),
+            )),
+            duplicate: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reorder_buffer_writes_input_order_and_bounds_what_it_holds() {
+        let reorder: Reorder<()> = Reorder::new(3);
+        for row in [1, 2, 3] {
+            assert!(reorder.admit(row).await);
+        }
+        // A fourth row waits for room: three are in the engine or the buffer.
+        let blocked = tokio::time::timeout(Duration::from_millis(50), reorder.admit(4)).await;
+        assert!(blocked.is_err(), "the window bounds the rows let in");
+        let rows = |out: Vec<OutputRow<()>>| out.iter().map(|r| r.row).collect::<Vec<_>>();
+        assert_eq!(rows(reorder.ready(out_row(3))), Vec::<u64>::new());
+        assert_eq!(rows(reorder.ready(out_row(2))), Vec::<u64>::new());
+        assert_eq!(rows(reorder.ready(out_row(1))), vec![1, 2, 3]);
+        assert!(reorder.admit(4).await, "room again once rows are out");
+        assert!(reorder.admit(5).await);
+        assert_eq!(rows(reorder.ready(out_row(5))), Vec::<u64>::new());
+        // Stopped early: what finished comes out, in order, and nothing more is let in.
+        assert_eq!(rows(reorder.drain()), vec![5]);
+        assert!(!reorder.admit(6).await);
+    }
+
     use std::collections::BTreeMap;
     use std::net::SocketAddr;
     use std::sync::Mutex;
@@ -602,6 +758,7 @@ Fi,ann@nowhere.example,red\n";
             rx,
             sink.as_mut(),
             &mut Progress::hidden(),
+            RowOrder::Input,
             std::future::pending(),
         )
         .await
@@ -711,6 +868,7 @@ Fi,ann@nowhere.example,red\n";
             rx,
             &mut sink,
             &mut Progress::hidden(),
+            RowOrder::Input,
             std::future::ready(()),
         )
         .await
