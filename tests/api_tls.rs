@@ -16,7 +16,6 @@
 
 mod support_dist;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -241,24 +240,22 @@ fn only_a_client_with_the_ca_and_a_client_certificate_reaches_an_mtls_coordinato
         path_arg(&pki.client_ca),
     ]);
     procs.spawn(&scratch, "coordinator", &args);
-    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-    wait_for("the coordinator to listen", Duration::from_secs(60), || {
+    // The line comes after the socket is bound, so once it is there the API listens.
+    let listening = wait_for("the coordinator to listen", Duration::from_secs(60), || {
         if let Some(status) = procs.try_wait("coordinator") {
             panic!(
                 "the coordinator exited with {status}:\n{}",
                 procs.log("coordinator")
             );
         }
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-            .is_ok()
-            .then_some(())
+        let log = procs.log("coordinator");
+        log.lines()
+            .find(|l| l.contains("coordinator listening on"))
+            .map(str::to_owned)
     });
     assert!(
-        procs
-            .log("coordinator")
-            .contains("(TLS with client certificates)"),
-        "{}",
-        procs.log("coordinator")
+        listening.ends_with(&format!("127.0.0.1:{port} (TLS with client certificates)")),
+        "{listening}"
     );
 
     let list = scratch.path("list.txt");
