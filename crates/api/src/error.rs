@@ -1,6 +1,6 @@
 //! The crate's one error type, and how a backend failure becomes a gRPC status.
 //!
-//! Owns `Error` (what a caller of this crate can get back: a bad URL or token for the client, a
+//! Owns `Error` (what a caller of this crate can get back: a bad URL, token or TLS input, a
 //! transport failure, a proto value that does not map onto the domain) and the mapping
 //! `BackendError -> tonic::Status`. It does not own `BackendError` itself (`backend` does):
 //! that is the error of the port, kept free of tonic so the coordinator never sees gRPC types.
@@ -22,6 +22,21 @@ pub enum Error {
     /// The bearer token cannot be sent as an HTTP/2 header value (it must be visible ASCII).
     #[error("invalid token: it must be non-empty visible ASCII without spaces")]
     InvalidToken,
+    /// A TLS input (certificate, key or CA, PEM) cannot be used.
+    #[error("TLS {part}: {why}")]
+    Tls {
+        /// Which input.
+        part: crate::tls::TlsPart,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// TLS settings were given for a URL that is not `https://`: refused rather than sending
+    /// the token in the clear to a server the caller meant to authenticate.
+    #[error("TLS settings were given but {url:?} is not an https:// URL")]
+    TlsNeedsHttps {
+        /// The URL as given (control characters removed).
+        url: String,
+    },
     /// Connecting, binding or serving failed at the transport level.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -86,6 +101,7 @@ impl Error {
         match self {
             Error::InvalidUrl { .. } => "invalid_url",
             Error::InvalidToken => "invalid_token",
+            Error::Tls { .. } | Error::TlsNeedsHttps { .. } => "tls",
             Error::Transport(_) => "transport",
             Error::Reflection(_) => "reflection",
             Error::Call { .. } => "call",

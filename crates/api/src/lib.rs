@@ -9,8 +9,9 @@
 //! - `service`: `VerifierService`, the generated trait implemented over any backend.
 //! - `watch`: the server streams (WatchCampaign, ListResults) built on backend polling.
 //! - `auth`: bearer-token interceptors for server and client.
-//! - `server`: `serve`, with health and reflection alongside.
-//! - `client`: `connect`.
+//! - `server`: `serve`, with health and reflection alongside, over plaintext or TLS.
+//! - `client`: `connect`, over plaintext (`http://`) or TLS (`https://`).
+//! - `tls`: `ServerTls` and `ClientTls`, the checked certificates, keys and CAs (rustls, ring).
 //! - `error`: the crate's `Error`, and `BackendError -> tonic::Status`.
 //!
 //! `tonic::Status` appears in this crate only; the rest of the workspace speaks
@@ -25,6 +26,7 @@ pub mod convert;
 pub mod error;
 pub mod server;
 pub mod service;
+pub mod tls;
 pub mod watch;
 
 /// The generated `rollcall.v1` types, client (`verifier_client`) and server
@@ -46,8 +48,9 @@ pub use backend::{
     AddressChunks, BackendError, CampaignBackend, CampaignState, ProgressSnapshot, ResultRecord,
     SubmitOptions, SubmitOutcome,
 };
-pub use client::{Client, connect};
+pub use client::{Client, connect, connect_with_tls};
 pub use error::Error;
-pub use server::{serve, serve_service};
+pub use server::{serve, serve_service, serve_service_with_tls, serve_with_tls};
 pub use service::VerifierService;
+pub use tls::{ClientTls, ServerTls, TlsPart};
 pub use watch::WatchPacing;

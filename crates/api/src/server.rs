@@ -1,6 +1,7 @@
 //! Serving: the Verifier service behind bearer auth, plus health and reflection, on a listener.
 //!
-//! Owns `serve` and `serve_service`. Health (`grpc.health.v1`) and reflection
+//! Owns `serve` and `serve_service` (plaintext) and their `_with_tls` forms (TLS, optionally
+//! requiring client certificates). Health (`grpc.health.v1`) and reflection
 //! (`grpc.reflection.v1`) are deliberately outside the token check: load balancers and
 //! orchestrators probe health without credentials, and reflection only describes the public
 //! schema. Every `rollcall.v1.Verifier` call is behind it. It does not pick the address or read
@@ -17,6 +18,7 @@ use crate::auth::BearerAuth;
 use crate::backend::CampaignBackend;
 use crate::error::Error;
 use crate::service::VerifierService;
+use crate::tls::ServerTls;
 use crate::v1::verifier_server::VerifierServer;
 
 /// Serves `backend` on `listener` until `shutdown` resolves, then drains: open watch and list
@@ -32,11 +34,42 @@ pub async fn serve<B: CampaignBackend>(
     serve_service(listener, VerifierService::new(backend), token, shutdown).await
 }
 
+/// Like `serve`, over TLS when `tls` is set (health and reflection too: one port, one
+/// protocol). With `tls` requiring client certificates, a client without one signed by its CA
+/// fails the handshake before any call, token or not.
+pub async fn serve_with_tls<B: CampaignBackend>(
+    listener: TcpListener,
+    backend: Arc<B>,
+    token: Option<String>,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    serve_service_with_tls(
+        listener,
+        VerifierService::new(backend),
+        token,
+        tls,
+        shutdown,
+    )
+    .await
+}
+
 /// Like `serve`, with a service configured by the caller (e.g. its watch pacing).
 pub async fn serve_service<B: CampaignBackend>(
     listener: TcpListener,
     service: VerifierService<B>,
     token: Option<String>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    serve_service_with_tls(listener, service, token, None, shutdown).await
+}
+
+/// Like `serve_service`, over TLS when `tls` is set (see `serve_with_tls`).
+pub async fn serve_service_with_tls<B: CampaignBackend>(
+    listener: TcpListener,
+    service: VerifierService<B>,
+    token: Option<String>,
+    tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
@@ -57,7 +90,19 @@ pub async fn serve_service<B: CampaignBackend>(
 
     let auth = BearerAuth::new(token);
     let local = listener.local_addr().ok();
-    tracing::info!(addr = ?local, auth = auth.is_enabled(), "gRPC server listening");
+    let mut server = Server::builder();
+    if let Some(tls) = &tls {
+        // The inputs were checked when `tls` was built, so this fails only on what rustls
+        // refuses beyond them; no connection is taken in plaintext either way.
+        server = server.tls_config(tls.config())?;
+    }
+    tracing::info!(
+        addr = ?local,
+        auth = auth.is_enabled(),
+        tls = tls.is_some(),
+        mtls = tls.as_ref().is_some_and(ServerTls::requires_client_certs),
+        "gRPC server listening"
+    );
 
     let reporter = health.clone();
     let shutdown = async move {
@@ -73,7 +118,7 @@ pub async fn serve_service<B: CampaignBackend>(
         let _ = closing_tx.send(true);
     };
 
-    Server::builder()
+    server
         .add_service(health_service)
         .add_service(reflection)
         .add_service(VerifierServer::with_interceptor(service, auth))

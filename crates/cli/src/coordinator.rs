@@ -45,6 +45,10 @@ pub struct Args {
     )]
     pub token: Option<String>,
 
+    /// TLS of the API (--tls-cert, --tls-key, --tls-client-ca). Plaintext without them.
+    #[command(flatten)]
+    pub tls: crate::api_tls::ServerTlsFlags,
+
     /// Most entries one campaign may hold; a longer list is refused. Every output row (its
     /// address, verdict and reply text) is kept in memory until the campaign is evicted.
     #[arg(
@@ -74,6 +78,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(settings) => settings,
         Err(code) => return Ok(code),
     };
+    // Before any connection is made: a wrong TLS file is a usage error, not a late failure.
+    let tls = match args.tls.load() {
+        Ok(tls) => tls,
+        Err(e) => {
+            crate::console::err_line(format_args!("rollcall: {e}"));
+            return Ok(ExitCode::from(crate::config::EX_USAGE));
+        }
+    };
     args.fleet.install_metrics()?;
     let verifier = verifier(settings)?;
     if args.token.is_none() && !args.listen.ip().is_loopback() {
@@ -100,10 +112,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    eprintln!("rollcall: coordinator listening on {}", args.listen);
+    let scheme = match &tls {
+        Some(tls) if tls.requires_client_certs() => "TLS with client certificates",
+        Some(_) => "TLS",
+        None => "plaintext",
+    };
+    eprintln!(
+        "rollcall: coordinator listening on {} ({scheme})",
+        args.listen
+    );
 
-    let served =
-        rollcall_api::serve(listener, backend.clone(), args.token, shutdown_signal()).await;
+    let served = rollcall_api::serve_with_tls(
+        listener,
+        backend.clone(),
+        args.token,
+        tls,
+        shutdown_signal(),
+    )
+    .await;
     // The server has drained: stop the campaign runs. Their batches stay on the queue, the
     // workers go on recording results, and the store still says "running": the next
     // coordinator picks them up.

@@ -1,6 +1,8 @@
 //! The `rollcall` command line (clap). Thin: parses flags and config, wires crates together.
 //!
 //! Layout:
+//! - `coordinator`, `worker`, `fleet`: the distributed wiring; `submit`, `watch`: its clients;
+//!   `api_tls`: the TLS flags of the gRPC API (server and client).
 //! - `probe`: one SMTP session against one host, transcript and per-address replies.
 //! - `sim`: runs the simulated mail fleet standalone.
 //! - `verify`: verifies a list in this process; the run loop shared with `demo`.
@@ -11,6 +13,7 @@
 //! - `demo`, `bench`: the embedded engine against a simulated fleet; `fleet_run`: what they share.
 #![forbid(unsafe_code)]
 
+mod api_tls;
 mod bench;
 mod config;
 mod console;

@@ -79,6 +79,11 @@ fn fail(code: u8, message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Checked first: a wrong TLS file should stop us before any input is read or output made.
+    let tls = match args.remote.load_tls() {
+        Ok(tls) => tls,
+        Err(e) => return fail(EX_USAGE, e),
+    };
     let stdin = args.input.as_os_str() == "-";
     let input_format = args
         .input_format
@@ -123,7 +128,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| "stdin".to_string())
     });
 
-    let mut client = args.remote.connect().await?;
+    let mut client = args.remote.connect(tls.as_ref()).await?;
     let (rows_tx, mut rows_rx) = mpsc::channel(CHUNK);
     let reading = spawn_reader(reader, rows_tx);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Vec<String>>(4);

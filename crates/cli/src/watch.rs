@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rollcall_api::convert::campaign_state_from_wire;
-use rollcall_api::{CampaignState, Client, v1};
+use rollcall_api::{CampaignState, Client, ClientTls, v1};
 use rollcall_core::Verdict;
 use rollcall_engine::coordinator::OutputRow;
 
+use crate::api_tls::ClientTlsFlags;
+use crate::config::{ConfigError, EX_USAGE};
 use crate::output::{InputShape, OutputFormat, RowSink, open_sink};
 use crate::progress::{Progress, ProgressMode, group};
 use crate::rows::Record;
@@ -60,7 +62,8 @@ pub struct Args {
 /// Where the coordinator is and how to authenticate to it.
 #[derive(Debug, clap::Args)]
 pub struct Remote {
-    /// The coordinator's API, e.g. http://127.0.0.1:50051.
+    /// The coordinator's API, e.g. http://127.0.0.1:50051; https://HOST:PORT speaks TLS (see
+    /// --ca).
     #[arg(
         long,
         value_name = "URL",
@@ -77,11 +80,34 @@ pub struct Remote {
         hide_env_values = true
     )]
     pub token: Option<String>,
+
+    #[command(flatten)]
+    pub tls: ClientTlsFlags,
 }
 
 impl Remote {
-    pub async fn connect(&self) -> anyhow::Result<Client> {
-        rollcall_api::connect(&self.coordinator, self.token.clone())
+    /// Reads and checks the TLS flags: a usage error (exit 64) when a file is wrong, or when
+    /// they are given with an http:// URL (the token would go in the clear to a server the
+    /// user meant to authenticate).
+    pub fn load_tls(&self) -> Result<Option<ClientTls>, ConfigError> {
+        let tls = self.tls.load()?;
+        if tls.is_some() && !self.coordinator.starts_with("https://") {
+            return Err(ConfigError::Invalid {
+                setting: "--coordinator (ROLLCALL_COORDINATOR)",
+                reason: format!(
+                    "{:?} is not an https:// URL, but TLS flags (--ca, --tls-client-cert) are \
+                     given",
+                    self.coordinator
+                ),
+                fix: "use https://HOST:PORT for a coordinator started with --tls-cert",
+            });
+        }
+        Ok(tls)
+    }
+
+    /// Connects with the TLS settings `load_tls` returned.
+    pub async fn connect(&self, tls: Option<&ClientTls>) -> anyhow::Result<Client> {
+        rollcall_api::connect_with_tls(&self.coordinator, self.token.clone(), tls)
             .await
             .with_context(|| format!("cannot reach the coordinator at {}", self.coordinator))
     }
@@ -317,7 +343,14 @@ pub(crate) fn report(campaign: &str, followed: &Followed) -> ExitCode {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut client = args.remote.connect().await?;
+    let tls = match args.remote.load_tls() {
+        Ok(tls) => tls,
+        Err(e) => {
+            crate::console::err_line(format_args!("rollcall: {e}"));
+            return Ok(ExitCode::from(EX_USAGE));
+        }
+    };
+    let mut client = args.remote.connect(tls.as_ref()).await?;
     let results = if args.results || args.output.is_some() {
         Some(Results {
             sink: results_sink(args.output.as_deref(), args.format, InputShape::Text)?,

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -124,6 +126,11 @@ impl FakeCoordinator {
         if c.pending.is_empty() && c.state == CampaignState::Running {
             c.state = CampaignState::Done;
         }
+    }
+
+    /// How many campaigns were submitted.
+    pub fn campaign_count(&self) -> usize {
+        self.campaigns.lock().unwrap().len()
     }
 
     /// The options a campaign was submitted with.
@@ -266,16 +273,27 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(token: Option<&str>) -> TestServer {
+        TestServer::start_with(token, None).await
+    }
+
+    /// Serves over TLS; `url` is `https://127.0.0.1:PORT`.
+    pub async fn start_tls(token: Option<&str>, tls: rollcall_api::ServerTls) -> TestServer {
+        TestServer::start_with(token, Some(tls)).await
+    }
+
+    async fn start_with(token: Option<&str>, tls: Option<rollcall_api::ServerTls>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let fake = Arc::new(FakeCoordinator::default());
         let service =
             rollcall_api::VerifierService::new(Arc::clone(&fake)).with_pacing(quick_pacing());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(rollcall_api::serve_service(
+        let task = tokio::spawn(rollcall_api::serve_service_with_tls(
             listener,
             service,
             token.map(str::to_owned),
+            tls,
             async move {
                 let _ = stopped.await;
             },

@@ -10,7 +10,9 @@ one line per event:
     result row=<n> <STATUS> <REASON> duplicate=<true|false> <address>
     end <STATE> done=<n> deliverable=<n> undeliverable=<n> risky=<n> unknown=<n>
 
-Usage: client.py HOST:PORT [--token TOKEN]   (install grpcio-tools with setup.sh beside this)
+Usage: client.py HOST:PORT [--token TOKEN] [--ca FILE [--client-cert FILE --client-key FILE]]
+(install grpcio-tools with setup.sh beside this). With --ca it speaks TLS, trusting that CA
+(PEM), and presents the client certificate when given (mutual TLS).
 """
 
 import argparse
@@ -51,10 +53,30 @@ def generate(out_dir):
     return pb2, grpc_pb2
 
 
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def open_channel(args):
+    """A plaintext channel, or a TLS one trusting --ca (and presenting a client cert)."""
+    if not args.ca:
+        return grpc.insecure_channel(args.address)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(args.ca),
+        private_key=read(args.client_key) if args.client_key else None,
+        certificate_chain=read(args.client_cert) if args.client_cert else None,
+    )
+    return grpc.secure_channel(args.address, credentials)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("address", help="HOST:PORT of the rollcall gRPC server")
     parser.add_argument("--token", help="bearer token, when the server requires one")
+    parser.add_argument("--ca", help="PEM CA to trust: speak TLS instead of plaintext")
+    parser.add_argument("--client-cert", help="PEM client certificate (mTLS), with --ca")
+    parser.add_argument("--client-key", help="PEM key of --client-cert")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as out_dir:
@@ -62,7 +84,7 @@ def main():
         state_name = pb2.CampaignState.Name
         metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
 
-        with grpc.insecure_channel(args.address) as channel:
+        with open_channel(args) as channel:
             stub = grpc_pb2.VerifierStub(channel)
 
             def requests():
