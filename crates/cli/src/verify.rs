@@ -117,7 +117,9 @@ pub struct Args {
 
     /// Order of the output rows: `input` (the input's order, what a spreadsheet or CRM takes
     /// back; rows that finish early wait in a buffer of at most `engine.max_outstanding` rows,
-    /// and reading pauses while it is full) or `completion` (each row as soon as it is done).
+    /// and reading pauses while it is full, so a row waiting out a greylist retry can hold up
+    /// a long list for that long) or `completion` (each row as soon as it is done: the fastest
+    /// for very large lists, sort by the `row` column afterwards).
     #[arg(
         long,
         value_name = "ORDER",
