@@ -36,7 +36,8 @@ pub struct Args {
     pub fleet: crate::fleet::FleetFlags,
 
     /// Bearer token every API call must carry. Without it the API is open to anyone who can
-    /// reach `--listen`.
+    /// reach `--listen`, so the coordinator refuses to start without one on an address beyond
+    /// loopback (see --insecure-no-auth).
     #[arg(
         long,
         value_name = "TOKEN",
@@ -44,6 +45,11 @@ pub struct Args {
         hide_env_values = true
     )]
     pub token: Option<String>,
+
+    /// Serve the API without a token on an address beyond loopback: anyone who can reach
+    /// `--listen` may submit lists and probe addresses. Only for a network you fully trust.
+    #[arg(long, env = "ROLLCALL_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
 
     /// Most entries one campaign may hold; a longer list is refused. Every output row (its
     /// address, verdict and reply text) is kept in memory until the campaign is evicted.
@@ -70,6 +76,13 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Checked before anything connects: an open API is a configuration error, not a warning.
+    if let Some(refusal) =
+        open_api_refusal(args.listen, args.token.as_deref(), args.insecure_no_auth)
+    {
+        crate::console::err_line(format_args!("rollcall: {refusal}"));
+        return Ok(ExitCode::from(crate::config::EX_USAGE));
+    }
     let settings = match load_settings(&args.engine) {
         Ok(settings) => settings,
         Err(code) => return Ok(code),
@@ -77,7 +90,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.fleet.install_metrics()?;
     let verifier = verifier(settings)?;
     if args.token.is_none() && !args.listen.ip().is_loopback() {
-        tracing::warn!(listen = %args.listen, "the API has no token and listens beyond loopback");
+        tracing::warn!(listen = %args.listen, "the API has no token and listens beyond loopback (--insecure-no-auth)");
     }
 
     let (state, queue) = args.fleet.connect().await?;
@@ -114,6 +127,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The one line refusing to serve the API on `listen` without a token, when that would open it
+/// to more than this host; `None` when serving is fine (a token, a loopback address, or the
+/// operator's explicit `--insecure-no-auth`).
+fn open_api_refusal(
+    listen: SocketAddr,
+    token: Option<&str>,
+    insecure_no_auth: bool,
+) -> Option<String> {
+    if token.is_some() || insecure_no_auth || listen.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "--listen {listen} is beyond loopback and no --token (ROLLCALL_TOKEN) is set: anyone \
+         who can reach it could use the API; set a token, listen on 127.0.0.1, or pass \
+         --insecure-no-auth (ROLLCALL_INSECURE_NO_AUTH) to serve it open"
+    ))
+}
+
 /// Exports the queue depth per shard and the greylist backlog every second.
 async fn sample_backlog(
     queue: Arc<rollcall_amqp::AmqpQueue>,
@@ -142,4 +173,26 @@ async fn shutdown_signal() {
         _ = crate::verify::ctrl_c() => {}
     }
     tracing::info!("shutting down: draining the API");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_api_beyond_loopback_is_refused_unless_asked_for() {
+        let any: SocketAddr = "0.0.0.0:50051".parse().unwrap();
+        let any6: SocketAddr = "[::]:50051".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:50051".parse().unwrap();
+        let local6: SocketAddr = "[::1]:50051".parse().unwrap();
+        for open in [any, any6] {
+            let refusal = open_api_refusal(open, None, false).unwrap();
+            assert!(refusal.contains("--token") && refusal.contains("--insecure-no-auth"));
+            assert!(!refusal.contains('\n'), "one line: {refusal}");
+            assert_eq!(open_api_refusal(open, Some("t0k"), false), None);
+            assert_eq!(open_api_refusal(open, None, true), None);
+        }
+        assert_eq!(open_api_refusal(local, None, false), None);
+        assert_eq!(open_api_refusal(local6, None, false), None);
+    }
 }
