@@ -9,6 +9,7 @@
 //! - `service`: `VerifierService`, the generated trait implemented over any backend.
 //! - `watch`: the server streams (WatchCampaign, ListResults) built on backend polling.
 //! - `auth`: bearer-token interceptors for server and client.
+//! - `limits`: call limits (concurrent `Verify` calls, calls per minute per token).
 //! - `server`: `serve`, with health and reflection alongside.
 //! - `client`: `connect`.
 //! - `error`: the crate's `Error`, and `BackendError -> tonic::Status`.
@@ -23,6 +24,7 @@ pub mod backend;
 pub mod client;
 pub mod convert;
 pub mod error;
+pub mod limits;
 pub mod server;
 pub mod service;
 pub mod watch;
@@ -48,6 +50,7 @@ pub use backend::{
 };
 pub use client::{Client, connect};
 pub use error::Error;
+pub use limits::{CallLimits, Caller};
 pub use server::{serve, serve_service};
 pub use service::VerifierService;
 pub use watch::WatchPacing;
