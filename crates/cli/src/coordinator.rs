@@ -71,6 +71,10 @@ pub struct Args {
     )]
     pub keep_finished: usize,
 
+    /// Limits on submissions, running campaigns, Verify calls and the call rate.
+    #[command(flatten)]
+    pub limits: crate::api_limits::ApiLimitFlags,
+
     #[command(flatten)]
     pub engine: Box<EngineFlags>,
 }
@@ -98,10 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sampler = tokio::spawn(sample_backlog(queue.clone(), state.clone()));
     let coordinator = Coordinator::new(queue.clone(), state, verifier.resolver, verifier.engine)
         .keeping_results();
-    let limits = Limits {
-        max_rows: args.max_rows,
-        keep_finished: args.keep_finished,
-    };
+    let limits = args.limits.backend(args.max_rows, args.keep_finished);
     let backend = Arc::new(CoordinatorBackend::new(coordinator, limits)?);
     let picked = backend
         .resume()
@@ -115,8 +116,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     eprintln!("rollcall: coordinator listening on {}", args.listen);
 
+    let service =
+        rollcall_api::VerifierService::new(backend.clone()).with_limits(args.limits.calls());
     let served =
-        rollcall_api::serve(listener, backend.clone(), args.token, shutdown_signal()).await;
+        rollcall_api::serve_service(listener, service, args.token, shutdown_signal()).await;
     // The server has drained: stop the campaign runs. Their batches stay on the queue, the
     // workers go on recording results, and the store still says "running": the next
     // coordinator picks them up.

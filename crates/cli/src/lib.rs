@@ -11,6 +11,7 @@
 //! - `demo`, `bench`: the embedded engine against a simulated fleet; `fleet_run`: what they share.
 #![forbid(unsafe_code)]
 
+mod api_limits;
 mod bench;
 mod config;
 mod console;
