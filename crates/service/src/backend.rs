@@ -2,10 +2,10 @@
 //! `Coordinator`.
 //!
 //! Each submitted campaign gets three tasks: a feeder (submitted rows into the coordinator's
-//! bounded input, so the coordinator's back-pressure never stalls the client's upload), the
-//! coordinator run itself, and a collector (output rows into the campaign's record). `submit`
-//! returns once the client's stream has ended and every entry is parsed, counted and stored;
-//! it does not wait for probing. Its accepted/duplicate/invalid counts come from parsing each
+//! bounded input; it stops reading when the campaign is stopped), the coordinator run itself,
+//! and a collector (output rows into the campaign's record). `submit` returns once the
+//! client's stream has ended and every entry is parsed, counted, stored and taken by the run;
+//! it does not wait for probing beyond the run's read-ahead (see "Memory" below). Its accepted/duplicate/invalid counts come from parsing each
 //! entry and deduplicating it the way the coordinator does (local part case-folded, RFC 5321
 //! 2.4), so they agree with the output rows' `duplicate` flags and `invalid_syntax` verdicts.
 //!
