@@ -916,3 +916,52 @@ fn with_scopes_the_dot_and_range_leaves_it() {
         assert!(value_paths(bad).is_err(), "accepted: {bad}");
     }
 }
+
+/// How many blocks (`if`, `with`, `range`, `define`, `block`) are open at the end of `text`.
+fn open_blocks(text: &str) -> usize {
+    let mut depth = 0usize;
+    for action in actions(text) {
+        let code = action_code(action);
+        match code.split_whitespace().next().unwrap_or("") {
+            "if" | "with" | "range" | "define" | "block" => depth += 1,
+            "end" => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    depth
+}
+
+/// The coordinator listens on `listenHost` (0.0.0.0 by default), where the binary refuses to
+/// serve without a token: the Deployment passes ROLLCALL_TOKEN whatever the values, and the
+/// chart's Secret holds a token whenever no existing Secret is named (auth.token, the one a
+/// previous release stored, or a generated one).
+#[test]
+fn the_coordinator_always_gets_a_token() -> Result<()> {
+    let templates = templates()?;
+    let deployment = &templates["coordinator-deployment.yaml"];
+    let at = deployment
+        .find("- name: ROLLCALL_TOKEN")
+        .context("coordinator-deployment.yaml passes no ROLLCALL_TOKEN")?;
+    ensure!(
+        open_blocks(&deployment[..at]) == 0,
+        "coordinator-deployment.yaml passes ROLLCALL_TOKEN only under a condition"
+    );
+
+    let secret = &templates["secret.yaml"];
+    ensure!(
+        secret.contains("$token := not .Values.auth.existingSecret"),
+        "secret.yaml must store a token whenever auth.existingSecret is empty"
+    );
+    ensure!(
+        secret.contains("include \"rollcall.token\""),
+        "secret.yaml must store the token of the rollcall.token helper"
+    );
+    let token = helper_body(&templates["_helpers.tpl"], "rollcall.token")?;
+    for needed in ["lookup", "randAlphaNum", ".Values.auth.token"] {
+        ensure!(
+            token.contains(needed),
+            "the rollcall.token helper does not use {needed}"
+        );
+    }
+    Ok(())
+}

@@ -3,7 +3,8 @@
 //! Owns the server interceptor `BearerAuth`, which refuses a call without the configured token
 //! with UNAUTHENTICATED, and the client interceptor `AttachToken`, which adds the header. The
 //! comparison takes the same time wherever the first wrong byte is, so the token cannot be
-//! guessed byte by byte from response times. It does not read the token from the environment
+//! guessed byte by byte from response times. A call let through carries its `Caller` (the
+//! token's, or the anonymous one) for the rate limit (`limits`). It does not read the token from the environment
 //! (the CLI reads `ROLLCALL_TOKEN`) and does not guard health or reflection (see `server`).
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::error::Error;
+use crate::limits::Caller;
 
 /// The metadata key (HTTP/2 header names are lowercase, RFC 9113 8.2.1).
 const AUTHORIZATION: &str = "authorization";
@@ -39,15 +41,13 @@ impl BearerAuth {
         self.expected.is_some()
     }
 
-    fn check(&self, header: Option<&[u8]>) -> bool {
+    /// The caller a call with `header` is counted against, or `None` when it is refused.
+    fn check(&self, header: Option<&[u8]>) -> Option<Caller> {
         let Some(expected) = &self.expected else {
-            return true;
+            return Some(Caller::ANONYMOUS);
         };
-        let Some(header) = header else { return false };
-        let Some(presented) = strip_scheme(header) else {
-            return false;
-        };
-        constant_time_eq(presented, expected)
+        let presented = strip_scheme(header?)?;
+        constant_time_eq(presented, expected).then(|| Caller::for_token(expected))
     }
 }
 
@@ -61,17 +61,19 @@ impl std::fmt::Debug for BearerAuth {
 }
 
 impl Interceptor for BearerAuth {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let header = request
             .metadata()
             .get(AUTHORIZATION)
             .map(|v| v.as_encoded_bytes());
-        if self.check(header) {
-            Ok(request)
-        } else {
-            Err(Status::unauthenticated(
+        match self.check(header) {
+            Some(caller) => {
+                request.extensions_mut().insert(caller);
+                Ok(request)
+            }
+            None => Err(Status::unauthenticated(
                 "missing or wrong bearer token (send `authorization: Bearer <token>`)",
-            ))
+            )),
         }
     }
 }
@@ -153,7 +155,10 @@ mod tests {
                 .metadata_mut()
                 .insert(AUTHORIZATION, h.parse().unwrap());
         }
-        auth.call(request).map(|_| ()).map_err(|s| s.code())
+        let passed = auth.call(request).map_err(|s| s.code())?;
+        // Every call let through says whom it counts against.
+        assert!(passed.extensions().get::<Caller>().is_some());
+        Ok(())
     }
 
     #[test]

@@ -179,6 +179,10 @@ pub enum BackendError {
     /// A dependency (store, queue) is unreachable; retry later (`UNAVAILABLE`).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A limit of the server is reached (a submission too large, too many campaigns running);
+    /// nothing of the request was kept (`RESOURCE_EXHAUSTED`).
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
     /// A bug or broken invariant (`INTERNAL`).
     #[error("internal: {0}")]
     Internal(String),
@@ -187,7 +191,10 @@ pub enum BackendError {
 impl BackendError {
     /// True for failures worth retrying later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, BackendError::Unavailable(_))
+        matches!(
+            self,
+            BackendError::Unavailable(_) | BackendError::ResourceExhausted(_)
+        )
     }
 
     /// A short, bounded label for metrics.
@@ -196,6 +203,7 @@ impl BackendError {
             BackendError::NotFound(_) => "not_found",
             BackendError::InvalidArgument(_) => "invalid_argument",
             BackendError::Unavailable(_) => "unavailable",
+            BackendError::ResourceExhausted(_) => "resource_exhausted",
             BackendError::Internal(_) => "internal",
         }
     }

@@ -127,6 +127,7 @@ impl From<BackendError> for tonic::Status {
             BackendError::NotFound(m) => tonic::Status::not_found(m),
             BackendError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
             BackendError::Unavailable(m) => tonic::Status::unavailable(m),
+            BackendError::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
             BackendError::Internal(m) => {
                 tracing::warn!(error = %m, "internal error answered to a gRPC call");
                 tonic::Status::internal(m)
@@ -150,6 +151,10 @@ mod tests {
             (
                 BackendError::Unavailable("redis".into()),
                 tonic::Code::Unavailable,
+            ),
+            (
+                BackendError::ResourceExhausted("too big".into()),
+                tonic::Code::ResourceExhausted,
             ),
             (BackendError::Internal("bug".into()), tonic::Code::Internal),
         ];

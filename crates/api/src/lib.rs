@@ -9,6 +9,7 @@
 //! - `service`: `VerifierService`, the generated trait implemented over any backend.
 //! - `watch`: the server streams (WatchCampaign, ListResults) built on backend polling.
 //! - `auth`: bearer-token interceptors for server and client.
+//! - `limits`: call limits (concurrent `Verify` calls, calls per minute per token).
 //! - `server`: `serve`, with health and reflection alongside, over plaintext or TLS.
 //! - `client`: `connect`, over plaintext (`http://`) or TLS (`https://`).
 //! - `tls`: `ServerTls` and `ClientTls`, the checked certificates, keys and CAs (rustls, ring).
@@ -24,6 +25,7 @@ pub mod backend;
 pub mod client;
 pub mod convert;
 pub mod error;
+pub mod limits;
 pub mod server;
 pub mod service;
 pub mod tls;
@@ -50,6 +52,7 @@ pub use backend::{
 };
 pub use client::{Client, connect, connect_with_tls};
 pub use error::Error;
+pub use limits::{CallLimits, Caller};
 pub use server::{serve, serve_service, serve_service_with_tls, serve_with_tls};
 pub use service::VerifierService;
 pub use tls::{ClientTls, ServerTls, TlsPart};

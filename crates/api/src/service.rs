@@ -1,8 +1,9 @@
 //! `VerifierService`: the `rollcall.v1.Verifier` gRPC service over any `CampaignBackend`.
 //!
 //! Owns request validation (campaign ids, options, the order of the SubmitCampaign stream) and
-//! the translation of each call into backend calls; the streaming calls are in `watch`. It
-//! does not own authentication (`auth`) or the listener (`server`).
+//! the translation of each call into backend calls; the streaming calls are in `watch`. Every
+//! call is first counted against its caller's rate, and `Verify` takes one of a bounded number
+//! of slots (`limits`). It does not own authentication (`auth`) or the listener (`server`).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use rollcall_core::CampaignId;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::backend::{AddressChunks, BackendError, CampaignBackend, SubmitOptions};
+use crate::limits::{Admission, CallLimits, Caller};
 use crate::v1;
 use crate::v1::submit_campaign_request::Payload;
 use crate::v1::verifier_server::Verifier;
@@ -21,6 +23,7 @@ pub struct VerifierService<B> {
     backend: Arc<B>,
     pacing: WatchPacing,
     closing: Closing,
+    admission: Arc<Admission>,
 }
 
 impl<B> Clone for VerifierService<B> {
@@ -29,18 +32,37 @@ impl<B> Clone for VerifierService<B> {
             backend: Arc::clone(&self.backend),
             pacing: self.pacing,
             closing: self.closing.clone(),
+            admission: Arc::clone(&self.admission),
         }
     }
 }
 
 impl<B: CampaignBackend> VerifierService<B> {
-    /// The service over `backend`, with the default pacing.
+    /// The service over `backend`, with the default pacing and call limits.
     pub fn new(backend: Arc<B>) -> VerifierService<B> {
         VerifierService {
             backend,
             pacing: WatchPacing::default(),
             closing: None,
+            admission: Arc::new(Admission::new(CallLimits::default())),
         }
+    }
+
+    /// Sets the call limits (concurrent `Verify` calls, calls per minute per caller).
+    pub fn with_limits(mut self, limits: CallLimits) -> VerifierService<B> {
+        self.admission = Arc::new(Admission::new(limits));
+        self
+    }
+
+    /// Counts the call against its caller's rate (the caller `BearerAuth` set; anonymous when
+    /// the service is used without it).
+    fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .copied()
+            .unwrap_or(Caller::ANONYMOUS);
+        self.admission.admit(caller)
     }
 
     /// Sets how watches poll and report.
@@ -88,6 +110,7 @@ impl<B: CampaignBackend> Verifier for VerifierService<B> {
         &self,
         request: Request<Streaming<v1::SubmitCampaignRequest>>,
     ) -> Result<Response<v1::SubmitCampaignResponse>, Status> {
+        self.admit(&request)?;
         let mut stream = request.into_inner();
         let options = match stream.message().await? {
             Some(v1::SubmitCampaignRequest {
@@ -119,6 +142,7 @@ impl<B: CampaignBackend> Verifier for VerifierService<B> {
         &self,
         request: Request<v1::WatchCampaignRequest>,
     ) -> Result<Response<Self::WatchCampaignStream>, Status> {
+        self.admit(&request)?;
         let request = request.into_inner();
         let campaign = campaign_id(&request.campaign_id)?;
         let first = self.backend.progress(&campaign).await?;
@@ -138,6 +162,7 @@ impl<B: CampaignBackend> Verifier for VerifierService<B> {
         &self,
         request: Request<v1::ListResultsRequest>,
     ) -> Result<Response<Self::ListResultsStream>, Status> {
+        self.admit(&request)?;
         let campaign = campaign_id(&request.into_inner().campaign_id)?;
         // An unknown campaign fails the call, not an empty stream.
         self.backend.progress(&campaign).await?;
@@ -153,6 +178,7 @@ impl<B: CampaignBackend> Verifier for VerifierService<B> {
         &self,
         request: Request<v1::GetCampaignRequest>,
     ) -> Result<Response<v1::Progress>, Status> {
+        self.admit(&request)?;
         let campaign = campaign_id(&request.into_inner().campaign_id)?;
         let snapshot = self.backend.progress(&campaign).await?;
         Ok(Response::new((&snapshot).into()))
@@ -162,6 +188,7 @@ impl<B: CampaignBackend> Verifier for VerifierService<B> {
         &self,
         request: Request<v1::CancelCampaignRequest>,
     ) -> Result<Response<v1::Progress>, Status> {
+        self.admit(&request)?;
         let campaign = campaign_id(&request.into_inner().campaign_id)?;
         let snapshot = self.backend.cancel(&campaign).await?;
         tracing::info!(%campaign, state = ?snapshot.state, "campaign cancel requested");
@@ -172,6 +199,9 @@ impl<B: CampaignBackend> Verifier for VerifierService<B> {
         &self,
         request: Request<v1::VerifyRequest>,
     ) -> Result<Response<v1::VerificationResult>, Status> {
+        self.admit(&request)?;
+        // Held until the verdict is in: a client cannot have more probes running than this.
+        let _slot = self.admission.verify_slot()?;
         let address = request.into_inner().address;
         let verdict = self.backend.verify_one(&address).await?;
         Ok(Response::new((&verdict).into()))

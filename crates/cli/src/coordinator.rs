@@ -36,7 +36,8 @@ pub struct Args {
     pub fleet: crate::fleet::FleetFlags,
 
     /// Bearer token every API call must carry. Without it the API is open to anyone who can
-    /// reach `--listen`.
+    /// reach `--listen`, so the coordinator refuses to start without one on an address beyond
+    /// loopback (see --insecure-no-auth).
     #[arg(
         long,
         value_name = "TOKEN",
@@ -48,6 +49,11 @@ pub struct Args {
     /// TLS of the API (--tls-cert, --tls-key, --tls-client-ca). Plaintext without them.
     #[command(flatten)]
     pub tls: crate::api_tls::ServerTlsFlags,
+
+    /// Serve the API without a token on an address beyond loopback: anyone who can reach
+    /// `--listen` may submit lists and probe addresses. Only for a network you fully trust.
+    #[arg(long, env = "ROLLCALL_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
 
     /// Most entries one campaign may hold; a longer list is refused. Every output row (its
     /// address, verdict and reply text) is kept in memory until the campaign is evicted.
@@ -69,11 +75,22 @@ pub struct Args {
     )]
     pub keep_finished: usize,
 
+    /// Limits on submissions, running campaigns, Verify calls and the call rate.
+    #[command(flatten)]
+    pub limits: crate::api_limits::ApiLimitFlags,
+
     #[command(flatten)]
     pub engine: Box<EngineFlags>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Checked before anything connects: an open API is a configuration error, not a warning.
+    // Client certificates (mTLS with --tls-client-ca) authenticate callers as a token does.
+    let authenticated = args.insecure_no_auth || args.tls.tls_client_ca.is_some();
+    if let Some(refusal) = open_api_refusal(args.listen, args.token.as_deref(), authenticated) {
+        crate::console::err_line(format_args!("rollcall: {refusal}"));
+        return Ok(ExitCode::from(crate::config::EX_USAGE));
+    }
     let settings = match load_settings(&args.engine) {
         Ok(settings) => settings,
         Err(code) => return Ok(code),
@@ -89,7 +106,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.fleet.install_metrics()?;
     let verifier = verifier(settings)?;
     if args.token.is_none() && !args.listen.ip().is_loopback() {
-        tracing::warn!(listen = %args.listen, "the API has no token and listens beyond loopback");
+        tracing::warn!(listen = %args.listen, "the API has no token and listens beyond loopback (--insecure-no-auth)");
     }
 
     let (state, queue) = args.fleet.connect().await?;
@@ -97,10 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sampler = tokio::spawn(sample_backlog(queue.clone(), state.clone()));
     let coordinator = Coordinator::new(queue.clone(), state, verifier.resolver, verifier.engine)
         .keeping_results();
-    let limits = Limits {
-        max_rows: args.max_rows,
-        keep_finished: args.keep_finished,
-    };
+    let limits = args.limits.backend(args.max_rows, args.keep_finished);
     let backend = Arc::new(CoordinatorBackend::new(coordinator, limits)?);
     let picked = backend
         .resume()
@@ -122,14 +136,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.listen
     );
 
-    let served = rollcall_api::serve_with_tls(
-        listener,
-        backend.clone(),
-        args.token,
-        tls,
-        shutdown_signal(),
-    )
-    .await;
+    let service =
+        rollcall_api::VerifierService::new(backend.clone()).with_limits(args.limits.calls());
+    let served =
+        rollcall_api::serve_service_with_tls(listener, service, args.token, tls, shutdown_signal())
+            .await;
     // The server has drained: stop the campaign runs. Their batches stay on the queue, the
     // workers go on recording results, and the store still says "running": the next
     // coordinator picks them up.
@@ -138,6 +149,25 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     queue.close().await;
     served.context("the API server failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The one line refusing to serve the API on `listen` without a token, when that would open it
+/// to more than this host; `None` when serving is fine (a token, a loopback address, or the
+/// operator's explicit `--insecure-no-auth`).
+fn open_api_refusal(
+    listen: SocketAddr,
+    token: Option<&str>,
+    allowed_without_token: bool,
+) -> Option<String> {
+    if token.is_some() || allowed_without_token || listen.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "--listen {listen} is beyond loopback and no --token (ROLLCALL_TOKEN) is set: anyone \
+         who can reach it could use the API; set a token, require client certificates \
+         (--tls-client-ca), listen on 127.0.0.1, or pass --insecure-no-auth \
+         (ROLLCALL_INSECURE_NO_AUTH) to serve it open"
+    ))
 }
 
 /// Exports the queue depth per shard and the greylist backlog every second.
@@ -168,4 +198,26 @@ async fn shutdown_signal() {
         _ = crate::verify::ctrl_c() => {}
     }
     tracing::info!("shutting down: draining the API");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_api_beyond_loopback_is_refused_unless_asked_for() {
+        let any: SocketAddr = "0.0.0.0:50051".parse().unwrap();
+        let any6: SocketAddr = "[::]:50051".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:50051".parse().unwrap();
+        let local6: SocketAddr = "[::1]:50051".parse().unwrap();
+        for open in [any, any6] {
+            let refusal = open_api_refusal(open, None, false).unwrap();
+            assert!(refusal.contains("--token") && refusal.contains("--insecure-no-auth"));
+            assert!(!refusal.contains('\n'), "one line: {refusal}");
+            assert_eq!(open_api_refusal(open, Some("t0k"), false), None);
+            assert_eq!(open_api_refusal(open, None, true), None);
+        }
+        assert_eq!(open_api_refusal(local, None, false), None);
+        assert_eq!(open_api_refusal(local6, None, false), None);
+    }
 }

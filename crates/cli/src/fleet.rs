@@ -9,15 +9,26 @@ use anyhow::Context;
 use rollcall_amqp::{AmqpConfig, AmqpQueue};
 use rollcall_redis::RedisState;
 
-/// Flags of a distributed process.
-#[derive(Debug, Clone, clap::Args)]
+/// Flags of a distributed process. `Debug` masks the passwords in the URLs.
+#[derive(Clone, clap::Args)]
 pub struct FleetFlags {
     /// RabbitMQ URI, amqp://USER:PASS@HOST:PORT/VHOST.
-    #[arg(long, value_name = "URL", env = "ROLLCALL_AMQP_URL")]
+    // The env value carries the password: `--help` must not show it.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ROLLCALL_AMQP_URL",
+        hide_env_values = true
+    )]
     pub amqp: String,
 
-    /// Redis URL, redis://HOST:PORT[/DB].
-    #[arg(long, value_name = "URL", env = "ROLLCALL_REDIS_URL")]
+    /// Redis URL, redis://[:PASS@]HOST:PORT[/DB].
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ROLLCALL_REDIS_URL",
+        hide_env_values = true
+    )]
     pub redis: String,
 
     /// Prefix of every queue, exchange and Redis key; the whole fleet must use the same.
@@ -38,6 +49,19 @@ pub struct FleetFlags {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+impl std::fmt::Debug for FleetFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `redact_url` masks the user-info password of any URL, the AMQP one included.
+        f.debug_struct("FleetFlags")
+            .field("amqp", &rollcall_redis::redact_url(&self.amqp))
+            .field("redis", &rollcall_redis::redact_url(&self.redis))
+            .field("prefix", &self.prefix)
+            .field("shards", &self.shards)
+            .field("metrics_listen", &self.metrics_listen)
+            .finish()
+    }
+}
+
 impl FleetFlags {
     /// Starts the metrics listener when asked for.
     pub(crate) fn install_metrics(&self) -> anyhow::Result<()> {
@@ -51,7 +75,12 @@ impl FleetFlags {
     pub(crate) async fn connect(&self) -> anyhow::Result<(Arc<RedisState>, Arc<AmqpQueue>)> {
         let state = RedisState::connect(&self.redis, &self.prefix)
             .await
-            .with_context(|| format!("cannot connect to Redis at {}", self.redis))?;
+            .with_context(|| {
+                format!(
+                    "cannot connect to Redis at {}",
+                    rollcall_redis::redact_url(&self.redis)
+                )
+            })?;
         let queue = AmqpQueue::connect(AmqpConfig {
             uri: self.amqp.clone(),
             prefix: self.prefix.clone(),

@@ -13,6 +13,7 @@
 //! - `demo`, `bench`: the embedded engine against a simulated fleet; `fleet_run`: what they share.
 #![forbid(unsafe_code)]
 
+mod api_limits;
 mod api_tls;
 mod bench;
 mod config;

@@ -52,10 +52,64 @@ pub(crate) fn is_transient(e: &RedisError) -> bool {
         || !matches!(e.retry_method(), RetryMethod::NoRetry)
 }
 
+/// `url` with its password replaced by `***`, for logs, errors and help texts: the one in the
+/// user info (`redis://USER:PASS@HOST`, `redis://:PASS@HOST`) and a `pass` or `password` query
+/// parameter (`redis+unix:///run/redis.sock?pass=PASS`). Anything else is kept as given.
+pub fn redact_url(url: &str) -> String {
+    let (mut out, query) = match url.split_once('?') {
+        Some((base, query)) => (base.to_owned(), Some(query)),
+        None => (url.to_owned(), None),
+    };
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            let (start, end) = (scheme_end + 3 + colon + 1, scheme_end + 3 + at);
+            out.replace_range(start..end, "***");
+        }
+    }
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _)) if key == "pass" || key == "password" => format!("{key}=***"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use redis::ErrorKind;
+
+    #[test]
+    fn passwords_are_masked() {
+        let cases = [
+            ("redis://:hunter2@redis:6379/0", "redis://:***@redis:6379/0"),
+            (
+                "rediss://app:hunter2@redis:6380",
+                "rediss://app:***@redis:6380",
+            ),
+            ("redis://a:b@c:d@redis:6379", "redis://a:***@redis:6379"),
+            ("redis://redis:6379/2", "redis://redis:6379/2"),
+            ("redis://app@redis", "redis://app@redis"),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=hunter2",
+                "redis+unix:///run/redis.sock?db=1&pass=***",
+            ),
+            ("not a url", "not a url"),
+        ];
+        for (url, redacted) in cases {
+            assert_eq!(redact_url(url), redacted, "{url}");
+        }
+    }
 
     #[test]
     fn dropped_connections_are_transient_script_errors_are_not() {

@@ -51,5 +51,5 @@ mod keys;
 mod scripts;
 mod store;
 
-pub use error::Error;
+pub use error::{Error, redact_url};
 pub use store::{DEFAULT_PREFIX, RedisState};

@@ -2,10 +2,10 @@
 //! `Coordinator`.
 //!
 //! Each submitted campaign gets three tasks: a feeder (submitted rows into the coordinator's
-//! bounded input, so the coordinator's back-pressure never stalls the client's upload), the
-//! coordinator run itself, and a collector (output rows into the campaign's record). `submit`
-//! returns once the client's stream has ended and every entry is parsed, counted and stored;
-//! it does not wait for probing. Its accepted/duplicate/invalid counts come from parsing each
+//! bounded input; it stops reading when the campaign is stopped), the coordinator run itself,
+//! and a collector (output rows into the campaign's record). `submit` returns once the
+//! client's stream has ended and every entry is parsed, counted, stored and taken by the run;
+//! it does not wait for probing beyond the run's read-ahead (see "Memory" below). Its accepted/duplicate/invalid counts come from parsing each
 //! entry and deduplicating it the way the coordinator does (local part case-folded, RFC 5321
 //! 2.4), so they agree with the output rows' `duplicate` flags and `invalid_syntax` verdicts.
 //!
@@ -18,8 +18,17 @@
 //! one cut off while uploading is failed (its client saw the upload fail). A coordinator that
 //! shuts down (SIGTERM) leaves its running campaigns "running" in the store, for the next one.
 //!
-//! Memory: a campaign's submitted rows wait in the feeder's queue until the coordinator takes
-//! them, and every output row is kept (about 100 bytes plus the verdict) until the campaign is
+//! Limits (`Limits`): a submission holds at most `max_rows` entries and `max_submission_bytes`
+//! bytes of addresses, and at most `max_running_campaigns` campaigns are uploading or running at
+//! once. A submission over a limit is refused with `ResourceExhausted` (`InvalidArgument` for
+//! too many rows) and leaves nothing behind: its run is stopped and awaited, then its record
+//! and input are deleted before the call returns.
+//!
+//! Memory: a campaign's submitted rows wait in a bounded queue (`UPLOAD_BUFFER`) until the
+//! coordinator takes them; when it is full, the upload waits, so a client streams no faster
+//! than the coordinator reads (back-pressure through HTTP/2 flow control). The coordinator
+//! reads ahead up to `max_outstanding` rows in flight, so only a list longer than that is paced
+//! by verification. Every output row is kept (about 100 bytes plus the verdict) until the campaign is
 //! evicted, which happens only to finished campaigns beyond `Limits::keep_finished` (their
 //! stored input and results are deleted then too).
 
@@ -45,8 +54,10 @@ use crate::campaign::{Campaign, final_phase, state_of};
 
 /// Stored input rows are read back this many at a time.
 const INPUT_PAGE: usize = 1000;
+/// Submitted rows waiting for the coordinator to take them, per campaign being uploaded.
+const UPLOAD_BUFFER: usize = 1024;
 
-/// Bounds on what the backend keeps in memory.
+/// Bounds on what the backend keeps in memory and what clients can make the fleet do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most entries in one submission; a longer list is refused (INVALID_ARGUMENT).
@@ -54,6 +65,12 @@ pub struct Limits {
     /// Finished (done, cancelled, failed) campaigns kept for `progress` and `results_since`;
     /// the oldest beyond this are forgotten when a new campaign is submitted.
     pub keep_finished: usize,
+    /// Most bytes of addresses (their UTF-8 text, summed) in one submission; a larger list is
+    /// refused (RESOURCE_EXHAUSTED).
+    pub max_submission_bytes: u64,
+    /// Most campaigns uploading or running at once (resumed ones included); a submission
+    /// beyond is refused (RESOURCE_EXHAUSTED) before anything is stored.
+    pub max_running_campaigns: usize,
 }
 
 impl Default for Limits {
@@ -61,6 +78,9 @@ impl Default for Limits {
         Limits {
             max_rows: 2_000_000,
             keep_finished: 64,
+            // 2,000,000 addresses of 64 bytes: `max_rows` is what a normal list meets first.
+            max_submission_bytes: 128 * 1024 * 1024,
+            max_running_campaigns: 8,
         }
     }
 }
@@ -93,18 +113,30 @@ impl<Q, S> CoordinatorBackend<Q, S> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Stops `campaign` and forgets it, as if it had never been submitted.
-    fn forget(&self, campaign: &Campaign)
-    where
-        S: StateStore,
-    {
+    /// Stops `campaign` and takes it out of the campaigns served; what the store keeps of it
+    /// is for the caller to delete (`erase`).
+    fn unregister(&self, campaign: &Campaign) {
         campaign.stop.send_replace(true);
-        {
-            let mut campaigns = self.campaigns();
-            campaigns.by_id.remove(&campaign.id);
-            campaigns.order.retain(|kept| *kept != campaign.id);
-        }
-        delete_stored(&self.state, campaign.id.clone());
+        let mut campaigns = self.campaigns();
+        campaigns.by_id.remove(&campaign.id);
+        campaigns.order.retain(|kept| *kept != campaign.id);
+    }
+}
+
+/// Waits for the stopped run of `campaign` to end (`run`: its last task, which may still store
+/// the run's end), then deletes what the store keeps of it: nothing is written after this.
+async fn erase<S: StateStore>(
+    state: &S,
+    campaign: &CampaignId,
+    run: Option<tokio::task::JoinHandle<()>>,
+) {
+    if let Some(run) = run
+        && let Err(join) = run.await
+    {
+        tracing::warn!(%campaign, %join, "the campaign task failed while being discarded");
+    }
+    if let Err(error) = state.campaign_delete(campaign).await {
+        tracing::warn!(%campaign, %error, "could not delete the stored campaign");
     }
 }
 
@@ -135,7 +167,7 @@ fn unavailable(error: StoreError) -> BackendError {
 /// Where a run's input comes from.
 enum Source {
     /// Rows as a client uploads them (already stored).
-    Upload(mpsc::UnboundedReceiver<InputRow<()>>),
+    Upload(mpsc::Receiver<InputRow<()>>),
     /// The campaign's stored input, read back after a restart.
     Stored,
 }
@@ -155,14 +187,34 @@ enum Mode {
 struct Unfinished<'a, Q, S: StateStore> {
     backend: &'a CoordinatorBackend<Q, S>,
     campaign: Arc<Campaign>,
-    complete: bool,
+    /// The run's last task, once started.
+    run: Option<tokio::task::JoinHandle<()>>,
+    /// Set once the submission completed or was discarded by `submit` itself.
+    settled: bool,
+}
+
+impl<Q, S: StateStore> Unfinished<'_, Q, S> {
+    /// Stops and forgets the campaign and deletes what the store keeps of it, before returning.
+    async fn discard(&mut self) {
+        self.settled = true;
+        self.backend.unregister(&self.campaign);
+        erase(&*self.backend.state, &self.campaign.id, self.run.take()).await;
+    }
 }
 
 impl<Q, S: StateStore> Drop for Unfinished<'_, Q, S> {
     fn drop(&mut self) {
-        if !self.complete {
-            self.backend.forget(&self.campaign);
+        if self.settled {
+            return;
         }
+        // The call was dropped: nothing can wait here, the store is cleaned in the background.
+        self.backend.unregister(&self.campaign);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let state = self.backend.state.clone();
+        let (id, run) = (self.campaign.id.clone(), self.run.take());
+        runtime.spawn(async move { erase(&*state, &id, run).await });
     }
 }
 
@@ -172,6 +224,16 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
     pub fn new(coordinator: Coordinator<Q, S>, limits: Limits) -> Result<Self, Error> {
         if limits.max_rows == 0 {
             return Err(Error::InvalidLimit("max_rows must be at least 1"));
+        }
+        if limits.max_submission_bytes == 0 {
+            return Err(Error::InvalidLimit(
+                "max_submission_bytes must be at least 1",
+            ));
+        }
+        if limits.max_running_campaigns == 0 {
+            return Err(Error::InvalidLimit(
+                "max_running_campaigns must be at least 1",
+            ));
         }
         Ok(CoordinatorBackend {
             state: coordinator.state().clone(),
@@ -239,7 +301,8 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
                 ),
             }
             self.register(campaign.clone());
-            self.start(&campaign, Source::Stored, mode);
+            // Runs on by itself; nothing waits for its end.
+            drop(self.start(&campaign, Source::Stored, mode));
             picked += 1;
         }
         Ok(picked)
@@ -253,8 +316,33 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
             .ok_or_else(|| BackendError::NotFound(format!("campaign {id}")))
     }
 
+    /// Registers a new submission unless `Limits::max_running_campaigns` are already
+    /// uploading or running; checked and registered under one lock, so two submissions cannot
+    /// both take the last place.
+    fn admit(&self, campaign: Arc<Campaign>) -> Result<(), BackendError> {
+        let mut campaigns = self.campaigns();
+        let running = campaigns
+            .by_id
+            .values()
+            .filter(|c| !c.record().state.is_final())
+            .count();
+        if running >= self.limits.max_running_campaigns {
+            return Err(BackendError::ResourceExhausted(format!(
+                "{running} campaigns are running and this coordinator runs at most {} at once; \
+                 wait for one to finish or cancel one",
+                self.limits.max_running_campaigns
+            )));
+        }
+        self.register_locked(&mut campaigns, campaign);
+        Ok(())
+    }
+
     fn register(&self, campaign: Arc<Campaign>) {
         let mut campaigns = self.campaigns();
+        self.register_locked(&mut campaigns, campaign);
+    }
+
+    fn register_locked(&self, campaigns: &mut Campaigns, campaign: Arc<Campaign>) {
         let finished: Vec<CampaignId> = campaigns
             .order
             .iter()
@@ -276,8 +364,14 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
         campaigns.by_id.insert(campaign.id.clone(), campaign);
     }
 
-    /// Starts the coordinator run of `campaign`, its feeder and its collector.
-    fn start(&self, campaign: &Arc<Campaign>, source: Source, mode: Mode) {
+    /// Starts the coordinator run of `campaign`, its feeder and its collector; returns the
+    /// collector's task, the last to end (after storing how the run ended).
+    fn start(
+        &self,
+        campaign: &Arc<Campaign>,
+        source: Source,
+        mode: Mode,
+    ) -> tokio::task::JoinHandle<()> {
         let (in_tx, in_rx) = mpsc::channel(1024);
         let (out_tx, out_rx) = mpsc::channel(1024);
         let feeder = match source {
@@ -366,7 +460,87 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
             {
                 tracing::error!(campaign = %collecting.id, %error, "could not store the campaign's end");
             }
-        });
+        })
+    }
+}
+
+impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
+    /// Stores the campaign's record and every chunk of `chunks`, passing each row to the run
+    /// (started here) through `rows`; `Err` at the first limit crossed or broken chunk.
+    async fn upload(
+        &self,
+        unfinished: &mut Unfinished<'_, Q, S>,
+        rows_rx: mpsc::Receiver<InputRow<()>>,
+        rows: &mpsc::Sender<InputRow<()>>,
+        mut chunks: AddressChunks,
+    ) -> Result<SubmitOutcome, BackendError> {
+        let campaign = unfinished.campaign.clone();
+        campaign
+            .persist(&*self.state, CampaignPhase::Uploading, None)
+            .await
+            .map_err(unavailable)?;
+        unfinished.run = Some(self.start(&campaign, Source::Upload(rows_rx), Mode::New));
+        campaign.settle(CampaignState::Running, None);
+        let mut seen = HashSet::new();
+        let (mut accepted, mut duplicate, mut invalid) = (0u64, 0u64, 0u64);
+        let mut next_row = 0u64;
+        let mut bytes = 0u64;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            if next_row.saturating_add(chunk.len() as u64) > self.limits.max_rows {
+                return Err(BackendError::InvalidArgument(format!(
+                    "a campaign holds at most {} entries",
+                    self.limits.max_rows
+                )));
+            }
+            bytes = chunk
+                .iter()
+                .fold(bytes, |sum, text| sum.saturating_add(text.len() as u64));
+            if bytes > self.limits.max_submission_bytes {
+                return Err(BackendError::ResourceExhausted(format!(
+                    "a submission holds at most {} bytes of addresses; split the list",
+                    self.limits.max_submission_bytes
+                )));
+            }
+            // Stored before the coordinator sees a row of it: whatever it publishes can be
+            // run again from the store after a restart.
+            self.state
+                .campaign_append_input(&campaign.id, next_row, &chunk)
+                .await
+                .map_err(unavailable)?;
+            campaign.record().total += chunk.len() as u64;
+            for text in chunk {
+                match classify(&text, &mut seen) {
+                    Entry::Accepted => accepted += 1,
+                    Entry::Duplicate => duplicate += 1,
+                    Entry::Invalid => invalid += 1,
+                }
+                next_row += 1;
+                // Waits while the run is behind (back-pressure to the client). The feeder only
+                // goes away once the campaign is stopped (cancelled while still uploading):
+                // the rest of the list is not needed.
+                let _ = rows
+                    .send(InputRow {
+                        row: next_row,
+                        text,
+                        payload: (),
+                    })
+                    .await;
+            }
+        }
+        // Stored while `rows` is still open, so the run cannot have ended (and stored its
+        // end) before this; a cancel during the upload has stored its own final phase, which
+        // this does not overwrite.
+        campaign
+            .persist(&*self.state, CampaignPhase::Running, None)
+            .await
+            .map_err(unavailable)?;
+        Ok(SubmitOutcome {
+            campaign_id: campaign.id.clone(),
+            accepted,
+            duplicate,
+            invalid,
+        })
     }
 }
 
@@ -402,7 +576,7 @@ async fn feed_stored<S: StateStore + ?Sized>(
 /// Moves submitted rows into the coordinator's bounded input until they run out or the
 /// campaign is stopped.
 async fn feed(
-    mut rows: mpsc::UnboundedReceiver<InputRow<()>>,
+    mut rows: mpsc::Receiver<InputRow<()>>,
     input: mpsc::Sender<InputRow<()>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -480,75 +654,37 @@ impl<Q: WorkQueue, S: StateStore> CampaignBackend for CoordinatorBackend<Q, S> {
     async fn submit(
         &self,
         options: SubmitOptions,
-        mut chunks: AddressChunks,
+        chunks: AddressChunks,
     ) -> Result<SubmitOutcome, BackendError> {
         refuse_overrides(&options)?;
         let campaign = Campaign::new(CampaignId::random(), options.name.clone(), now_ms());
+        // Nothing is stored before this: a refusal here leaves no trace.
+        self.admit(campaign.clone())?;
         tracing::info!(campaign = %campaign.id, name = %options.name, "campaign submitted");
-        campaign
-            .persist(&*self.state, CampaignPhase::Uploading, None)
-            .await
-            .map_err(unavailable)?;
-        self.register(campaign.clone());
-        let (rows, rows_rx) = mpsc::unbounded_channel();
+        let (rows, rows_rx) = mpsc::channel(UPLOAD_BUFFER);
         // Declared after `rows`, so dropped before it: on an early return the campaign is
         // stopped and forgotten before its input ends (never run as if it were whole).
         let mut unfinished = Unfinished {
             backend: self,
             campaign: campaign.clone(),
-            complete: false,
+            run: None,
+            settled: false,
         };
-        self.start(&campaign, Source::Upload(rows_rx), Mode::New);
-        campaign.settle(CampaignState::Running, None);
-        let mut seen = HashSet::new();
-        let (mut accepted, mut duplicate, mut invalid) = (0u64, 0u64, 0u64);
-        let mut next_row = 0u64;
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            if next_row.saturating_add(chunk.len() as u64) > self.limits.max_rows {
-                return Err(BackendError::InvalidArgument(format!(
-                    "a campaign holds at most {} entries",
-                    self.limits.max_rows
-                )));
+        let uploaded = self.upload(&mut unfinished, rows_rx, &rows, chunks).await;
+        match uploaded {
+            Ok(outcome) => {
+                unfinished.settled = true;
+                drop(rows);
+                Ok(outcome)
             }
-            // Stored before the coordinator sees a row of it: whatever it publishes can be
-            // run again from the store after a restart.
-            self.state
-                .campaign_append_input(&campaign.id, next_row, &chunk)
-                .await
-                .map_err(unavailable)?;
-            campaign.record().total += chunk.len() as u64;
-            for text in chunk {
-                match classify(&text, &mut seen) {
-                    Entry::Accepted => accepted += 1,
-                    Entry::Duplicate => duplicate += 1,
-                    Entry::Invalid => invalid += 1,
-                }
-                next_row += 1;
-                // The feeder only goes away once the campaign is stopped (cancelled while
-                // still uploading): the rest of the list is not needed.
-                let _ = rows.send(InputRow {
-                    row: next_row,
-                    text,
-                    payload: (),
-                });
+            Err(error) => {
+                // Stopped, awaited and deleted while `rows` is still open: the run ends as
+                // interrupted, never as done.
+                unfinished.discard().await;
+                drop(rows);
+                Err(error)
             }
         }
-        // Stored while `rows` is still open, so the run cannot have ended (and stored its
-        // end) before this; a cancel during the upload has stored its own final phase, which
-        // this does not overwrite.
-        campaign
-            .persist(&*self.state, CampaignPhase::Running, None)
-            .await
-            .map_err(unavailable)?;
-        unfinished.complete = true;
-        drop(rows);
-        Ok(SubmitOutcome {
-            campaign_id: campaign.id.clone(),
-            accepted,
-            duplicate,
-            invalid,
-        })
     }
 
     async fn progress(&self, campaign: &CampaignId) -> Result<ProgressSnapshot, BackendError> {

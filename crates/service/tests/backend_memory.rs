@@ -197,6 +197,7 @@ async fn bad_submissions_are_refused_and_old_campaigns_evicted() {
     let (backend, _dns) = backend(Limits {
         max_rows: 2,
         keep_finished: 1,
+        ..Limits::default()
     })
     .await;
     let refused = backend
@@ -353,6 +354,7 @@ async fn forgotten_campaigns_leave_nothing_in_the_store() {
         Limits {
             max_rows: 10,
             keep_finished: 1,
+            ..Limits::default()
         },
     )
     .await;
@@ -397,6 +399,7 @@ async fn forgotten_campaigns_leave_nothing_in_the_store() {
         Limits {
             max_rows: 10,
             keep_finished: 1,
+            ..Limits::default()
         },
     )
     .await;

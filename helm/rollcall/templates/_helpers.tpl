@@ -87,9 +87,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (include "rollcall.fullname" .) .Values.auth.existingSecret }}
 {{- end }}
 
-{{/* Whether the API has a token (given inline or in an existing Secret): "true" or "". */}}
-{{- define "rollcall.hasToken" -}}
-{{- if or .Values.auth.token .Values.auth.existingSecret }}true{{ end }}
+{{/*
+The API token the chart's Secret holds (when auth.existingSecret is not set): auth.token, else
+the token this release stored before (looked up, so an upgrade keeps it and clients keep
+working), else a new random one. The coordinator listens beyond loopback, so it always has one.
+*/}}
+{{- define "rollcall.token" -}}
+{{- $stored := "" }}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "rollcall.fullname" .) }}
+{{- if $secret }}
+{{- $stored = get (get $secret "data" | default dict) .Values.auth.existingSecretKey | b64dec }}
+{{- end }}
+{{- .Values.auth.token | default $stored | default (randAlphaNum 40) }}
 {{- end }}
 
 {{/*

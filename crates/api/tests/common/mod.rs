@@ -10,7 +10,7 @@
 pub mod pki;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -104,9 +104,35 @@ pub struct FakeCoordinator {
     /// When set, every `progress` call lands one pending row first, so a campaign advances
     /// while a client outside the test (the Python client) watches it.
     auto_land: AtomicBool,
+    /// When set, `verify_one` waits for `release_verify` (a probe still running).
+    hold_verify: AtomicBool,
+    /// `verify_one` calls that reached the backend.
+    verify_calls: AtomicUsize,
+    verify_entered: tokio::sync::Notify,
+    verify_release: tokio::sync::Notify,
 }
 
 impl FakeCoordinator {
+    /// Makes `verify_one` wait until `release_verify`.
+    pub fn hold_verify(&self, on: bool) {
+        self.hold_verify.store(on, Ordering::SeqCst);
+    }
+
+    /// Waits until a held `verify_one` call has reached the backend.
+    pub async fn verify_entered(&self) {
+        self.verify_entered.notified().await;
+    }
+
+    /// Lets every held `verify_one` call finish.
+    pub fn release_verify(&self) {
+        self.verify_release.notify_waiters();
+    }
+
+    /// How many `verify_one` calls reached the backend.
+    pub fn verify_calls(&self) -> usize {
+        self.verify_calls.load(Ordering::SeqCst)
+    }
+
     /// Makes campaigns advance by one row per `progress` call.
     pub fn set_auto_land(&self, on: bool) {
         self.auto_land.store(on, Ordering::SeqCst);
@@ -249,6 +275,15 @@ impl CampaignBackend for FakeCoordinator {
     }
 
     async fn verify_one(&self, address: &str) -> Result<Verdict, BackendError> {
+        self.verify_calls.fetch_add(1, Ordering::SeqCst);
+        if self.hold_verify.load(Ordering::SeqCst) {
+            // Registered before the test hears of it, so its release cannot be missed.
+            let released = self.verify_release.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            self.verify_entered.notify_one();
+            released.await;
+        }
         Ok(verdict_for(address))
     }
 }
@@ -273,21 +308,34 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(token: Option<&str>) -> TestServer {
-        TestServer::start_with(token, None).await
+        TestServer::start_with(token, None, rollcall_api::CallLimits::default()).await
     }
 
     /// Serves over TLS; `url` is `https://127.0.0.1:PORT`.
     pub async fn start_tls(token: Option<&str>, tls: rollcall_api::ServerTls) -> TestServer {
-        TestServer::start_with(token, Some(tls)).await
+        TestServer::start_with(token, Some(tls), rollcall_api::CallLimits::default()).await
     }
 
-    async fn start_with(token: Option<&str>, tls: Option<rollcall_api::ServerTls>) -> TestServer {
+    /// A server with the given call limits.
+    pub async fn start_with_limits(
+        token: Option<&str>,
+        limits: rollcall_api::CallLimits,
+    ) -> TestServer {
+        TestServer::start_with(token, None, limits).await
+    }
+
+    async fn start_with(
+        token: Option<&str>,
+        tls: Option<rollcall_api::ServerTls>,
+        limits: rollcall_api::CallLimits,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let fake = Arc::new(FakeCoordinator::default());
-        let service =
-            rollcall_api::VerifierService::new(Arc::clone(&fake)).with_pacing(quick_pacing());
+        let service = rollcall_api::VerifierService::new(Arc::clone(&fake))
+            .with_pacing(quick_pacing())
+            .with_limits(limits);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(rollcall_api::serve_service_with_tls(
             listener,
