@@ -33,6 +33,7 @@ fn batch(n: u64) -> Batch {
                 waiting_since_ms: None,
             })
             .collect(),
+        max_wait_ms: None,
     }
 }
 

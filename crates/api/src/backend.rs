@@ -70,6 +70,9 @@ pub struct SubmitOptions {
     pub rcpt_per_minute: Option<u32>,
     /// RCPT TO per transaction, at least 1.
     pub rcpt_per_transaction: Option<u32>,
+    /// The longest an address waits for retries, counted from its first wait, in seconds;
+    /// 0: no bound beyond the retry schedules; `None`: the fleet's setting.
+    pub max_wait_secs: Option<u32>,
 }
 
 impl SubmitOptions {

@@ -320,6 +320,7 @@ impl TryFrom<v1::CampaignOptions> for SubmitOptions {
             max_sessions: o.max_sessions,
             rcpt_per_minute: o.rcpt_per_minute,
             rcpt_per_transaction: o.rcpt_per_transaction,
+            max_wait_secs: o.max_wait_secs,
         })
     }
 }

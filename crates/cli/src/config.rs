@@ -243,7 +243,7 @@ fn max_wait_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaxWait>, D::E
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaxWait(pub Option<Duration>);
 
-fn parse_max_wait(text: &str) -> Result<MaxWait, String> {
+pub(crate) fn parse_max_wait(text: &str) -> Result<MaxWait, String> {
     if text.trim().eq_ignore_ascii_case("off") {
         return Ok(MaxWait(None));
     }

@@ -63,6 +63,12 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub column: Option<String>,
 
+    /// This campaign's bound on retry waits (greylisting, deferrals), counted from each
+    /// address's first wait: past it the address ends as unknown with the reason it was waiting
+    /// for; `off` for none. Default: the fleet's setting (the workers' `retry.max_wait`).
+    #[arg(long, value_name = "DURATION|off", value_parser = crate::config::parse_max_wait)]
+    pub max_wait: Option<crate::config::MaxWait>,
+
     /// Progress on stderr (with --wait): auto, bar, log or off.
     #[arg(
         long,
@@ -174,6 +180,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         payload: Some(v1::submit_campaign_request::Payload::Options(
             v1::CampaignOptions {
                 name,
+                max_wait_secs: args.max_wait.map(|crate::config::MaxWait(wait)| {
+                    // 0 is "no bound"; a bound is at least a second.
+                    wait.map_or(0, |d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX))
+                }),
                 ..Default::default()
             },
         )),

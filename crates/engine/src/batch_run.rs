@@ -47,6 +47,8 @@ struct Settlement {
     later: Vec<(BatchItem, Duration)>,
     /// Why each item of `greylist` and `later` waits (for the progress display).
     waits: Vec<(ItemId, String)>,
+    /// The bound on retry waits for this batch: the campaign's, else the worker's.
+    max_wait: Option<Duration>,
 }
 
 impl Settlement {
@@ -79,7 +81,14 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
     slot: &HeldLease,
     batch: Batch,
 ) -> Result<(), Error> {
-    let mut out = Settlement::default();
+    let mut out = Settlement {
+        max_wait: match batch.max_wait_ms {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => ctx.config.max_wait,
+        },
+        ..Settlement::default()
+    };
     // Items recorded already (a redelivered batch after a crash, or a batch a resumed
     // coordinator published again) are not probed a second time.
     let ids: Vec<ItemId> = batch.items.iter().map(|item| item.item).collect();
@@ -485,7 +494,7 @@ fn defer_after<Q: WorkQueue, S: StateStore>(
         .filter(|_| round < retries)
         .map(|delay| (*delay).max(at_least));
     let stopped = match next {
-        Some(delay) if may_wait(ctx, &mut item, delay) => {
+        Some(delay) if may_wait(out.max_wait, &mut item, delay) => {
             let why = match (failure, reply) {
                 (Some(failure), _) => format!("{} ({})", failure.reason(), failure.detail()),
                 (None, Some(reply)) => format!("deferred ({} {})", reply.code, reply.text),
@@ -494,7 +503,7 @@ fn defer_after<Q: WorkQueue, S: StateStore>(
             out.wait([item], delay, &why);
             return;
         }
-        Some(delay) => Some(max_wait_detail(ctx, delay)),
+        Some(delay) => Some(max_wait_detail(out.max_wait, delay)),
         None => None,
     };
     let verdict = match failure {
@@ -506,8 +515,8 @@ fn defer_after<Q: WorkQueue, S: StateStore>(
 
 /// Whether `item` may wait `delay` more for its next try: its waits end `max_wait` after the
 /// first one began (noted on the item, so the bound survives requeues and redeliveries).
-fn may_wait<Q, S>(ctx: &SiteContext<Q, S>, item: &mut BatchItem, delay: Duration) -> bool {
-    let Some(max_wait) = ctx.config.max_wait else {
+fn may_wait(max_wait: Option<Duration>, item: &mut BatchItem, delay: Duration) -> bool {
+    let Some(max_wait) = max_wait else {
         return true;
     };
     let now = epoch_ms(SystemTime::now());
@@ -515,8 +524,8 @@ fn may_wait<Q, S>(ctx: &SiteContext<Q, S>, item: &mut BatchItem, delay: Duration
     now.saturating_add(duration_ms(delay)) <= since.saturating_add(duration_ms(max_wait))
 }
 
-fn max_wait_detail<Q, S>(ctx: &SiteContext<Q, S>, delay: Duration) -> String {
-    let max_wait = ctx.config.max_wait.unwrap_or_default();
+fn max_wait_detail(max_wait: Option<Duration>, delay: Duration) -> String {
+    let max_wait = max_wait.unwrap_or_default();
     format!(
         "no more retries: the next try (in {}) would come after the max wait ({})",
         short_duration(delay),
@@ -815,7 +824,7 @@ async fn apply<Q: WorkQueue, S: StateStore>(
     for mut item in out.greylist.drain(..) {
         let round = item.greylist_round as usize;
         match ctx.config.greylist_retry.get(round).copied() {
-            Some(delay) if may_wait(ctx, &mut item, delay) => {
+            Some(delay) if may_wait(out.max_wait, &mut item, delay) => {
                 item.greylist_round += 1;
                 ctx.metrics
                     .waiting
@@ -823,7 +832,7 @@ async fn apply<Q: WorkQueue, S: StateStore>(
                 by_round.entry(item.greylist_round).or_default().push(item);
             }
             next => {
-                let stopped = next.map(|delay| max_wait_detail(ctx, delay));
+                let stopped = next.map(|delay| max_wait_detail(out.max_wait, delay));
                 let verdict = exhausted(&item, RetryKind::Greylisted, None);
                 out.results.push(result(item, with_stop(verdict, stopped)));
             }

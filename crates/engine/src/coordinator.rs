@@ -55,6 +55,8 @@ pub struct Coordinator<Q, S> {
     config: Arc<EngineConfig>,
     /// Leave read results in the store (a stored campaign can be replayed from them).
     keep_results: bool,
+    /// The campaign's bound on retry waits, carried by every batch (`Batch::max_wait_ms`).
+    max_wait_ms: Option<u64>,
 }
 
 /// How `Coordinator::resume` treats a campaign whose results are partly recorded already.
@@ -75,6 +77,7 @@ impl<Q, S> Clone for Coordinator<Q, S> {
             resolver: self.resolver.clone(),
             config: self.config.clone(),
             keep_results: self.keep_results,
+            max_wait_ms: self.max_wait_ms,
         }
     }
 }
@@ -204,7 +207,15 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
             resolver,
             config,
             keep_results: false,
+            max_wait_ms: None,
         }
+    }
+
+    /// This coordinator with the campaign's own bound on retry waits (`Some(Duration::ZERO)`:
+    /// none), carried by every batch it publishes; `None` leaves it to the workers' setting.
+    pub fn with_max_wait(mut self, max_wait: Option<Duration>) -> Self {
+        self.max_wait_ms = max_wait.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self
     }
 
     /// A coordinator that leaves every result in the store after reading it, so a campaign
@@ -548,6 +559,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             domain: domain.to_string(),
             mx: route.mx.clone(),
             items: open.items,
+            max_wait_ms: self.co.max_wait_ms,
         };
         self.summary.batches += 1;
         while self.publishing.len() >= PUBLISH_WINDOW {

@@ -129,6 +129,7 @@ fn batches(campaign: &CampaignId, fleet: &rollcall_sim::Fleet) -> Vec<Batch> {
                     addrs: vec![addr],
                 }],
                 items,
+                max_wait_ms: None,
             });
         }
     }

@@ -179,6 +179,7 @@ fn batch(campaign: &CampaignId, domain: &str, locals: &[String]) -> Batch {
                 waiting_since_ms: None,
             })
             .collect(),
+        max_wait_ms: None,
     }
 }
 
@@ -526,10 +527,20 @@ impl Connector for FailingConnector {
 /// Runs one single-address batch against a connector that always fails; the verdict, its
 /// detail and how many connections were tried.
 async fn run_failing(failure: ProbeFailure, config: EngineConfig) -> (Reason, String, u32) {
+    run_failing_batch(failure, config, None).await
+}
+
+/// `run_failing` with the campaign's own max wait on the batch.
+async fn run_failing_batch(
+    failure: ProbeFailure,
+    config: EngineConfig,
+    max_wait_ms: Option<u64>,
+) -> (Reason, String, u32) {
     let queue = Arc::new(MemoryQueue::new());
     let state = Arc::new(MemoryState::new());
     let campaign = CampaignId::random();
-    let batch = batch(&campaign, "broken.test", &["alice".to_string()]);
+    let mut batch = batch(&campaign, "broken.test", &["alice".to_string()]);
+    batch.max_wait_ms = max_wait_ms;
     state.campaign_add_total(&campaign, 1).await.unwrap();
     queue.publish(&batch).await.unwrap();
     let attempts = Arc::new(Mutex::new(0));
@@ -639,4 +650,22 @@ async fn a_batch_aimed_at_a_private_address_is_refused_before_any_connection() {
     let reasons = run(s.clone(), config, b).await;
     assert_eq!(reasons["alice@example.test"], Reason::ForbiddenTarget);
     assert_eq!(s.seen.lock().unwrap().sessions, 0, "no connection was made");
+}
+
+#[tokio::test]
+async fn a_campaigns_own_max_wait_wins_over_the_workers() {
+    let refused = || ProbeFailure::ConnectionFailed("refused".into());
+    // The worker allows 10 minutes; the campaign 1 s: the 1-minute retry is not made.
+    let mut patient = config();
+    patient.defer_retry = EngineConfig::default().defer_retry;
+    patient.max_wait = Some(Duration::from_secs(600));
+    let (_, detail, attempts) = run_failing_batch(refused(), patient, Some(1_000)).await;
+    assert_eq!(attempts, 1);
+    assert!(detail.contains("max wait (1s)"), "{detail}");
+    // The worker allows 1 ms; the campaign none (0): the whole short schedule runs.
+    let mut hasty = config();
+    hasty.defer_retry = vec![Duration::from_millis(20); 3];
+    hasty.max_wait = Some(Duration::from_millis(1));
+    let (_, detail, attempts) = run_failing_batch(refused(), hasty, Some(0)).await;
+    assert_eq!(attempts, 4, "{detail}");
 }

@@ -611,6 +611,7 @@ mod retry_tests {
                 domain: "d.test".into(),
                 mx: Vec::new(),
                 items: Vec::new(),
+                max_wait_ms: None,
             },
             egress: None,
         };

@@ -268,7 +268,12 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
         let mut drop_finished = finished.saturating_sub(self.limits.keep_finished);
         let mut picked = 0;
         for record in records {
-            let campaign = Campaign::new(record.id.clone(), record.name.clone(), record.created_ms);
+            let campaign = Campaign::new(
+                record.id.clone(),
+                record.name.clone(),
+                record.created_ms,
+                record.max_wait_ms,
+            );
             campaign.record().total = record.rows;
             let mode = match record.phase {
                 CampaignPhase::Running => Mode::Continue,
@@ -389,7 +394,10 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
                 tokio::spawn(async move { feed_stored(&*state, &id, in_tx, stop).await })
             }
         };
-        let coordinator = self.coordinator.clone();
+        let coordinator = self
+            .coordinator
+            .clone()
+            .with_max_wait(campaign.max_wait_ms.map(std::time::Duration::from_millis));
         let id = campaign.id.clone();
         let stop = campaign.stop.subscribe();
         let resume = match &mode {
@@ -657,7 +665,13 @@ impl<Q: WorkQueue, S: StateStore> CampaignBackend for CoordinatorBackend<Q, S> {
         chunks: AddressChunks,
     ) -> Result<SubmitOutcome, BackendError> {
         refuse_overrides(&options)?;
-        let campaign = Campaign::new(CampaignId::random(), options.name.clone(), now_ms());
+        let max_wait_ms = options.max_wait_secs.map(|s| u64::from(s) * 1000);
+        let campaign = Campaign::new(
+            CampaignId::random(),
+            options.name.clone(),
+            now_ms(),
+            max_wait_ms,
+        );
         // Nothing is stored before this: a refusal here leaves no trace.
         self.admit(campaign.clone())?;
         tracing::info!(campaign = %campaign.id, name = %options.name, "campaign submitted");

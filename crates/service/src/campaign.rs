@@ -24,6 +24,8 @@ pub(crate) struct Campaign {
     pub name: String,
     /// When it was submitted (ms since the epoch).
     pub created_ms: u64,
+    /// Its own bound on retry waits in ms (0: none); `None`: the workers' setting.
+    pub max_wait_ms: Option<u64>,
     /// Turning true stops the coordinator run (and the feeding of its input).
     pub stop: watch::Sender<bool>,
     record: Mutex<Record>,
@@ -46,11 +48,17 @@ pub(crate) struct Record {
 }
 
 impl Campaign {
-    pub fn new(id: CampaignId, name: String, created_ms: u64) -> Arc<Campaign> {
+    pub fn new(
+        id: CampaignId,
+        name: String,
+        created_ms: u64,
+        max_wait_ms: Option<u64>,
+    ) -> Arc<Campaign> {
         Arc::new(Campaign {
             id,
             name,
             created_ms,
+            max_wait_ms,
             stored_final: tokio::sync::Mutex::new(false),
             stop: watch::Sender::new(false),
             record: Mutex::new(Record {
@@ -130,6 +138,7 @@ impl Campaign {
                 detail,
                 rows,
                 created_ms: self.created_ms,
+                max_wait_ms: self.max_wait_ms,
             })
             .await?;
         *stored_final = phase.is_final();
@@ -207,7 +216,7 @@ mod tests {
 
     #[test]
     fn rows_count_by_status_and_a_cancel_sticks() {
-        let campaign = Campaign::new(CampaignId::random(), "test".into(), 0);
+        let campaign = Campaign::new(CampaignId::random(), "test".into(), 0, None);
         campaign.record().total = 2;
         campaign.settle(CampaignState::Running, None);
         campaign.push(0, false, verdict());

@@ -323,6 +323,7 @@ async fn a_campaign_cut_off_while_uploading_fails_after_a_restart() {
             detail: None,
             rows: 0,
             created_ms: 1,
+            max_wait_ms: None,
         })
         .await
         .unwrap();
@@ -410,4 +411,22 @@ async fn forgotten_campaigns_leave_nothing_in_the_store() {
         Err(BackendError::NotFound(_))
     ));
     assert_eq!(stored_phases(&state).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_campaigns_max_wait_is_taken_and_stored_for_a_restart() {
+    let state = Arc::new(MemoryState::new());
+    let (backend, _dns) = backend_on(state.clone(), Limits::default()).await;
+    let options = SubmitOptions {
+        max_wait_secs: Some(90),
+        ..SubmitOptions::default()
+    };
+    let id = backend
+        .submit(options, chunks(&[&["x@example.test"]]))
+        .await
+        .expect("a max wait is an option the fleet applies, not a refused override")
+        .campaign_id;
+    let stored = state.campaign_list().await.unwrap();
+    let record = stored.iter().find(|r| r.id == id).expect("stored");
+    assert_eq!(record.max_wait_ms, Some(90_000));
 }

@@ -109,6 +109,7 @@ pub fn batch(site: &str, first: u64, n: u64) -> Batch {
                 waiting_since_ms: None,
             })
             .collect(),
+        max_wait_ms: None,
     }
 }
 

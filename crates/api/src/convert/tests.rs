@@ -212,8 +212,10 @@ fn campaign_options_are_validated() {
         max_sessions: Some(2),
         rcpt_per_minute: None,
         rcpt_per_transaction: Some(50),
+        max_wait_secs: Some(0),
     };
     let o = SubmitOptions::try_from(ok.clone()).unwrap();
+    assert_eq!(o.max_wait_secs, Some(0), "0 (no bound) is a valid max wait");
     assert_eq!(o.name, "nightly");
     assert_eq!(o.mail_from.as_deref(), Some(""));
     assert_eq!(o.max_sessions, Some(2));

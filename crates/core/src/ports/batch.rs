@@ -49,6 +49,9 @@ pub struct Batch {
     pub domain: String,
     pub mx: Vec<MxHost>,
     pub items: Vec<BatchItem>,
+    /// The campaign's own bound on retry waits, in ms (0: none); `None`: the worker's setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait_ms: Option<u64>,
 }
 
 impl Batch {
@@ -70,6 +73,7 @@ impl Batch {
             domain: self.domain.clone(),
             mx: self.mx.clone(),
             items,
+            max_wait_ms: self.max_wait_ms,
         }
     }
 }

@@ -168,6 +168,7 @@ fn batch(campaign: &CampaignId, domain: &str, item: u64) -> Batch {
             greylist_round: 1,
             waiting_since_ms: None,
         }],
+        max_wait_ms: None,
     }
 }
 
@@ -280,6 +281,7 @@ pub async fn campaigns<S: StateStore>(store: &S) {
         detail: None,
         rows: 0,
         created_ms: 1_000,
+        max_wait_ms: None,
     };
     let newer = CampaignRecord {
         id: CampaignId::random(),
@@ -288,6 +290,7 @@ pub async fn campaigns<S: StateStore>(store: &S) {
         detail: None,
         rows: 0,
         created_ms: 2_000,
+        max_wait_ms: None,
     };
     store.campaign_save(&newer).await.unwrap();
     store.campaign_save(&older).await.unwrap();

@@ -173,6 +173,9 @@ pub struct CampaignRecord {
     pub rows: u64,
     /// When it was submitted, in milliseconds since the epoch (orders `campaign_list`).
     pub created_ms: u64,
+    /// The campaign's own bound on retry waits, in ms (0: none); `None`: the workers'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait_ms: Option<u64>,
 }
 
 /// The fleet's shared state.
