@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - `coordinator`, `worker`, `fleet`: the distributed wiring; `submit`, `watch`: its clients;
-//!   `api_tls`: the TLS flags of the gRPC API (server and client).
+//!   `api_tls`: the TLS flags of the gRPC API (server and client); `api_limits`: its call and
+//!   submission limits; `metrics`: the Prometheus exporter.
 //! - `probe`: one SMTP session against one host, transcript and per-address replies.
 //! - `sim`: runs the simulated mail fleet standalone.
 //! - `verify`: verifies a list in this process; the run loop shared with `demo`.
