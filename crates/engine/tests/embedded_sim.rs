@@ -1,7 +1,8 @@
 //! The embedded engine against the simulated fleet, end to end on loopback: every address of
 //! the example fleet (one domain of each behaviour) gets the verdict of the fleet's ground
 //! truth, and the fleet saw no command out of sequence, no pipelining it did not offer, no
-//! DATA, no error-budget trip and never more sessions than the site cap.
+//! DATA, no error-budget trip and never more sessions than the site cap. A campaign's own max
+//! wait rides on every batch its coordinator publishes.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -162,5 +163,63 @@ async fn example_fleet_matches_ground_truth_and_stays_polite() {
         );
     }
     assert!(t.connections < listed as u64, "sessions are reused");
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaigns_max_wait_rides_on_every_batch_it_publishes() {
+    use rollcall_core::CampaignId;
+    use rollcall_core::ports::{MemoryQueue, MemoryState, WorkQueue};
+    use rollcall_engine::coordinator::Coordinator;
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim/fleets/example.toml");
+    let spec = FleetSpec::from_file(&path).expect("example fleet parses");
+    let fleet = rollcall_sim::start(&spec, SimOptions::default())
+        .await
+        .expect("fleet starts");
+    let resolver = MxResolver::new(ResolverConfig {
+        nameservers: vec![fleet.dns_addr()],
+        allow_private_targets: true,
+        timeout: Duration::from_secs(1),
+        ..ResolverConfig::default()
+    })
+    .expect("resolver");
+    let config = EngineConfig {
+        allow_private_targets: true,
+        ..EngineConfig::default()
+    };
+    let queue = Arc::new(MemoryQueue::new());
+    let coordinator = Coordinator::new(
+        queue.clone(),
+        Arc::new(MemoryState::new()),
+        resolver,
+        Arc::new(config),
+    )
+    .with_max_wait(Some(Duration::from_secs(90)));
+    let (in_tx, in_rx) = mpsc::channel(64);
+    let (out_tx, _out_rx) = mpsc::channel::<OutputRow<()>>(1024);
+    let (_stop_tx, stop) = watch::channel(false);
+    let run = tokio::spawn(async move {
+        coordinator
+            .run(CampaignId::random(), in_rx, out_tx, stop)
+            .await
+    });
+    for (i, text) in fleet.addresses().iter().cloned().enumerate() {
+        let row = InputRow {
+            row: i as u64 + 1,
+            text,
+            payload: (),
+        };
+        in_tx.send(row).await.unwrap();
+    }
+    drop(in_tx);
+    // No worker runs: the batches stay on the queue, where the test reads them.
+    let first = tokio::time::timeout(Duration::from_secs(30), queue.next())
+        .await
+        .expect("a batch is published")
+        .unwrap()
+        .expect("a batch");
+    assert_eq!(first.batch.max_wait_ms, Some(90_000));
+    run.abort();
     fleet.shutdown().await;
 }
