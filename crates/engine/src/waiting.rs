@@ -34,7 +34,10 @@ struct Wait {
 #[derive(Debug, Default)]
 struct Inner {
     enabled: bool,
-    items: HashMap<(CampaignId, ItemId), Wait>,
+    /// By campaign, then item: a batch's items are looked up without copying its campaign id.
+    items: HashMap<CampaignId, HashMap<ItemId, Wait>>,
+    /// Items across campaigns.
+    len: usize,
     inserts: u64,
 }
 
@@ -72,30 +75,45 @@ impl WaitingItems {
         }
         inner.inserts += 1;
         if inner.inserts.is_multiple_of(SWEEP_EVERY) {
-            inner.items.retain(|_, w| w.due + STALE_AFTER > now);
+            for waits in inner.items.values_mut() {
+                waits.retain(|_, w| w.due + STALE_AFTER > now);
+            }
+            inner.items.retain(|_, waits| !waits.is_empty());
+            inner.len = inner.items.values().map(HashMap::len).sum();
         }
-        if inner.items.len() >= MAX_TRACKED {
+        if inner.len >= MAX_TRACKED {
             return;
         }
         let why: String = why.chars().take(WHY_MAX).collect();
-        inner.items.insert(
-            (campaign.clone(), item),
-            Wait {
-                why,
-                due: now + delay,
-            },
-        );
+        let wait = Wait {
+            why,
+            due: now + delay,
+        };
+        if !inner.items.contains_key(campaign) {
+            inner.items.insert(campaign.clone(), HashMap::new());
+        }
+        let added = inner
+            .items
+            .get_mut(campaign)
+            .is_some_and(|waits| waits.insert(item, wait).is_none());
+        inner.len += usize::from(added);
     }
 
     /// `items` are being worked on again (or were never waiting).
     pub fn done(&self, campaign: &CampaignId, items: &[ItemId]) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.items.is_empty() {
+        let Some(waits) = inner.items.get_mut(campaign) else {
             return;
-        }
+        };
+        let before = waits.len();
         for item in items {
-            inner.items.remove(&(campaign.clone(), *item));
+            waits.remove(item);
         }
+        let removed = before - waits.len();
+        if waits.is_empty() {
+            inner.items.remove(campaign);
+        }
+        inner.len -= removed;
     }
 
     pub fn summary(&self) -> WaitingSummary {
@@ -103,7 +121,7 @@ impl WaitingItems {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut by_kind: HashMap<&str, (u64, &str)> = HashMap::new();
         let mut next: Option<Instant> = None;
-        for wait in inner.items.values() {
+        for wait in inner.items.values().flat_map(HashMap::values) {
             let kind = wait.why.split(" (").next().unwrap_or_default();
             by_kind.entry(kind).or_insert((0, &wait.why)).0 += 1;
             next = Some(next.map_or(wait.due, |n| n.min(wait.due)));
@@ -114,7 +132,7 @@ impl WaitingItems {
             .collect();
         kinds.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         WaitingSummary {
-            count: inner.items.len() as u64,
+            count: inner.len as u64,
             example: kinds.first().map(|k| k.2.clone()),
             by_kind: kinds.into_iter().map(|(kind, n, _)| (kind, n)).collect(),
             next_in: next.map(|due| due.saturating_duration_since(now)),
