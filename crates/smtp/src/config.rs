@@ -1,12 +1,17 @@
-//! Client configuration: the EHLO name, per-phase timeouts, TLS mode, egress address.
+//! Client configuration: the EHLO name, per-phase timeouts, TLS mode, the way out (egress
+//! address or SOCKS5 proxy).
 //!
-//! Owns the defaults and why they are what they are. Does not own pool retirement limits
-//! (`pool::RetirePolicy`).
+//! Owns the defaults and why they are what they are, and which settings exclude each other
+//! ([`ClientConfig::validate`]). Does not own pool retirement limits (`pool::RetirePolicy`) or
+//! the proxy URL syntax (`proxy::Socks5Proxy`).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use rollcall_smtp_proto::ClientName;
+
+use crate::error::Error;
+use crate::proxy::Socks5Proxy;
 
 /// What to do with STARTTLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,7 +49,12 @@ pub struct ClientConfig {
     pub tls_handshake_timeout: Duration,
     pub tls: TlsMode,
     /// Egress address to bind before connecting (must match the family of the target).
+    /// Exclusive with `proxy`: through a proxy the proxy's own address is the egress.
     pub local_addr: Option<IpAddr>,
+    /// Connect through this SOCKS5 proxy instead of directly (`Socks5Proxy::parse` reads a
+    /// `socks5://` URL). The connect timeout covers reaching the proxy, the handshake and the
+    /// proxy's connect to the MX host. SMTP and STARTTLS are unchanged over the tunnel.
+    pub proxy: Option<Socks5Proxy>,
     /// Keep a transcript of at most this many lines (0: none).
     pub transcript_lines: usize,
     /// Our own cap on RCPTs per transaction (the server's LIMITS RCPTMAX wins when lower).
@@ -62,8 +72,24 @@ impl ClientConfig {
             tls_handshake_timeout: Duration::from_secs(30),
             tls: TlsMode::Opportunistic,
             local_addr: None,
+            proxy: None,
             transcript_lines: 0,
             max_rcpts_per_transaction: None,
         }
+    }
+
+    /// Refuses settings that exclude each other: `local_addr` with `proxy` (the proxy chooses
+    /// the egress address; binding ours would only pick the address we reach the proxy from,
+    /// which is not what an egress setting promises). Every connect checks this and fails with
+    /// [`Error::Config`] before any socket is opened; call it at startup to refuse the
+    /// configuration early.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.local_addr.is_some() && self.proxy.is_some() {
+            return Err(Error::Config(
+                "local_addr (egress address) and proxy exclude each other: through a SOCKS5 \
+                 proxy the proxy's address is the egress; set one of them",
+            ));
+        }
+        Ok(())
     }
 }

@@ -1,5 +1,5 @@
-//! The socket and its read buffer: connect (with an optional egress address), write bytes,
-//! read one complete reply, upgrade to TLS in place.
+//! The socket and its read buffer: connect (directly with an optional egress address, or
+//! through a SOCKS5 proxy), write bytes, read one complete reply, upgrade to TLS in place.
 //!
 //! Owns framing only (mini-redis `connection.rs`): the buffer is fed to the sans-IO parser and
 //! nothing here knows which command a reply answers. Timeouts are applied by the caller per
@@ -19,6 +19,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 
 use crate::error::Error;
+use crate::proxy::{self, Socks5Proxy};
 use crate::tls::{self, TlsInfo};
 use crate::transcript::Transcript;
 
@@ -43,11 +44,31 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// TCP connect, binding `local` first when given (egress address selection).
+    /// TCP connect, through `proxy` when given, else directly, binding `local` first when
+    /// given (egress address selection). The two exclude each other; the caller has checked
+    /// that (`ClientConfig::validate`), and `local` is not used with a proxy.
     pub(crate) async fn connect(
         addr: SocketAddr,
         local: Option<std::net::IpAddr>,
+        proxy: Option<&Socks5Proxy>,
     ) -> Result<Self, Error> {
+        let tcp = match proxy {
+            // Past the handshake the tunnel is a plain TcpStream: STARTTLS upgrades it exactly
+            // as it upgrades a direct connection.
+            Some(proxy) => proxy::tunnel(proxy, addr).await?,
+            None => Self::connect_direct(addr, local).await?,
+        };
+        Ok(Self {
+            io: Transport::Plain(tcp),
+            buf: Vec::with_capacity(1024),
+            parser: ReplyParser::new(),
+        })
+    }
+
+    async fn connect_direct(
+        addr: SocketAddr,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<TcpStream, Error> {
         let fail = |source| Error::Connect { addr, source };
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()
@@ -61,11 +82,7 @@ impl Connection {
         let tcp = socket.connect(addr).await.map_err(fail)?;
         // Commands are small and latency-bound.
         let _ = tcp.set_nodelay(true);
-        Ok(Self {
-            io: Transport::Plain(tcp),
-            buf: Vec::with_capacity(1024),
-            parser: ReplyParser::new(),
-        })
+        Ok(tcp)
     }
 
     pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
@@ -240,7 +257,7 @@ mod tests {
             let _ = stop_rx.await;
             drop(tls);
         });
-        let mut conn = Connection::connect(addr, None).await.unwrap();
+        let mut conn = Connection::connect(addr, None, None).await.unwrap();
         let name = ServerName::try_from("mx.example.test").unwrap();
         conn.start_tls(name).await.unwrap();
         let chunk = vec![b'x'; 64 * 1024];

@@ -41,6 +41,21 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Connecting through the SOCKS5 proxy failed: the proxy could not be reached, refused us
+    /// (authentication, its rules) or could not reach `target`. The source's kind says which:
+    /// `PermissionDenied`, `InvalidData`, `Unsupported` and `InvalidInput` are the proxy's
+    /// configuration (not transient); the others (refused, unreachable, reset) are.
+    #[error("cannot connect to {target} via SOCKS5 proxy {proxy}: {source}")]
+    Proxy {
+        proxy: SocketAddr,
+        target: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// The client configuration cannot work (settings that exclude each other); nothing was
+    /// sent. See `ClientConfig::validate`.
+    #[error("invalid client config: {0}")]
+    Config(&'static str),
     /// A per-phase timeout fired.
     #[error("timed out waiting for {0}")]
     Timeout(Phase),
@@ -103,6 +118,13 @@ impl Error {
             | Self::Eof
             | Self::ServiceClosing(_)
             | Self::Closed => true,
+            Self::Proxy { source, .. } => !matches!(
+                source.kind(),
+                io::ErrorKind::PermissionDenied
+                    | io::ErrorKind::InvalidData
+                    | io::ErrorKind::Unsupported
+                    | io::ErrorKind::InvalidInput
+            ),
             Self::Refused { reply, .. } => reply.is_transient(),
             Self::TlsRefused(reply) => reply.is_transient(),
             Self::Tls(_)
@@ -110,7 +132,8 @@ impl Error {
             | Self::MalformedReply(_)
             | Self::Sequence(_)
             | Self::Unsolicited { .. }
-            | Self::Plan(_) => false,
+            | Self::Plan(_)
+            | Self::Config(_) => false,
         }
     }
 
@@ -118,7 +141,11 @@ impl Error {
     pub fn as_metric_label(&self) -> &'static str {
         match self {
             Self::Timeout(_) => "timeout",
-            Self::Connect { .. } | Self::Io(_) | Self::Eof | Self::Closed => "connection_failed",
+            // Through a proxy or not, the MX host was not reached: the same verdict reason (the
+            // text says it was the proxy).
+            Self::Connect { .. } | Self::Proxy { .. } | Self::Io(_) | Self::Eof | Self::Closed => {
+                "connection_failed"
+            }
             Self::Tls(_) | Self::TlsNotOffered | Self::TlsRefused(_) => "tls_failed",
             Self::MalformedReply(_) | Self::Sequence(_) | Self::Unsolicited { .. } => {
                 "protocol_error"
@@ -126,6 +153,7 @@ impl Error {
             Self::Refused { .. } => "refused",
             Self::ServiceClosing(_) => "service_unavailable",
             Self::Plan(_) => "invalid_request",
+            Self::Config(_) => "invalid_config",
         }
     }
 }
@@ -157,5 +185,32 @@ mod tests {
             Error::Timeout(Phase::Command(CommandKind::RcptTo)).to_string(),
             "timed out waiting for RCPT"
         );
+    }
+
+    #[test]
+    fn proxy_failures_say_it_was_the_proxy() {
+        let proxy: SocketAddr = "127.0.0.1:1080".parse().unwrap();
+        let target: SocketAddr = "127.0.0.25:25".parse().unwrap();
+        let refused = Error::Proxy {
+            proxy,
+            target,
+            source: io::Error::new(io::ErrorKind::ConnectionRefused, "cannot reach the proxy"),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "cannot connect to 127.0.0.25:25 via SOCKS5 proxy 127.0.0.1:1080: cannot reach the proxy"
+        );
+        assert!(refused.is_transient() && !refused.is_timeout());
+        assert_eq!(refused.as_metric_label(), "connection_failed");
+        let auth = Error::Proxy {
+            proxy,
+            target,
+            source: io::Error::new(io::ErrorKind::PermissionDenied, "rejected"),
+        };
+        assert!(!auth.is_transient());
+        assert_eq!(auth.as_metric_label(), "connection_failed");
+        let config = Error::Config("x");
+        assert!(!config.is_transient());
+        assert_eq!(config.as_metric_label(), "invalid_config");
     }
 }

@@ -1,12 +1,16 @@
 //! rollcall-smtp: the tokio SMTP client that probes recipients without sending mail.
 //!
 //! Every byte written comes from the sans-IO state machine in `rollcall-smtp-proto`; this crate
-//! adds the socket, STARTTLS (tokio-rustls, ring), per-phase timeouts, transcripts and the warm
-//! session pool with its retirement rules.
+//! adds the socket (direct, or through a SOCKS5 proxy), STARTTLS (tokio-rustls, ring), per-phase
+//! timeouts, transcripts and the warm session pool with its retirement rules.
 //!
 //! Layout:
-//! - `config`: `ClientConfig` (EHLO name, timeouts, TLS mode, egress address) and `TlsMode`.
-//! - `connection`: socket, read buffer, reply framing, in-place TLS upgrade.
+//! - `config`: `ClientConfig` (EHLO name, timeouts, TLS mode, egress address or SOCKS5 proxy)
+//!   and `TlsMode`.
+//! - `connection`: socket (direct or tunnelled), read buffer, reply framing, in-place TLS
+//!   upgrade.
+//! - `proxy`: `Socks5Proxy` (`socks5://[user:pass@]IP:port`, password never printed) and the
+//!   SOCKS5 handshake (tokio-socks) whose tunnel carries SMTP and STARTTLS unchanged.
 //! - `session`: `Session`: opening (greeting, EHLO/HELO, STARTTLS, EHLO), QUIT, what it learned.
 //! - `transaction`: `Session::probe`: MAIL, RCPTs (pipelined or lockstep), RSET; the outcome.
 //! - `pool`: `SessionPool` and `RetirePolicy`.
@@ -19,6 +23,7 @@ mod config;
 mod connection;
 mod error;
 mod pool;
+mod proxy;
 mod session;
 mod tls;
 mod transaction;
@@ -27,6 +32,7 @@ mod transcript;
 pub use config::{ClientConfig, TlsMode};
 pub use error::{Error, Phase};
 pub use pool::{RetirePolicy, RetireReason, SessionPool};
+pub use proxy::Socks5Proxy;
 pub use session::{Session, SessionStats};
 pub use tls::TlsInfo;
 pub use transaction::{NotProbed, RecipientOutcome, TransactionOutcome};

@@ -78,16 +78,19 @@ impl Session {
         Ok(session)
     }
 
-    /// TCP connect only (with the connect timeout). Use [`Session::handshake`] next; split so
-    /// that a caller keeps the transcript of a session whose opening failed.
+    /// TCP connect only (with the connect timeout), directly or through `config.proxy`: with a
+    /// proxy the timeout covers reaching it, its handshake and its connect to `peer`. Use
+    /// [`Session::handshake`] next; split so that a caller keeps the transcript of a session
+    /// whose opening failed.
     pub async fn open(
         peer: SocketAddr,
         server_name: Option<&str>,
         config: &ClientConfig,
     ) -> Result<Self, Error> {
+        config.validate()?;
         let conn = tokio::time::timeout(
             config.connect_timeout,
-            Connection::connect(peer, config.local_addr),
+            Connection::connect(peer, config.local_addr, config.proxy.as_ref()),
         )
         .await
         .map_err(|_| Error::Timeout(Phase::Connect))??;

@@ -1,10 +1,10 @@
-//! A scripted fake SMTP server on 127.0.0.1:0 for the driver's tests (raw tokio TCP, optional
+//! A scripted fake SMTP server on 127.0.0.1:0 (or another 127.0.0.x) for the driver's tests (raw tokio TCP, optional
 //! STARTTLS with an rcgen self-signed certificate). It records every read() separately so
 //! tests can assert what arrived together.
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,7 +73,18 @@ impl Fake {
         tls: Option<TlsAcceptor>,
         handler: Handler,
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(Ipv4Addr::LOCALHOST, greeting, tls, handler).await
+    }
+
+    /// Like [`Fake::start`], listening on `ip` (a 127.0.0.0/8 address), port 0.
+    pub async fn start_on(
+        ip: Ipv4Addr,
+        greeting: Vec<(Duration, &'static str)>,
+        tls: Option<TlsAcceptor>,
+        handler: Handler,
+    ) -> Self {
+        assert!(ip.is_loopback(), "fakes listen on loopback only, not {ip}");
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
