@@ -1,4 +1,5 @@
-//! One SMTP connection's I/O: the per-IP connection cap, the greeting (with the pregreet
+//! One SMTP connection's I/O: the per-IP connection cap and connection rate, the greeting
+//! (with the pregreet
 //! check), reading command groups, the latency model, the pipelining synchronisation check
 //! (RFC 2920 3.1) and the STARTTLS upgrade. What each command gets is `session`'s job.
 //!
@@ -18,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use crate::anvil::Event;
 use crate::command;
 use crate::counters::bump;
 use crate::server::Shared;
@@ -150,6 +152,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, host: u32, shared
     let profile = entry.profile.clone();
     let name = entry.name.clone();
     let (slot, from_ip) = stats.open(peer.ip());
+    let client = slot.client().clone();
     let connection_no = stats.connections.load(std::sync::atomic::Ordering::Relaxed);
     let mut conn = Conn {
         slot: Some(slot),
@@ -157,8 +160,17 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, host: u32, shared
         buf: Vec::new(),
         eof: false,
     };
-    if from_ip > u64::from(profile.max_conns_per_ip) {
+    // Postfix smtpd asks anvil once per connection, which counts it for both the concurrency
+    // and the rate (refused connections included), then checks the concurrency first.
+    let over_rate = shared.anvils[host as usize].over(peer.ip(), Event::Connection);
+    let over_cap = from_ip > u64::from(profile.max_conns_per_ip);
+    if over_cap || over_rate {
         bump(&stats.connections_refused);
+        bump(&client.connections_refused);
+        if !over_cap {
+            bump(&stats.rate_limited);
+            bump(&client.rate_limited);
+        }
         let line = format!(
             "421 4.7.0 {name} Error: too many connections from {}\r\n",
             peer.ip()
@@ -186,7 +198,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, host: u32, shared
         return;
     }
 
-    let mut session = Session::new(shared.clone(), host, peer.ip(), connection_no);
+    let mut session = Session::new(shared.clone(), host, peer.ip(), client, connection_no);
     let latency = Duration::from_millis(profile.latency_ms);
     loop {
         while !conn.has_line() {

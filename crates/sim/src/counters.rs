@@ -1,6 +1,7 @@
-//! What the fleet counts while it serves: per-host atomic counters, concurrency high-water
-//! marks (per host and per client IP per host), and the serialisable snapshot tests assert
-//! on. Owns no protocol logic: the session calls `record_*`.
+//! What the fleet counts while it serves: per-host atomic counters, per-client-IP counters
+//! per host, concurrency high-water marks (per host and per client IP per host), and the
+//! serialisable snapshot tests assert on (per host, totals, per client IP summed over hosts).
+//! Owns no protocol logic: the session and the connection bump the counters.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -12,9 +13,11 @@ use serde::{Deserialize, Serialize};
 /// A snapshot of one host's counters (or, in `Counters::totals`, of all hosts).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostCounters {
-    /// TCP connections accepted (including those refused with 421 for the per-IP cap).
+    /// TCP connections accepted (including those refused with 421 for the per-IP cap or
+    /// connection rate).
     pub connections: u64,
-    /// Connections answered `421 ... too many connections` and closed.
+    /// Connections answered `421 ... too many connections` and closed (the per-IP cap
+    /// `max_conns_per_ip`, or the per-IP connection rate `conn_rate_per_ip`).
     pub connections_refused: u64,
     /// Command lines received.
     pub commands: u64,
@@ -42,6 +45,62 @@ pub struct HostCounters {
     pub max_concurrent_connections: u64,
     /// Highest number of simultaneous sessions from one client IP (in totals: of any host).
     pub max_concurrent_per_ip: u64,
+    /// Refusals for a per-client-IP rate (Postfix anvil): connections greeted with `421 4.7.0
+    /// <host> Error: too many connections from <ip>` for `conn_rate_per_ip`, MAIL answered
+    /// `450 4.7.1 Error: too much mail from <ip>`, RCPT answered `450 4.7.1 Error: too many
+    /// recipients from <ip>`.
+    #[serde(default)]
+    pub rate_limited: u64,
+    /// RCPTs answered `450 4.2.0 ... Greylisted` (first sight of a triple, or a retry before
+    /// the delay).
+    #[serde(default)]
+    pub greylisted: u64,
+    /// Greylisted triples that later passed: the first RCPT admitted for a (client IP, sender,
+    /// recipient) triple that had been greylisted, i.e. a retry from the same IP with the same
+    /// sender after the delay. Later RCPTs of a triple that passed are not counted again.
+    #[serde(default)]
+    pub greylist_passed: u64,
+    /// New triples greylisted whose (sender, recipient) had been greylisted before from
+    /// another client IP: a retry from the wrong address, which restarts the clock (postgrey
+    /// keys on the client). A careful verifier keeps this at 0.
+    #[serde(default)]
+    pub greylist_other_ip: u64,
+}
+
+/// A snapshot of one client IP's counters, summed over the hosts it talked to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientCounters {
+    /// TCP connections from this IP (refused ones included).
+    pub connections: u64,
+    /// Its connections answered `421 ... too many connections` (cap or connection rate).
+    pub connections_refused: u64,
+    /// Its MAIL FROM commands accepted.
+    pub transactions: u64,
+    /// Its RCPT TO commands (every one, whatever the reply).
+    pub rcpts: u64,
+    /// Its RCPT TO commands accepted (250).
+    pub rcpts_accepted: u64,
+    /// Its connections, MAILs and RCPTs refused for a per-IP rate (see
+    /// `HostCounters::rate_limited`).
+    pub rate_limited: u64,
+    /// Highest number of simultaneous sessions from this IP at any one host (a session
+    /// refused for the cap included, as in `HostCounters::max_concurrent_per_ip`).
+    pub max_concurrent: u64,
+}
+
+impl ClientCounters {
+    /// Adds another host's counters of the same IP (sums, and the maximum of
+    /// `max_concurrent`).
+    fn absorb(&mut self, o: &ClientCounters) {
+        self.connections += o.connections;
+        self.connections_refused += o.connections_refused;
+        self.transactions += o.transactions;
+        self.rcpts += o.rcpts;
+        self.rcpts_accepted += o.rcpts_accepted;
+        self.rate_limited += o.rate_limited;
+        self.max_concurrent = self.max_concurrent.max(o.max_concurrent);
+    }
 }
 
 /// A snapshot of the whole fleet.
@@ -51,6 +110,10 @@ pub struct Counters {
     pub totals: HostCounters,
     /// Per host name.
     pub hosts: BTreeMap<String, HostCounters>,
+    /// Per client IP (as text, e.g. `127.0.0.2`), summed over hosts; `max_concurrent` is the
+    /// maximum over hosts.
+    #[serde(default)]
+    pub clients: BTreeMap<String, ClientCounters>,
 }
 
 /// Live counters of one host.
@@ -69,37 +132,62 @@ pub(crate) struct HostStats {
     pub data_commands: AtomicU64,
     pub tls_sessions: AtomicU64,
     pub dropped_connections: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub greylisted: AtomicU64,
+    pub greylist_passed: AtomicU64,
+    pub greylist_other_ip: AtomicU64,
     current: AtomicU64,
     max_concurrent: AtomicU64,
-    per_ip: Mutex<PerIp>,
+    /// Per client IP; entries stay for the life of the fleet (they are counters).
+    clients: Mutex<HashMap<IpAddr, Arc<ClientStats>>>,
 }
 
+/// Live counters of one client IP at one host. A session holds its client's entry, so
+/// counting needs no lock.
 #[derive(Debug, Default)]
-struct PerIp {
-    current: HashMap<IpAddr, u64>,
-    max: u64,
+pub(crate) struct ClientStats {
+    pub connections: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub transactions: AtomicU64,
+    pub rcpts: AtomicU64,
+    pub rcpts_accepted: AtomicU64,
+    pub rate_limited: AtomicU64,
+    current: AtomicU64,
+    max_concurrent: AtomicU64,
+}
+
+impl ClientStats {
+    fn snapshot(&self) -> ClientCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ClientCounters {
+            connections: get(&self.connections),
+            connections_refused: get(&self.connections_refused),
+            transactions: get(&self.transactions),
+            rcpts: get(&self.rcpts),
+            rcpts_accepted: get(&self.rcpts_accepted),
+            rate_limited: get(&self.rate_limited),
+            max_concurrent: get(&self.max_concurrent),
+        }
+    }
 }
 
 /// Held for the life of a session; releases its concurrency slots when dropped.
 pub(crate) struct SessionSlot {
     stats: Arc<HostStats>,
-    ip: IpAddr,
+    client: Arc<ClientStats>,
+}
+
+impl SessionSlot {
+    /// The counters of this session's client IP at this host.
+    pub fn client(&self) -> &Arc<ClientStats> {
+        &self.client
+    }
 }
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         self.stats.current.fetch_sub(1, Ordering::Relaxed);
-        let mut per_ip = self
-            .stats
-            .per_ip
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(n) = per_ip.current.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                per_ip.current.remove(&self.ip);
-            }
-        }
+        self.client.current.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -114,19 +202,31 @@ impl HostStats {
         bump(&self.connections);
         let now = self.current.fetch_add(1, Ordering::Relaxed) + 1;
         self.max_concurrent.fetch_max(now, Ordering::Relaxed);
-        let mut per_ip = self
-            .per_ip
+        let client = self
+            .clients
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let n = per_ip.current.entry(ip).or_insert(0);
-        *n += 1;
-        let n = *n;
-        per_ip.max = per_ip.max.max(n);
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(ip)
+            .or_default()
+            .clone();
+        bump(&client.connections);
+        let n = client.current.fetch_add(1, Ordering::Relaxed) + 1;
+        client.max_concurrent.fetch_max(n, Ordering::Relaxed);
         let slot = SessionSlot {
             stats: self.clone(),
-            ip,
+            client,
         };
         (slot, n)
+    }
+
+    /// This host's counters per client IP.
+    pub fn clients(&self) -> Vec<(IpAddr, ClientCounters)> {
+        self.clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(ip, c)| (*ip, c.snapshot()))
+            .collect()
     }
 
     pub fn snapshot(&self) -> HostCounters {
@@ -147,16 +247,27 @@ impl HostStats {
             dropped_connections: get(&self.dropped_connections),
             max_concurrent_connections: get(&self.max_concurrent),
             max_concurrent_per_ip: self
-                .per_ip
+                .clients
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .max,
+                .values()
+                .map(|c| get(&c.max_concurrent))
+                .max()
+                .unwrap_or(0),
+            rate_limited: get(&self.rate_limited),
+            greylisted: get(&self.greylisted),
+            greylist_passed: get(&self.greylist_passed),
+            greylist_other_ip: get(&self.greylist_other_ip),
         }
     }
 }
 
 impl Counters {
-    pub(crate) fn from_hosts(hosts: BTreeMap<String, HostCounters>) -> Counters {
+    /// Builds the fleet snapshot from each host's counters and its per-client counters.
+    pub(crate) fn from_hosts(
+        hosts: BTreeMap<String, HostCounters>,
+        per_client: impl IntoIterator<Item = (IpAddr, ClientCounters)>,
+    ) -> Counters {
         let mut t = HostCounters::default();
         for h in hosts.values() {
             t.connections += h.connections;
@@ -176,8 +287,20 @@ impl Counters {
                 .max_concurrent_connections
                 .max(h.max_concurrent_connections);
             t.max_concurrent_per_ip = t.max_concurrent_per_ip.max(h.max_concurrent_per_ip);
+            t.rate_limited += h.rate_limited;
+            t.greylisted += h.greylisted;
+            t.greylist_passed += h.greylist_passed;
+            t.greylist_other_ip += h.greylist_other_ip;
         }
-        Counters { totals: t, hosts }
+        let mut clients: BTreeMap<String, ClientCounters> = BTreeMap::new();
+        for (ip, c) in per_client {
+            clients.entry(ip.to_string()).or_default().absorb(&c);
+        }
+        Counters {
+            totals: t,
+            hosts,
+            clients,
+        }
     }
 }
 
@@ -202,5 +325,46 @@ mod tests {
         assert_eq!(snap.connections, 4);
         assert_eq!(snap.max_concurrent_connections, 3);
         assert_eq!(snap.max_concurrent_per_ip, 2);
+        let clients: BTreeMap<IpAddr, ClientCounters> = stats.clients().into_iter().collect();
+        assert_eq!(clients[&a].connections, 3);
+        assert_eq!(clients[&a].max_concurrent, 2);
+        assert_eq!(clients[&b].connections, 1);
+        assert_eq!(clients[&b].max_concurrent, 1);
+    }
+
+    #[test]
+    fn clients_sum_over_hosts_and_keep_the_highest_concurrency() {
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        let one = ClientCounters {
+            connections: 2,
+            rcpts: 5,
+            rate_limited: 1,
+            max_concurrent: 2,
+            ..ClientCounters::default()
+        };
+        let other = ClientCounters {
+            connections: 1,
+            rcpts: 1,
+            max_concurrent: 1,
+            ..ClientCounters::default()
+        };
+        let c = Counters::from_hosts(BTreeMap::new(), [(ip, one), (ip, other)]);
+        let got = &c.clients["127.0.0.2"];
+        assert_eq!((got.connections, got.rcpts, got.rate_limited), (3, 6, 1));
+        assert_eq!(got.max_concurrent, 2);
+    }
+
+    #[test]
+    fn snapshots_from_before_the_per_client_counters_still_parse() {
+        let old = r#"{"totals":{"connections":1,"connections_refused":0,"commands":3,
+            "transactions":1,"rcpts":1,"rcpts_accepted":1,"replies_503":0,
+            "pipelining_violations":0,"pregreet_violations":0,"error_budget_trips":0,
+            "data_commands":0,"tls_sessions":0,"dropped_connections":0,
+            "max_concurrent_connections":1,"max_concurrent_per_ip":1},"hosts":{}}"#;
+        let c: Counters = serde_json::from_str(old).unwrap();
+        assert_eq!(c.totals.commands, 3);
+        assert_eq!(c.totals.rate_limited, 0);
+        assert_eq!(c.totals.greylist_other_ip, 0);
+        assert!(c.clients.is_empty());
     }
 }

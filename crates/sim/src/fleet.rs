@@ -15,6 +15,7 @@ use tokio::net::TcpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::anvil::Anvil;
 use crate::counters::{Counters, HostStats};
 use crate::greylist::Greylist;
 use crate::server::{self, Shared};
@@ -81,6 +82,7 @@ pub async fn start(spec: &FleetSpec, opts: SimOptions) -> Result<Fleet, Error> {
             .iter()
             .map(|_| Arc::new(HostStats::default()))
             .collect(),
+        anvils: world.hosts.iter().map(|h| Anvil::new(&h.profile)).collect(),
         greylist: Greylist::new(world.greylist_delay),
         tls: Some(acceptor),
     });
@@ -164,7 +166,8 @@ impl Fleet {
         &self.certificate
     }
 
-    /// A snapshot of the counters, totals and per host.
+    /// A snapshot of the counters: totals, per host, and per client IP (e.g.
+    /// `fleet.counters().clients["127.0.0.2"].rcpts`).
     pub fn counters(&self) -> Counters {
         let hosts: BTreeMap<String, _> = self
             .world
@@ -173,7 +176,8 @@ impl Fleet {
             .zip(&self.shared.stats)
             .map(|(h, s)| (h.name.clone(), s.snapshot()))
             .collect();
-        Counters::from_hosts(hosts)
+        let clients = self.shared.stats.iter().flat_map(|s| s.clients());
+        Counters::from_hosts(hosts, clients)
     }
 
     /// Stops accepting, ends every session and the DNS server, and waits for them.

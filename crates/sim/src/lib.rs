@@ -4,8 +4,9 @@
 //! Postfix-like replies and strict RFC 5321 / RFC 2920 sequencing, a DNS server (hickory) that
 //! serves the fleet's MX and A records, and the ground truth a perfect verifier would report.
 //! It shares no protocol code with the rollcall client, so it catches the client's mistakes;
-//! its counters (503s, pipelining violations, DATA commands, concurrency) are what tests
-//! assert on.
+//! its counters (503s, pipelining violations, DATA commands, concurrency, per client IP,
+//! greylist retries) are what tests assert on. Like Postfix, each host can cap sessions per
+//! client IP and rate-limit connections, MAIL and RCPT per client IP (its own anvil).
 //!
 //! Layout:
 //! - `spec`: the fleet file (TOML) and its validation.
@@ -13,11 +14,12 @@
 //!   synthetic, Zipf-sized populations; `truth`: verdict rules and rows.
 //! - `server`: binding and accept loops; `connection`: per-connection I/O, latency,
 //!   pipelining checks, STARTTLS; `session`: the command state machine; `command`: the
-//!   server-side parser; `greylist`; `counters`.
+//!   server-side parser; `greylist`; `anvil`: per-client-IP rate limits; `counters`.
 //! - `dns`: the DNS server; `tls`: the self-signed identity; `fleet`: start and shutdown.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod anvil;
 mod command;
 mod connection;
 mod counters;
@@ -33,7 +35,7 @@ mod tls;
 mod truth;
 mod world;
 
-pub use counters::{Counters, HostCounters};
+pub use counters::{ClientCounters, Counters, HostCounters};
 pub use error::Error;
 pub use fleet::{Fleet, HostInfo, SimOptions, start};
 pub use population::ROLE_WORDS;

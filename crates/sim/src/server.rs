@@ -1,4 +1,5 @@
-//! The SMTP side of a fleet: what every connection shares (world, counters, greylist, TLS),
+//! The SMTP side of a fleet: what every connection shares (world, counters, rate limits,
+//! greylist, TLS),
 //! binding every live host on one port, and the accept loops. Down hosts get a bound but
 //! never listening socket, so their address:port is reserved and refuses connections.
 
@@ -12,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Error;
+use crate::anvil::Anvil;
 use crate::counters::HostStats;
 use crate::greylist::Greylist;
 use crate::world::World;
@@ -20,6 +22,8 @@ use crate::world::World;
 pub(crate) struct Shared {
     pub world: Arc<World>,
     pub stats: Vec<Arc<HostStats>>,
+    /// Per host, like one anvil per Postfix instance.
+    pub anvils: Vec<Anvil>,
     pub greylist: Greylist,
     pub tls: Option<TlsAcceptor>,
 }

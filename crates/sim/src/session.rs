@@ -1,5 +1,6 @@
 //! One SMTP server session's state machine: what each command gets in each state, the error
-//! budget, greylisting and the recipient verdicts. Replies are appended to an output buffer;
+//! budget, the MAIL and RCPT rates per client IP (asking the host's `anvil`), greylisting
+//! and the recipient verdicts. Replies are appended to an output buffer;
 //! reading, writing, latency, pipelining checks and TLS are `connection`'s job.
 //!
 //! States (RFC 5321 4.1.4, RFC 3207 4.2): `NeedHelo` (after the greeting and after TLS),
@@ -12,8 +13,10 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::anvil::Event;
 use crate::command::{Command, UNKNOWN};
-use crate::counters::{HostStats, bump};
+use crate::counters::{ClientStats, HostStats, bump};
+use crate::greylist::Check;
 use crate::server::Shared;
 use crate::spec::{Behaviour, MailboxState, Profile};
 use crate::world::HostEntry;
@@ -45,6 +48,8 @@ pub(crate) struct Session {
     shared: Arc<Shared>,
     host: u32,
     stats: Arc<HostStats>,
+    /// This client IP's counters at this host.
+    client: Arc<ClientStats>,
     profile: Arc<Profile>,
     peer: IpAddr,
     phase: Phase,
@@ -57,7 +62,13 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub fn new(shared: Arc<Shared>, host: u32, peer: IpAddr, connection_no: u64) -> Session {
+    pub fn new(
+        shared: Arc<Shared>,
+        host: u32,
+        peer: IpAddr,
+        client: Arc<ClientStats>,
+        connection_no: u64,
+    ) -> Session {
         let stats = shared.stats[host as usize].clone();
         let profile = shared.world.hosts[host as usize].profile.clone();
         let seed = shared.world.seed
@@ -67,6 +78,7 @@ impl Session {
             shared,
             host,
             stats,
+            client,
             profile,
             peer,
             phase: Phase::NeedHelo,
@@ -119,6 +131,11 @@ impl Session {
         if self.junk > self.profile.junk_command_limit {
             self.errors += 1;
         }
+    }
+
+    fn rate_limited(&self) {
+        bump(&self.stats.rate_limited);
+        bump(&self.client.rate_limited);
     }
 
     /// Counts a command line (called for every line, before any check).
@@ -260,6 +277,13 @@ impl Session {
                 .reply(out, "503 5.5.1 Error: nested MAIL command")
                 .await;
         }
+        // Postfix mail_cmd asks anvil right after the sequence checks, before looking at the
+        // address and parameters: every MAIL in sequence counts, refused ones included.
+        if self.shared.anvils[self.host as usize].over(self.peer, Event::Mail) {
+            self.rate_limited();
+            let line = format!("450 4.7.1 Error: too much mail from {}", self.peer);
+            return self.reply(out, &line).await;
+        }
         let mut smtputf8 = false;
         for p in &params {
             let (key, value) = p.split_once('=').unwrap_or((p.as_str(), ""));
@@ -305,6 +329,7 @@ impl Session {
             accepted: 0,
         };
         bump(&self.stats.transactions);
+        bump(&self.client.transactions);
         self.reply(out, "250 2.1.0 Ok").await;
     }
 
@@ -316,6 +341,7 @@ impl Session {
         params: Vec<String>,
     ) {
         bump(&self.stats.rcpts);
+        bump(&self.client.rcpts);
         let (sender, smtputf8, accepted) = match &self.phase {
             Phase::Mail {
                 sender,
@@ -324,6 +350,17 @@ impl Session {
             } if !need_helo => (sender.clone(), *smtputf8, *accepted),
             _ => return self.reply(out, "503 5.5.1 Error: need MAIL command").await,
         };
+        // Postfix rcpt_cmd asks anvil after "need MAIL" and the per-transaction recipient
+        // limit, before looking at the address: every RCPT inside a transaction counts,
+        // whatever its reply (refused for the rate included), except one already over
+        // `rcpt_limit` (it gets the 452 below and is not counted).
+        if accepted < self.profile.rcpt_limit
+            && self.shared.anvils[self.host as usize].over(self.peer, Event::Rcpt)
+        {
+            self.rate_limited();
+            let line = format!("450 4.7.1 Error: too many recipients from {}", self.peer);
+            return self.reply(out, &line).await;
+        }
         if let Some(p) = params.first() {
             let line = format!("555 5.5.4 Unsupported option: {p}");
             return self.reply(out, &line).await;
@@ -371,14 +408,20 @@ impl Session {
             return self.reply(out, &line).await;
         }
         let role = local.eq_ignore_ascii_case("postmaster") || local.eq_ignore_ascii_case("abuse");
-        if d.behaviour == Behaviour::Greylist
-            && !role
-            && !shared.greylist.admits(self.peer, &sender, &path)
-        {
-            let line = format!(
-                "450 4.2.0 <{path}>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/{domain_key}.html"
-            );
-            return self.reply(out, &line).await;
+        if d.behaviour == Behaviour::Greylist && !role {
+            let check = shared.greylist.check(self.peer, &sender, &path);
+            match check {
+                Check::New { other_ip: true } => bump(&self.stats.greylist_other_ip),
+                Check::Admitted { retry_passed: true } => bump(&self.stats.greylist_passed),
+                _ => {}
+            }
+            if !check.admitted() {
+                bump(&self.stats.greylisted);
+                let line = format!(
+                    "450 4.2.0 <{path}>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/{domain_key}.html"
+                );
+                return self.reply(out, &line).await;
+            }
         }
         if self.profile.transient_4xx_rate > 0.0
             && self.rng.random_bool(self.profile.transient_4xx_rate)
@@ -395,6 +438,7 @@ impl Session {
                     *accepted += 1;
                 }
                 bump(&self.stats.rcpts_accepted);
+                bump(&self.client.rcpts_accepted);
                 "250 2.1.5 Ok".to_string()
             }
             (None, false) => format!(

@@ -79,6 +79,21 @@ pub struct Profile {
     pub helo_required: bool,
     /// Concurrent sessions allowed per client IP; the next one gets 421 and is closed.
     pub max_conns_per_ip: u32,
+    /// New connections allowed per client IP per `rate_window_ms` (Postfix
+    /// `smtpd_client_connection_rate_limit`); the next one is greeted with `421 4.7.0 <host>
+    /// Error: too many connections from <ip>` and closed. `None`: no limit.
+    pub conn_rate_per_ip: Option<u32>,
+    /// MAIL FROM commands allowed per client IP per `rate_window_ms` (Postfix
+    /// `smtpd_client_message_rate_limit`); the next gets `450 4.7.1 Error: too much mail from
+    /// <ip>`. `None`: no limit.
+    pub mail_rate_per_ip: Option<u32>,
+    /// RCPT TO commands allowed per client IP per `rate_window_ms` (Postfix
+    /// `smtpd_client_recipient_rate_limit`); the next gets `450 4.7.1 Error: too many
+    /// recipients from <ip>`. `None`: no limit.
+    pub rcpt_rate_per_ip: Option<u32>,
+    /// The sliding window of the three `*_rate_per_ip` limits (Postfix `anvil_rate_time_unit`).
+    /// Counted per host and per client IP; refused attempts count too.
+    pub rate_window_ms: u64,
     /// Accepted recipients per transaction; the next RCPT gets `452 4.5.3`.
     pub rcpt_limit: u32,
     /// Advertise `LIMITS RCPTMAX=n` (RFC 9422).
@@ -113,6 +128,10 @@ impl Default for Profile {
             multiline_greeting: false,
             helo_required: true,
             max_conns_per_ip: 50,
+            conn_rate_per_ip: None,
+            mail_rate_per_ip: None,
+            rcpt_rate_per_ip: None,
+            rate_window_ms: 60_000,
             rcpt_limit: 1000,
             limits_rcptmax: None,
             transient_4xx_rate: 0.0,
@@ -386,6 +405,20 @@ impl FleetSpec {
                 return spec_err(format!(
                     "profiles.{name}.transient_4xx_rate must be within 0..=1"
                 ));
+            }
+            for (field, limit) in [
+                ("conn_rate_per_ip", p.conn_rate_per_ip),
+                ("mail_rate_per_ip", p.mail_rate_per_ip),
+                ("rcpt_rate_per_ip", p.rcpt_rate_per_ip),
+            ] {
+                if limit == Some(0) {
+                    return spec_err(format!(
+                        "profiles.{name}.{field} must be >= 1; leave it out for no limit"
+                    ));
+                }
+            }
+            if p.rate_window_ms == 0 {
+                return spec_err(format!("profiles.{name}.rate_window_ms must be > 0"));
             }
         }
         let mut hosts = std::collections::HashSet::new();

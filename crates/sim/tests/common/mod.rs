@@ -2,13 +2,13 @@
 //! that sends exactly the bytes a test asks for.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rollcall_sim::{Fleet, FleetSpec, SimOptions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 pub async fn fleet(toml: &str) -> Fleet {
     let spec = FleetSpec::from_toml(toml).unwrap();
@@ -75,13 +75,36 @@ impl Client {
         }
     }
 
+    /// Connects from the source address `from` (any 127.0.0.0/8 address works on Linux), so
+    /// the server sees that client IP.
+    pub async fn connect_from(from: IpAddr, addr: SocketAddr) -> Client {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        let io = socket.connect(addr).await.unwrap();
+        Client {
+            io: Box::new(io),
+            buf: Vec::new(),
+        }
+    }
+
     /// Connects and reads the greeting.
     pub async fn greeted(addr: SocketAddr) -> Client {
-        let mut c = Client::connect(addr).await;
-        let g = c.reply().await;
+        Client::connect(addr).await.expect_greeting().await
+    }
+
+    /// Connects from `from` and reads the greeting.
+    pub async fn greeted_from(from: IpAddr, addr: SocketAddr) -> Client {
+        Client::connect_from(from, addr)
+            .await
+            .expect_greeting()
+            .await
+    }
+
+    async fn expect_greeting(mut self) -> Client {
+        let g = self.reply().await;
         let last = g.lines().last().unwrap_or_default();
         assert!(last.starts_with("220 "), "{g}");
-        c
+        self
     }
 
     pub async fn send(&mut self, raw: &str) {
