@@ -34,6 +34,7 @@ fn batch(n: u64) -> Batch {
             })
             .collect(),
         max_wait_ms: None,
+        egress: None,
     }
 }
 

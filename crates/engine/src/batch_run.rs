@@ -21,9 +21,10 @@ use rollcall_core::{
 use rollcall_dns::{TargetClass, classify_target};
 
 use crate::Error;
+use crate::egress::Egress;
 use crate::held_lease::HeldLease;
 use crate::probe::{ProbeFailure, ProbeSession, RcptOutcome, ReplyData, TxnOutcome};
-use crate::site::SiteContext;
+use crate::site::{SessionSlot, SiteContext};
 
 /// The longest a worker sleeps in place for a rate limit; longer waits reschedule the batch.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
@@ -49,6 +50,8 @@ struct Settlement {
     waits: Vec<(ItemId, String)>,
     /// The bound on retry waits for this batch: the campaign's, else the worker's.
     max_wait: Option<Duration>,
+    /// Added to the detail of every verdict this batch settles (a greylist pin not honoured).
+    note: Option<String>,
 }
 
 impl Settlement {
@@ -72,21 +75,33 @@ pub fn catch_all_probe(domain: &str) -> String {
 /// How soon work is tried again when the session's fleet-wide slot was lost mid-batch.
 const SLOT_LOST_RETRY: Duration = Duration::from_secs(1);
 
+/// How soon work goes out again through another egress when this one meets open circuits.
+const EGRESS_SWITCH_RETRY: Duration = Duration::from_millis(500);
+
 /// Processes a batch; `live` is the warm session carried from batch to batch (it may be
 /// replaced or dropped), `slot` the site slot the session task holds. Returns once everything
 /// is recorded or rescheduled.
 pub async fn run_batch<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     live: &mut Option<Live>,
-    slot: &HeldLease,
+    slot: &SessionSlot,
     batch: Batch,
 ) -> Result<(), Error> {
+    let egress = &ctx.egresses[slot.egress];
     let mut out = Settlement {
         max_wait: match batch.max_wait_ms {
             Some(0) => None,
             Some(ms) => Some(Duration::from_millis(ms)),
             None => ctx.config.max_wait,
         },
+        // The line gives a pinned batch only to its egress's sessions; a pin that reaches
+        // another one could not be honoured on this worker.
+        note: batch.egress.as_ref().filter(|pin| **pin != egress.name).map(|pin| {
+            format!(
+                "greylisted via egress `{pin}`, which this worker does not have; retried via `{}` (the server may greylist it anew)",
+                egress.name
+            )
+        }),
         ..Settlement::default()
     };
     // Items recorded already (a redelivered batch after a crash, or a batch a resumed
@@ -128,7 +143,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         }
         retire_if_spent(ctx, live).await;
         if live.is_none() {
-            match open_session(ctx, &batch).await? {
+            match open_session(ctx, &batch, egress).await? {
                 Opened::Live(session) => {
                     ctx.set_held_off(false);
                     *live = Some(session);
@@ -137,7 +152,18 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
                     out.wait(remaining.drain(..), delay, "pacing (connections)");
                     break;
                 }
+                Opened::CircuitOpen(delay)
+                    if batch.egress.is_none() && ctx.another_egress_free(slot.egress) =>
+                {
+                    // Servers block and throttle per client address: this egress waits out
+                    // its circuits here, another one takes the work (no attempt used).
+                    ctx.hold_off_egress(slot.egress, delay);
+                    let why = format!("pacing (egress {} held off at this site)", egress.name);
+                    out.wait(remaining.drain(..), EGRESS_SWITCH_RETRY, &why);
+                    break;
+                }
                 Opened::CircuitOpen(delay) => {
+                    ctx.hold_off_egress(slot.egress, delay);
                     ctx.set_held_off(true);
                     // The open circuit is evidence the hosts are failing: it uses an attempt,
                     // so a host that stays down ends in `connection_failed`, not in a loop.
@@ -183,22 +209,13 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         }
         let take = room.min(remaining.len());
 
-        // Every RCPT on the wire (probe included) costs one cell of the site's rate; `allowed`
-        // is at most the burst, so the take is never more than the rate can grant at once.
+        // Every RCPT on the wire (probe included) costs one cell of the egress's rate at the
+        // site (and of the site's total, when capped); `allowed` is at most each burst, so the
+        // take is never more than a rate can grant at once.
         let cells = (take + usize::from(with_probe)) as u32;
-        match take_cells(
-            ctx,
-            &format!("rcpt:{}", batch.site),
-            ctx.shaping.rcpt_rate,
-            cells,
-        )
-        .await?
-        {
-            None => {}
-            Some(delay) => {
-                out.wait(remaining.drain(..), delay, "pacing (RCPT rate)");
-                break;
-            }
+        if let Some(delay) = take_rcpt_cells(ctx, egress, &batch.site, cells).await? {
+            out.wait(remaining.drain(..), delay, "pacing (RCPT rate)");
+            break;
         }
 
         let chunk: Vec<BatchItem> = remaining.drain(..take).collect();
@@ -214,21 +231,20 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             .transactions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let elapsed = started.elapsed();
-        record_transaction(&outcome, elapsed);
+        let classes = classify_rcpts(&outcome);
+        record_transaction(&outcome, &classes, elapsed, &egress.name);
 
-        let (probe_outcome, item_outcomes) = if with_probe {
-            let mut outcomes = outcome.rcpts.clone().into_iter();
-            (outcomes.next(), outcomes.collect::<Vec<_>>())
+        let (probe_class, item_outcomes, item_classes) = if with_probe {
+            (
+                classes.first().copied().flatten(),
+                &outcome.rcpts[1..],
+                &classes[1..],
+            )
         } else {
-            (None, outcome.rcpts.clone())
+            (None, &outcome.rcpts[..], &classes[..])
         };
-        if let Some(RcptOutcome::Replied(reply)) = &probe_outcome {
-            match classify(
-                SmtpCommandKind::RcptTo,
-                reply.code,
-                reply.enhanced,
-                &reply.text,
-            ) {
+        if let Some(class) = probe_class {
+            match class {
                 Classification::Accepted => catch_all = Some(true),
                 Classification::Undeliverable(_) => catch_all = Some(false),
                 _ => {}
@@ -248,28 +264,33 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             pipelined: outcome.pipelined,
             elapsed,
         };
+        let rcpts = Rcpts {
+            chunk,
+            outcomes: item_outcomes,
+            classes: item_classes,
+        };
         settle_transaction(
             ctx,
             &mut out,
             &mut remaining,
-            chunk,
-            item_outcomes,
+            rcpts,
             &outcome,
             catch_all,
             &evidence_base,
         );
         let healthy = outcome.failure.is_none() && outcome.closed_by.is_none();
-        // DESIGN 4: 4.7.x rate replies count against the host's circuit like a 421.
-        let rate_limited = outcome.rcpts.iter().any(|o| {
-            matches!(o, RcptOutcome::Replied(r) if matches!(
-                classify(SmtpCommandKind::RcptTo, r.code, r.enhanced, &r.text),
-                Classification::Retry(RetryKind::RateLimited)
-            ))
+        // 4.7.x rate replies and policy blocks of our address count against this egress's
+        // circuit at the host like a 421: servers throttle and block per client address.
+        let about_us = classes.iter().any(|c| {
+            matches!(
+                c,
+                Some(Classification::Retry(RetryKind::RateLimited) | Classification::Blocked)
+            )
         });
         ctx.state
             .circuit_report(
-                &current.host,
-                healthy && !rate_limited,
+                &egress.key(&current.host),
+                healthy && !about_us,
                 &ctx.shaping.backoff,
             )
             .await?;
@@ -278,12 +299,49 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         }
     }
 
-    apply(ctx, &batch, out).await
+    apply(ctx, &batch, egress, out).await
+}
+
+/// Classifies every RCPT reply of a transaction once (`None`: not answered).
+fn classify_rcpts(outcome: &TxnOutcome) -> Vec<Option<Classification>> {
+    outcome
+        .rcpts
+        .iter()
+        .map(|o| match o {
+            RcptOutcome::Replied(r) => Some(classify(
+                SmtpCommandKind::RcptTo,
+                r.code,
+                r.enhanced,
+                &r.text,
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Exports one transaction: its time, its pipelining, and the class of every MAIL and RCPT
-/// reply. Labels are fixed words only, never an address or a host name.
-fn record_transaction(outcome: &TxnOutcome, elapsed: Duration) {
+/// reply, and per egress its RCPTs, blocks and deferrals. Labels are fixed words and the
+/// operator's egress names only, never an address or a host name.
+fn record_transaction(
+    outcome: &TxnOutcome,
+    classes: &[Option<Classification>],
+    elapsed: Duration,
+    egress: &str,
+) {
+    for class in classes.iter().flatten() {
+        let egress = egress.to_string();
+        metrics::counter!("rollcall_egress_rcpts_total", "egress" => egress.clone()).increment(1);
+        match class {
+            Classification::Blocked => {
+                metrics::counter!("rollcall_egress_blocks_total", "egress" => egress).increment(1)
+            }
+            Classification::Retry(_) => {
+                metrics::counter!("rollcall_egress_deferrals_total", "egress" => egress)
+                    .increment(1)
+            }
+            _ => {}
+        }
+    }
     metrics::counter!("rollcall_smtp_transactions_total").increment(1);
     metrics::histogram!("rollcall_smtp_command_duration_seconds", "command" => "transaction")
         .record(elapsed.as_secs_f64());
@@ -327,13 +385,18 @@ struct EvidenceBase<'a> {
     elapsed: Duration,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The items of one transaction with what became of each RCPT and its class, in order.
+struct Rcpts<'a> {
+    chunk: Vec<BatchItem>,
+    outcomes: &'a [RcptOutcome],
+    classes: &'a [Option<Classification>],
+}
+
 fn settle_transaction<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     out: &mut Settlement,
     remaining: &mut VecDeque<BatchItem>,
-    chunk: Vec<BatchItem>,
-    outcomes: Vec<RcptOutcome>,
+    rcpts: Rcpts<'_>,
     txn: &TxnOutcome,
     catch_all: Option<bool>,
     base: &EvidenceBase<'_>,
@@ -346,7 +409,7 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
             mail.enhanced,
             &mail.text,
         );
-        for item in chunk {
+        for item in rcpts.chunk {
             match class {
                 // A permanent refusal of our sender is about us, not the address.
                 Classification::Blocked
@@ -363,8 +426,8 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
     }
     let mut accepted_in_txn = 0u32;
     let mut shrink = false;
-    for (index, item) in chunk.into_iter().enumerate() {
-        let reply = match outcomes.get(index) {
+    for (index, item) in rcpts.chunk.into_iter().enumerate() {
+        let reply = match rcpts.outcomes.get(index) {
             Some(RcptOutcome::Replied(reply)) => reply,
             Some(RcptOutcome::OverLimit) if ctx.rcpt_limit() > 1 => {
                 shrink = true;
@@ -387,12 +450,10 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
                 continue;
             }
         };
-        let class = classify(
-            SmtpCommandKind::RcptTo,
-            reply.code,
-            reply.enhanced,
-            &reply.text,
-        );
+        let Some(class) = rcpts.classes.get(index).copied().flatten() else {
+            not_probed(ctx, out, remaining, item, txn);
+            continue;
+        };
         match class {
             Classification::Accepted
             | Classification::Undeliverable(_)
@@ -662,6 +723,7 @@ enum Opened {
 async fn open_session<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     batch: &Batch,
+    egress: &Egress,
 ) -> Result<Opened, Error> {
     let mut last_failure = None;
     let mut open_for: Option<Duration> = None;
@@ -669,7 +731,8 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
     let mut forbidden = None;
     // Bounded: the batch came from a queue, and its host list from whoever wrote it there.
     for (host, addrs) in batch.targets() {
-        match ctx.state.circuit_check(host).await? {
+        // Circuits are per (host, egress): a block or throttle of one address is not another's.
+        match ctx.state.circuit_check(&egress.key(host)).await? {
             CircuitDecision::Open { retry_after } => {
                 open_for = Some(open_for.map_or(retry_after, |d| d.min(retry_after)));
                 continue;
@@ -686,17 +749,17 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
                 continue;
             }
             let addr = SocketAddr::new(*ip, ctx.config.smtp_port);
-            let Some(ip_lease) = address_slot(ctx, addr).await? else {
+            let Some(ip_lease) = address_slot(ctx, egress, addr).await? else {
                 address_busy = true;
                 continue;
             };
-            let key = format!("connect:{}", batch.site);
+            let key = egress.key(&format!("connect:{}", batch.site));
             if let Some(delay) = take_cells(ctx, &key, ctx.shaping.connect_rate, 1).await? {
                 ip_lease.release(ctx.state.as_ref()).await;
                 return Ok(Opened::Later(delay));
             }
             let started = Instant::now();
-            let connected = ctx.connector.connect(host, addr).await;
+            let connected = ctx.connector.connect(egress, host, addr).await;
             metrics::histogram!("rollcall_smtp_command_duration_seconds", "command" => "connect")
                 .record(started.elapsed().as_secs_f64());
             match connected {
@@ -708,6 +771,8 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
                         .sessions_active
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     metrics::counter!("rollcall_smtp_sessions_opened_total").increment(1);
+                    metrics::counter!("rollcall_egress_sessions_opened_total", "egress" => egress.name.clone())
+                        .increment(1);
                     metrics::gauge!("rollcall_smtp_sessions_active").increment(1.0);
                     return Ok(Opened::Live(Live {
                         session,
@@ -720,7 +785,7 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
                     ip_lease.release(ctx.state.as_ref()).await;
                     tracing::debug!(host = %host, %addr, ?failure, "connect failed");
                     ctx.state
-                        .circuit_report(host, false, &ctx.shaping.backoff)
+                        .circuit_report(&egress.key(host), false, &ctx.shaping.backoff)
                         .await?;
                     last_failure = Some(failure);
                 }
@@ -742,13 +807,15 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
 const ADDRESS_WAIT: Duration = Duration::from_secs(2);
 const ADDRESS_BUSY_RETRY: Duration = Duration::from_millis(500);
 
-/// One of the site's `max_sessions` slots at this server address, fleet-wide, waiting briefly
-/// for one to free up; kept alive while the session lives.
+/// One of the site's `max_sessions` slots at this server address for this egress, fleet-wide
+/// (the server counts sessions per client address), waiting briefly for one to free up; kept
+/// alive while the session lives.
 async fn address_slot<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
+    egress: &Egress,
     addr: SocketAddr,
 ) -> Result<Option<HeldLease>, Error> {
-    let key = format!("ip:{}", addr.ip());
+    let key = egress.key(&format!("ip:{}", addr.ip()));
     let ttl = ctx.config.session_lease_ttl;
     let started = Instant::now();
     loop {
@@ -784,6 +851,25 @@ async fn take_cells<Q: WorkQueue, S: StateStore>(
     }
 }
 
+/// Takes `cells` RCPT cells of `egress` at `site`, then of the site's total when it is capped.
+/// `Some(delay)` when either says wait long; cells already taken from the egress's bucket are
+/// then not given back (the error is on the side of sending less).
+async fn take_rcpt_cells<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    egress: &Egress,
+    site: &str,
+    cells: u32,
+) -> Result<Option<Duration>, Error> {
+    let key = format!("rcpt:{site}");
+    if let Some(delay) = take_cells(ctx, &egress.key(&key), ctx.shaping.rcpt_rate, cells).await? {
+        return Ok(Some(delay));
+    }
+    match ctx.shaping.site_rcpt_rate {
+        Some(total) => take_cells(ctx, &key, total, cells).await,
+        None => Ok(None),
+    }
+}
+
 async fn retire_if_spent<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     live: &mut Option<Live>,
@@ -816,6 +902,7 @@ pub async fn retire<Q: WorkQueue, S: StateStore>(ctx: &SiteContext<Q, S>, live: 
 async fn apply<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     batch: &Batch,
+    egress: &Egress,
     mut out: Settlement,
 ) -> Result<(), Error> {
     let now = SystemTime::now();
@@ -838,6 +925,11 @@ async fn apply<Q: WorkQueue, S: StateStore>(
             }
         }
     }
+    if let Some(note) = &out.note {
+        for result in &mut out.results {
+            result.verdict = with_stop(result.verdict.clone(), Some(note.clone()));
+        }
+    }
     if !out.results.is_empty() {
         ctx.state
             .record_results(&batch.campaign, &out.results)
@@ -845,9 +937,13 @@ async fn apply<Q: WorkQueue, S: StateStore>(
     }
     for (round, items) in by_round {
         let delay = ctx.config.greylist_retry[(round - 1) as usize];
+        // RFC 6647 4.2: the retry must come from the same client address with the same
+        // sender, so it is pinned to this egress.
+        let mut retry = batch.with_items(items);
+        retry.egress = Some(egress.name.clone());
         let entry = GreylistEntry {
-            batch: batch.with_items(items),
-            egress: ctx.config.egress,
+            batch: retry,
+            egress: Some(egress.name.clone()),
         };
         ctx.state.greylist_schedule(&entry, now + delay).await?;
     }

@@ -1,10 +1,10 @@
 //! What the engine needs to know besides shaping: who we say we are (HELO name, MAIL FROM,
-//! egress address), the SMTP port, how long to wait, how to retry. Parsing of the file and
+//! egress identities), the SMTP port, how long to wait, how to retry. Parsing of the file and
 //! flags lives in the CLI; this is the resolved result.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::egress::Egress;
 use crate::shaping::ShapingTable;
 
 /// Resolved engine settings.
@@ -14,8 +14,9 @@ pub struct EngineConfig {
     pub helo_name: String,
     /// Reverse path of every probe; greylisting keys on it, so it stays the same across retries.
     pub mail_from: String,
-    /// Local address to connect from (greylisting keys on the client /24 too).
-    pub egress: Option<IpAddr>,
+    /// The ways out this worker probes from, each with its own politeness budget at every
+    /// site. Empty: one direct egress with `helo_name` and `mail_from` (see [`Self::egress_list`]).
+    pub egresses: Vec<Egress>,
     /// The SMTP port of every MX host (25 in the wild; the sim and labs use others).
     pub smtp_port: u16,
     pub tls: TlsMode,
@@ -64,7 +65,7 @@ impl Default for EngineConfig {
         EngineConfig {
             helo_name: "rollcall.invalid".to_string(),
             mail_from: String::new(),
-            egress: None,
+            egresses: Vec::new(),
             smtp_port: 25,
             tls: TlsMode::Opportunistic,
             connect_timeout: Duration::from_secs(10),
@@ -90,6 +91,17 @@ impl Default for EngineConfig {
             max_outstanding: 100_000,
             worker_prefetch: 512,
             session_lease_ttl: Duration::from_secs(15),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The egresses to probe from: the configured ones, or the one direct egress.
+    pub fn egress_list(&self) -> Vec<Egress> {
+        if self.egresses.is_empty() {
+            vec![Egress::direct(&self.helo_name, &self.mail_from)]
+        } else {
+            self.egresses.clone()
         }
     }
 }

@@ -560,6 +560,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             mx: route.mx.clone(),
             items: open.items,
             max_wait_ms: self.co.max_wait_ms,
+            egress: None,
         };
         self.summary.batches += 1;
         while self.publishing.len() >= PUBLISH_WINDOW {

@@ -5,6 +5,8 @@
 //!
 //! Layout:
 //! - `config`: resolved engine settings (identity, port, timeouts, retry schedules).
+//! - `egress`: the ways out a worker probes from (source address or SOCKS5 proxy, HELO, MAIL
+//!   FROM) and the per-(site, egress) key scheme of every politeness budget.
 //! - `shaping`: politeness per site (DESIGN section 5) and the per-site rule table.
 //! - `coordinator`: input rows in, exactly one output row per input row out.
 //! - `verdicts`: verdicts built from DNS and probe outcomes.
@@ -22,6 +24,7 @@
 mod batch_run;
 pub mod config;
 pub mod coordinator;
+pub mod egress;
 pub mod embedded;
 mod error;
 mod held_lease;

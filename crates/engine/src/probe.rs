@@ -8,6 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rollcall_core::EnhancedCode;
 
+use crate::egress::Egress;
+
 /// One SMTP reply, as evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyData {
@@ -114,10 +116,12 @@ pub trait ProbeSession: Send {
 /// Opens sessions.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
-    /// Opens a session to `host` (the MX name, for SNI) at `addr`: greeting, EHLO, STARTTLS
-    /// per the TLS mode, EHLO again.
+    /// Opens a session through `egress` (its source address or proxy, HELO name and sender) to
+    /// `host` (the MX name, for SNI) at `addr`: greeting, EHLO, STARTTLS per the TLS mode,
+    /// EHLO again.
     async fn connect(
         &self,
+        egress: &Egress,
         host: &str,
         addr: SocketAddr,
     ) -> Result<Box<dyn ProbeSession>, ProbeFailure>;

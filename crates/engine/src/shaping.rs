@@ -1,5 +1,7 @@
-//! Politeness per site: how many sessions, how fast, how many recipients per transaction, when
-//! to retire a session. Defaults are DESIGN section 5 (measured against Postfix 3.7); a table
+//! Politeness per site and egress: how many sessions, how fast, how many recipients per
+//! transaction, when to retire a session. Servers count per client address, so the session,
+//! RCPT and connection limits hold for each egress at each site, fleet-wide; the optional
+//! site totals cap all egresses together (for providers that count per sender domain). Defaults are DESIGN section 5 (measured against Postfix 3.7); a table
 //! of rules matched against a site's MX host names overrides them (providers ship built in).
 //!
 //! Owns the numbers and the matching; does not enforce anything (the worker does).
@@ -13,12 +15,17 @@ use rollcall_core::ports::{BackoffPolicy, RateLimit};
 /// The limits the worker applies to one site, fleet-wide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteShaping {
-    /// Sessions open at once to the site, across the fleet.
+    /// Sessions open at once to the site from one egress, across the fleet.
     pub max_sessions: u32,
-    /// RCPT commands (GCRA).
+    /// RCPT commands from one egress (GCRA).
     pub rcpt_rate: RateLimit,
-    /// New connections (GCRA).
+    /// New connections from one egress (GCRA).
     pub connect_rate: RateLimit,
+    /// Sessions open at once to the site from all egresses together, when capped.
+    pub site_max_sessions: Option<u32>,
+    /// RCPT commands to the site from all egresses together, when capped (same burst as
+    /// `rcpt_rate` unless set).
+    pub site_rcpt_rate: Option<RateLimit>,
     pub rcpt_per_transaction: u32,
     pub transactions_per_session: u32,
     pub session_max_age: Duration,
@@ -43,6 +50,8 @@ impl Default for SiteShaping {
                 per_minute: 20,
                 burst: 5,
             },
+            site_max_sessions: None,
+            site_rcpt_rate: None,
             rcpt_per_transaction: 50,
             transactions_per_session: 50,
             session_max_age: Duration::from_secs(300),
@@ -66,9 +75,11 @@ impl SiteShaping {
             .server_error_limit
             .saturating_sub(1)
             .saturating_sub(rejected_so_far);
+        let site_take = self.site_rcpt_rate.map_or(u32::MAX, |r| r.max_take());
         adaptive_limit
             .min(self.rcpt_per_transaction)
             .min(self.rcpt_rate.max_take())
+            .min(site_take)
             .min(error_room)
     }
 
@@ -87,6 +98,16 @@ impl SiteShaping {
         }
         if let Some(v) = o.connect_burst {
             self.connect_rate.burst = v.max(1);
+        }
+        if let Some(v) = o.site_max_sessions {
+            self.site_max_sessions = Some(v.max(1));
+        }
+        if let Some(v) = o.site_rcpt_per_minute {
+            let burst = o.site_rcpt_burst.unwrap_or(self.rcpt_rate.burst).max(1);
+            self.site_rcpt_rate = Some(RateLimit {
+                per_minute: v.max(1),
+                burst,
+            });
         }
         if let Some(v) = o.rcpt_per_transaction {
             self.rcpt_per_transaction = v.max(1);
@@ -123,11 +144,20 @@ impl SiteShaping {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShapingOverride {
+    /// Per egress at the site.
     pub max_sessions: Option<u32>,
+    /// Per egress at the site.
     pub rcpt_per_minute: Option<u32>,
     pub rcpt_burst: Option<u32>,
+    /// Per egress at the site.
     pub connects_per_minute: Option<u32>,
     pub connect_burst: Option<u32>,
+    /// All egresses together at the site.
+    pub site_max_sessions: Option<u32>,
+    /// All egresses together at the site.
+    pub site_rcpt_per_minute: Option<u32>,
+    /// Burst of `site_rcpt_per_minute` (default: `rcpt_burst`).
+    pub site_rcpt_burst: Option<u32>,
     pub rcpt_per_transaction: Option<u32>,
     pub transactions_per_session: Option<u32>,
     pub session_max_age_secs: Option<u64>,
@@ -268,6 +298,37 @@ mod tests {
         assert_eq!(s.rcpts_allowed(7, 50), 12);
         assert_eq!(s.rcpts_allowed(19, 50), 0);
         assert_eq!(s.rcpts_allowed(0, 5), 5);
+    }
+
+    #[test]
+    fn site_totals_are_optional_and_bound_a_transaction_too() {
+        let table = ShapingTable::with_overrides(
+            &ShapingOverride::default(),
+            vec![SiteRule {
+                pattern: "mx.capped.test".into(),
+                shaping: ShapingOverride {
+                    site_max_sessions: Some(3),
+                    site_rcpt_per_minute: Some(100),
+                    site_rcpt_burst: Some(7),
+                    ..Default::default()
+                },
+            }],
+        );
+        let plain = table.for_site("mx.other.test", &["mx.other.test"]);
+        assert_eq!(
+            (plain.site_max_sessions, plain.site_rcpt_rate),
+            (None, None)
+        );
+        let capped = table.for_site("mx.capped.test", &["mx.capped.test"]);
+        assert_eq!(capped.site_max_sessions, Some(3));
+        assert_eq!(
+            capped.site_rcpt_rate,
+            Some(RateLimit {
+                per_minute: 100,
+                burst: 7
+            })
+        );
+        assert_eq!(capped.rcpts_allowed(0, 50), 7, "one take of the site total");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! driver. Every byte on the wire goes through the driver's sans-IO session, which refuses any
 //! command out of sequence; this module only translates outcomes into evidence.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,20 +13,36 @@ use rollcall_smtp::proto::{ClientName, Mailbox, Reply, ReversePath};
 use rollcall_smtp::{ClientConfig, Error as SmtpError, NotProbed, RecipientOutcome, Session};
 
 use crate::config::{EngineConfig, TlsMode};
+use crate::egress::Egress;
 use crate::probe::{Connector, ProbeFailure, ProbeSession, RcptOutcome, ReplyData, TxnOutcome};
 
-/// Builds the driver's client settings from the engine's; an invalid HELO name or sender is a
-/// configuration error, reported before any connection.
-pub fn client_config(config: &EngineConfig) -> Result<(ClientConfig, ReversePath), String> {
-    let name = ClientName::parse(&config.helo_name)
-        .map_err(|e| format!("helo name `{}`: {e}", config.helo_name))?;
-    let reverse = ReversePath::parse(&config.mail_from)
-        .map_err(|e| format!("mail from `{}`: {e}", config.mail_from))?;
+/// Builds the driver's client settings for one egress from the engine's; an invalid HELO name,
+/// sender or proxy is a configuration error, reported before any connection.
+pub fn client_config(
+    config: &EngineConfig,
+    egress: &Egress,
+) -> Result<(ClientConfig, ReversePath), String> {
+    let name = ClientName::parse(&egress.helo)
+        .map_err(|e| format!("egress `{}`: helo name `{}`: {e}", egress.name, egress.helo))?;
+    let reverse = ReversePath::parse(&egress.mail_from).map_err(|e| {
+        format!(
+            "egress `{}`: mail from `{}`: {e}",
+            egress.name, egress.mail_from
+        )
+    })?;
     let mut client = ClientConfig::new(name);
     client.connect_timeout = config.connect_timeout;
     client.greeting_timeout = config.greeting_timeout;
     client.command_timeout = config.command_timeout;
-    client.local_addr = config.egress;
+    client.local_addr = egress.bind;
+    if let Some(url) = &egress.proxy {
+        let proxy = rollcall_smtp::Socks5Proxy::parse(url)
+            .map_err(|e| format!("egress `{}`: proxy: {e}", egress.name))?;
+        client.proxy = Some(proxy);
+    }
+    client
+        .validate()
+        .map_err(|e| format!("egress `{}`: {e}", egress.name))?;
     client.transcript_lines = 0;
     client.tls = match config.tls {
         TlsMode::Opportunistic => rollcall_smtp::TlsMode::Opportunistic,
@@ -35,33 +52,44 @@ pub fn client_config(config: &EngineConfig) -> Result<(ClientConfig, ReversePath
     Ok((client, reverse))
 }
 
-/// The connector the engine uses against real (or simulated) MX hosts.
+/// The connector the engine uses against real (or simulated) MX hosts, with the client
+/// settings of every egress of `config` built and checked up front.
 pub fn connector(config: &EngineConfig) -> Result<Arc<dyn Connector>, String> {
-    let (client, reverse) = client_config(config)?;
-    Ok(Arc::new(SmtpConnector {
-        client: Arc::new(client),
-        reverse,
-    }))
+    let egresses = config.egress_list();
+    crate::egress::validate(&egresses)?;
+    let mut ways = HashMap::with_capacity(egresses.len());
+    for egress in &egresses {
+        let (client, reverse) = client_config(config, egress)?;
+        ways.insert(egress.name.clone(), (Arc::new(client), reverse));
+    }
+    Ok(Arc::new(SmtpConnector { ways }))
 }
 
 struct SmtpConnector {
-    client: Arc<ClientConfig>,
-    reverse: ReversePath,
+    /// Client settings and sender per egress name.
+    ways: HashMap<String, (Arc<ClientConfig>, ReversePath)>,
 }
 
 #[async_trait]
 impl Connector for SmtpConnector {
     async fn connect(
         &self,
+        egress: &Egress,
         host: &str,
         addr: SocketAddr,
     ) -> Result<Box<dyn ProbeSession>, ProbeFailure> {
-        let session = Session::connect(addr, Some(host), &self.client)
+        let Some((client, reverse)) = self.ways.get(&egress.name) else {
+            return Err(ProbeFailure::ConnectionFailed(format!(
+                "egress `{}` is not configured on this worker",
+                egress.name
+            )));
+        };
+        let session = Session::connect(addr, Some(host), client)
             .await
             .map_err(|e| failure(&e))?;
         Ok(Box::new(SmtpSession {
             session,
-            reverse: self.reverse.clone(),
+            reverse: reverse.clone(),
         }))
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::Error;
 use crate::config::EngineConfig;
 use crate::probe::Connector;
-use crate::site::{WorkerMetrics, spawn_site};
+use crate::site::{WorkerMetrics, WorkerParts, spawn_site};
 
 /// How often the greylist schedule is read.
 const GREYLIST_POLL: Duration = Duration::from_millis(250);
@@ -33,6 +33,20 @@ impl<Q: WorkQueue, S: StateStore> Worker<Q, S> {
     /// Runs until the queue is closed and drained, or `stop` turns true; then lets every site
     /// finish what it holds.
     pub async fn run(&self, mut stop: watch::Receiver<bool>) -> Result<(), Error> {
+        let egresses = self.config.egress_list();
+        crate::egress::validate(&egresses).map_err(|reason| Error::Config {
+            setting: "egress",
+            reason,
+        })?;
+        let parts = WorkerParts {
+            queue: self.queue.clone(),
+            state: self.state.clone(),
+            connector: self.connector.clone(),
+            config: self.config.clone(),
+            metrics: self.metrics.clone(),
+            holder: self.id.clone(),
+            egresses: egresses.into(),
+        };
         let prefetch = Arc::new(Semaphore::new(self.config.worker_prefetch.max(1)));
         let mut sites = HashMap::new();
         let mut handles = Vec::new();
@@ -69,16 +83,7 @@ impl<Q: WorkQueue, S: StateStore> Worker<Q, S> {
                     let batch = &next.0.batch;
                     let hosts: Vec<&str> = batch.targets().map(|(host, _)| host).collect();
                     let shaping = self.config.shaping.for_site(&site, &hosts);
-                    let (tx, handle) = spawn_site(
-                        site.clone(),
-                        shaping,
-                        self.queue.clone(),
-                        self.state.clone(),
-                        self.connector.clone(),
-                        self.config.clone(),
-                        self.metrics.clone(),
-                        self.id.clone(),
-                    );
+                    let (tx, handle) = spawn_site(&parts, site.clone(), shaping);
                     handles.push(handle);
                     tx
                 });

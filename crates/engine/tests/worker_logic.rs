@@ -5,230 +5,22 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rollcall_core::ports::{
-    Batch, BatchItem, MAX_BATCH_HOST_ADDRS, MAX_BATCH_MX_HOSTS, MemoryQueue, MemoryState, MxHost,
-    StateStore, WorkQueue,
+    MAX_BATCH_HOST_ADDRS, MAX_BATCH_MX_HOSTS, MemoryQueue, MemoryState, MxHost, StateStore,
+    WorkQueue,
 };
-use rollcall_core::{CampaignId, EnhancedCode, ItemId, Reason};
+use rollcall_core::{CampaignId, Reason};
 use rollcall_engine::WorkerMetrics;
 use rollcall_engine::config::EngineConfig;
-use rollcall_engine::probe::{
-    Connector, ProbeFailure, ProbeSession, RcptOutcome, ReplyData, TxnOutcome,
-};
+use rollcall_engine::probe::{Connector, ProbeFailure, ProbeSession};
 use rollcall_engine::worker::Worker;
 use tokio::sync::watch;
 
-type Answer = Arc<dyn Fn(&str, u32) -> (u16, &'static str, &'static str) + Send + Sync>;
-
-/// What the scripted server saw.
-#[derive(Default)]
-struct Seen {
-    /// RCPTs of each transaction, in order.
-    transactions: Vec<Vec<String>>,
-    /// When each transaction reached the server.
-    at: Vec<Instant>,
-    sessions: u32,
-    /// Most rejected RCPTs any one session collected.
-    max_rejected_per_session: u32,
-    /// How often each address was asked.
-    asked: HashMap<String, u32>,
-    /// Every connection attempt: MX host and address.
-    connects: Vec<(String, SocketAddr)>,
-}
-
-struct Script {
-    answer: Answer,
-    refuse_connections: bool,
-    /// RCPTs past this many in one transaction get `452 4.5.3` (RFC 5321 4.5.3.1.8).
-    rcpt_cap: Option<usize>,
-    seen: Mutex<Seen>,
-}
-
-struct ScriptConnector(Arc<Script>);
-
-#[async_trait]
-impl Connector for ScriptConnector {
-    async fn connect(
-        &self,
-        host: &str,
-        addr: SocketAddr,
-    ) -> Result<Box<dyn ProbeSession>, ProbeFailure> {
-        self.0
-            .seen
-            .lock()
-            .unwrap()
-            .connects
-            .push((host.to_string(), addr));
-        if self.0.refuse_connections {
-            return Err(ProbeFailure::ConnectionFailed(format!("{addr}: refused")));
-        }
-        self.0.seen.lock().unwrap().sessions += 1;
-        Ok(Box::new(FakeSession {
-            script: self.0.clone(),
-            rejected: 0,
-            transactions: 0,
-        }))
-    }
-}
-
-struct FakeSession {
-    script: Arc<Script>,
-    rejected: u32,
-    transactions: u32,
-}
-
-#[async_trait]
-impl ProbeSession for FakeSession {
-    async fn transaction(&mut self, rcpts: &[String]) -> TxnOutcome {
-        self.transactions += 1;
-        let mut seen = self.script.seen.lock().unwrap();
-        seen.transactions.push(rcpts.to_vec());
-        seen.at.push(Instant::now());
-        let mut outcomes = Vec::new();
-        for (index, rcpt) in rcpts.iter().enumerate() {
-            if self.script.rcpt_cap.is_some_and(|cap| index >= cap) {
-                outcomes.push(RcptOutcome::Replied(ReplyData {
-                    code: 452,
-                    enhanced: EnhancedCode::parse("4.5.3"),
-                    text: "Error: too many recipients".into(),
-                }));
-                continue;
-            }
-            let count = {
-                let n = seen.asked.entry(rcpt.clone()).or_default();
-                *n += 1;
-                *n
-            };
-            let (code, enhanced, text) = (self.script.answer)(rcpt, count);
-            if code >= 500 {
-                self.rejected += 1;
-            }
-            outcomes.push(RcptOutcome::Replied(ReplyData {
-                code,
-                enhanced: EnhancedCode::parse(enhanced),
-                text: text.to_string(),
-            }));
-        }
-        seen.max_rejected_per_session = seen.max_rejected_per_session.max(self.rejected);
-        TxnOutcome {
-            mail: Some(ReplyData {
-                code: 250,
-                enhanced: EnhancedCode::parse("2.1.0"),
-                text: "Ok".into(),
-            }),
-            rcpts: outcomes,
-            closed_by: None,
-            failure: None,
-            pipelined: true,
-        }
-    }
-    fn rejected_rcpts(&self) -> u32 {
-        self.rejected
-    }
-    fn transactions(&self) -> u32 {
-        self.transactions
-    }
-    fn age(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn is_usable(&self) -> bool {
-        true
-    }
-    fn tls(&self) -> bool {
-        false
-    }
-    async fn quit(self: Box<Self>) {}
-}
-
-fn config() -> EngineConfig {
-    let mut config = EngineConfig {
-        greylist_retry: vec![Duration::from_millis(50), Duration::from_millis(50)],
-        defer_retry: vec![Duration::from_millis(20), Duration::from_millis(20)],
-        ..EngineConfig::default()
-    };
-    // The scripted servers sit on loopback.
-    config.allow_private_targets = true;
-    // Generous rates so that the test is about decisions, not waiting.
-    config.shaping.default.rcpt_rate.per_minute = 1_000_000;
-    config.shaping.default.rcpt_rate.burst = 1_000;
-    config.shaping.default.connect_rate.per_minute = 1_000_000;
-    config.shaping.default.connect_rate.burst = 1_000;
-    config
-}
-
-fn batch(campaign: &CampaignId, domain: &str, locals: &[String]) -> Batch {
-    Batch {
-        campaign: campaign.clone(),
-        site: format!("mx.{domain}"),
-        domain: domain.to_string(),
-        mx: vec![MxHost {
-            name: format!("mx.{domain}"),
-            addrs: vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1))],
-        }],
-        items: locals
-            .iter()
-            .enumerate()
-            .map(|(i, local)| BatchItem {
-                item: ItemId(i as u64 + 1),
-                address: format!("{local}@{domain}"),
-                attempts: 0,
-                greylist_round: 0,
-                waiting_since_ms: None,
-            })
-            .collect(),
-        max_wait_ms: None,
-    }
-}
-
-/// Runs one batch through a worker and returns the reason per address.
-async fn run(script: Arc<Script>, config: EngineConfig, batch: Batch) -> HashMap<String, Reason> {
-    let queue = Arc::new(MemoryQueue::new());
-    let state = Arc::new(MemoryState::new());
-    let campaign = batch.campaign.clone();
-    let total = batch.items.len() as u64;
-    state.campaign_add_total(&campaign, total).await.unwrap();
-    queue.publish(&batch).await.unwrap();
-    let worker = Worker {
-        id: "test".into(),
-        queue: queue.clone(),
-        state: state.clone(),
-        connector: Arc::new(ScriptConnector(script)),
-        config: Arc::new(config),
-        metrics: Arc::new(WorkerMetrics::default()),
-    };
-    let (_stop_tx, stop) = watch::channel(false);
-    let task = tokio::spawn(async move { worker.run(stop).await });
-    for _ in 0..2_000 {
-        if state.progress(&campaign).await.unwrap().done == total {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    queue.close();
-    task.await.unwrap().unwrap();
-    let (results, _) = state.results_since(&campaign, 0, 10_000).await.unwrap();
-    assert_eq!(
-        results.len() as u64,
-        total,
-        "every item has exactly one result"
-    );
-    results
-        .into_iter()
-        .map(|r| (r.address, r.verdict.reason()))
-        .collect()
-}
-
-fn script(answer: Answer) -> Arc<Script> {
-    Arc::new(Script {
-        answer,
-        refuse_connections: false,
-        rcpt_cap: None,
-        seen: Mutex::new(Seen::default()),
-    })
-}
+mod common;
+use common::*;
 
 #[tokio::test]
 async fn transactions_never_risk_the_servers_error_limit() {
@@ -348,6 +140,8 @@ async fn too_many_recipients_shrinks_the_transaction_and_loses_nothing() {
         }),
         refuse_connections: false,
         rcpt_cap: Some(4),
+        refuse_from: Vec::new(),
+        txn_delay: std::time::Duration::ZERO,
         seen: Mutex::new(Seen::default()),
     });
     let mut config = config();
@@ -381,6 +175,8 @@ async fn unreachable_host_is_retried_then_connection_failed() {
         answer: Arc::new(|_: &str, _| (250, "2.1.5", "Ok")),
         refuse_connections: true,
         rcpt_cap: None,
+        refuse_from: Vec::new(),
+        txn_delay: std::time::Duration::ZERO,
         seen: Mutex::new(Seen::default()),
     });
     let mut config = config();
@@ -403,6 +199,8 @@ async fn a_batch_naming_hundreds_of_hosts_and_addresses_is_tried_within_bounds()
         answer: Arc::new(|_: &str, _| (250, "2.1.5", "Ok")),
         refuse_connections: true,
         rcpt_cap: None,
+        refuse_from: Vec::new(),
+        txn_delay: std::time::Duration::ZERO,
         seen: Mutex::new(Seen::default()),
     });
     let mut config = config();
@@ -437,6 +235,8 @@ async fn too_many_recipients_for_every_rcpt_ends_deferred_not_in_a_loop() {
         answer: Arc::new(|_: &str, _| (250, "2.1.5", "Ok")),
         refuse_connections: false,
         rcpt_cap: Some(0),
+        refuse_from: Vec::new(),
+        txn_delay: std::time::Duration::ZERO,
         seen: Mutex::new(Seen::default()),
     });
     let reasons = run(
@@ -516,6 +316,7 @@ struct FailingConnector {
 impl Connector for FailingConnector {
     async fn connect(
         &self,
+        _egress: &rollcall_engine::egress::Egress,
         _host: &str,
         _addr: SocketAddr,
     ) -> Result<Box<dyn ProbeSession>, ProbeFailure> {

@@ -612,6 +612,7 @@ mod retry_tests {
                 mx: Vec::new(),
                 items: Vec::new(),
                 max_wait_ms: None,
+                egress: None,
             },
             egress: None,
         };

@@ -99,6 +99,7 @@ fn entry(campaign: &CampaignId, item: u64) -> GreylistEntry {
                 waiting_since_ms: None,
             }],
             max_wait_ms: None,
+            egress: None,
         },
         egress: None,
     }

@@ -110,6 +110,7 @@ pub fn batch(site: &str, first: u64, n: u64) -> Batch {
             })
             .collect(),
         max_wait_ms: None,
+        egress: None,
     }
 }
 

@@ -52,6 +52,10 @@ pub struct Batch {
     /// The campaign's own bound on retry waits, in ms (0: none); `None`: the worker's setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_wait_ms: Option<u64>,
+    /// The egress this batch must go out through (a greylist retry: RFC 6647 keys on the
+    /// client address), by name; `None`: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<String>,
 }
 
 impl Batch {
@@ -65,7 +69,7 @@ impl Batch {
         })
     }
 
-    /// A batch with the same campaign, site, domain and MX hosts, holding `items`.
+    /// A batch with the same campaign, site, domain, MX hosts and egress pin, holding `items`.
     pub fn with_items(&self, items: Vec<BatchItem>) -> Batch {
         Batch {
             campaign: self.campaign.clone(),
@@ -74,6 +78,7 @@ impl Batch {
             mx: self.mx.clone(),
             items,
             max_wait_ms: self.max_wait_ms,
+            egress: self.egress.clone(),
         }
     }
 }

@@ -169,6 +169,7 @@ fn batch(campaign: &CampaignId, domain: &str, item: u64) -> Batch {
             waiting_since_ms: None,
         }],
         max_wait_ms: None,
+        egress: None,
     }
 }
 

@@ -121,12 +121,13 @@ pub enum CircuitDecision {
     },
 }
 
-/// A greylisted batch waiting for its retry time; the retry goes out with the same sender and
-/// egress address (greylisting keys on both).
+/// A greylisted batch waiting for its retry time; the retry goes out through the same egress
+/// with the same sender (greylisting keys on both), as the batch's pin says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GreylistEntry {
     pub batch: Batch,
-    pub egress: Option<std::net::IpAddr>,
+    /// The egress that was greylisted, by name.
+    pub egress: Option<String>,
 }
 
 /// Progress of a campaign, read from counters.
