@@ -67,6 +67,9 @@ pub struct Config {
     pub shaping: ShapingSection,
     #[serde(default)]
     pub engine: EngineSection,
+    /// `[[egress]]`: the ways out (source addresses, SOCKS5 proxies).
+    #[serde(default, rename = "egress")]
+    pub egresses: Vec<EgressSection>,
 }
 
 /// `[identity]`: who the prober says it is.
@@ -334,10 +337,17 @@ pub struct EngineFlags {
     #[arg(long, value_name = "ADDR", env = "ROLLCALL_MAIL_FROM")]
     pub mail_from: Option<String>,
 
-    /// Local IP address to connect from (greylisting and reputation key on it).
-    /// [config: identity.egress]
-    #[arg(long, value_name = "IP", env = "ROLLCALL_EGRESS")]
-    pub egress: Option<IpAddr>,
+    /// Local IP address to probe from; repeat it (or separate with commas) for several, each
+    /// an egress named by its address with its own politeness budget at every site
+    /// (servers count per client address). Overrides the file's [[egress]] tables.
+    /// [config: [[egress]] or identity.egress]
+    #[arg(
+        long,
+        value_name = "IP",
+        env = "ROLLCALL_EGRESS",
+        value_delimiter = ','
+    )]
+    pub egress: Vec<IpAddr>,
 
     /// STARTTLS policy. [config: smtp.tls; default opportunistic]
     #[arg(long, value_name = "MODE", env = "ROLLCALL_TLS")]
@@ -416,7 +426,13 @@ pub(crate) fn build_engine_config(
         Some(from) => check_mail_from(&from)?,
         None => format!("verify@{}", engine.helo_name),
     };
-    engine.egress = flags.egress.or(id.egress);
+    engine.egresses = egress::resolve(
+        &flags.egress,
+        &file.egresses,
+        id.egress,
+        &engine.helo_name,
+        &engine.mail_from,
+    )?;
 
     let smtp = &file.smtp;
     engine.smtp_port = flags.smtp_port.or(smtp.port).unwrap_or(engine.smtp_port);
@@ -582,6 +598,9 @@ pub(crate) fn default_helo_name() -> String {
         .find(|name| name.contains('.') && check_helo(name).is_ok())
         .unwrap_or_else(|| EngineConfig::default().helo_name)
 }
+
+mod egress;
+pub use egress::EgressSection;
 
 #[cfg(test)]
 mod tests;

@@ -284,3 +284,96 @@ fn missing_file_says_so() {
     assert!(matches!(err, ConfigError::Read { .. }));
     assert!(err.to_string().contains("--config"));
 }
+
+const EGRESS_FILE: &str = r#"
+[identity]
+helo = "probe.example.com"
+mail_from = "verify@example.com"
+
+[[egress]]
+name = "a"
+bind = "127.0.1.1"
+helo = "a.prober.test"
+
+[[egress]]
+name = "p1"
+proxy = "socks5://127.0.0.1:1080"
+proxy_exit = "127.0.0.9"
+helo = "p1.prober.test"
+mail_from = "bounce@p1.prober.test"
+"#;
+
+#[test]
+fn egress_tables_become_the_engines_egresses() {
+    let file = Config::from_toml(EGRESS_FILE).unwrap();
+    let settings = build_engine_config(&file, &flags(&[]), "host.example").unwrap();
+    let list = &settings.engine.egresses;
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].name, "a");
+    assert_eq!(list[0].bind, Some("127.0.1.1".parse().unwrap()));
+    assert_eq!(list[0].helo, "a.prober.test");
+    assert_eq!(list[0].mail_from, "verify@example.com", "the run's sender");
+    assert_eq!(list[1].proxy.as_deref(), Some("socks5://127.0.0.1:1080"));
+    assert_eq!(
+        list[1].visible_address(),
+        Some("127.0.0.9".parse().unwrap())
+    );
+    assert_eq!(list[1].mail_from, "bounce@p1.prober.test");
+}
+
+#[test]
+fn egress_flags_win_over_the_file_one_egress_per_address() {
+    let file = Config::from_toml(EGRESS_FILE).unwrap();
+    let settings = build_engine_config(
+        &file,
+        &flags(&["--egress", "127.0.1.1", "--egress", "127.0.1.2,127.0.1.3"]),
+        "host.example",
+    )
+    .unwrap();
+    let names: Vec<&str> = settings
+        .engine
+        .egresses
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names, ["127.0.1.1", "127.0.1.2", "127.0.1.3"]);
+    assert!(
+        settings
+            .engine
+            .egresses
+            .iter()
+            .all(|e| e.helo == "probe.example.com")
+    );
+    let none = build_engine_config(&Config::default(), &flags(&[]), "host.example").unwrap();
+    assert!(
+        none.engine.egresses.is_empty(),
+        "no egress: the default one"
+    );
+    assert_eq!(none.engine.egress_list().len(), 1);
+}
+
+#[test]
+fn bad_egress_tables_are_refused_naming_the_setting() {
+    for (toml, setting) in [
+        (
+            "[[egress]]\nname = \"a\"\n[[egress]]\nname = \"a\"\n",
+            "egress",
+        ),
+        ("[[egress]]\nname = \"a b\"\n", "egress.name"),
+        (
+            "[[egress]]\nname = \"a\"\nproxy = \"socks5://proxy.example:1080\"\n",
+            "egress.proxy",
+        ),
+        (
+            "[[egress]]\nname = \"a\"\nbind = \"127.0.0.1\"\nproxy = \"socks5://127.0.0.1:1080\"\n",
+            "egress",
+        ),
+    ] {
+        let file = Config::from_toml(toml).unwrap();
+        match build_engine_config(&file, &flags(&[]), "host.example") {
+            Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting, "{toml}"),
+            other => panic!("{toml}: {other:?}"),
+        }
+    }
+    assert!(Config::from_toml("[[egress]]\nname = \"a\"\nport = 1\n").is_err());
+}
