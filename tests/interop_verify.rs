@@ -7,6 +7,11 @@
 //! connections per client IP per 10 s), with a site rule whose burst is smaller than its RCPTs
 //! per transaction: Postfix's anvil is the judge of the rate on the wire.
 //!
+//! The egress tests run four source addresses against the anvil listener (each address must
+//! stay under anvil's limits on its own, and all four must be used), and one SOCKS5 egress
+//! (Debian's microsocks, `scripts/socks.sh`) against the first listener: Postfix sees the
+//! proxy's outgoing address, STARTTLS works through it, and the verdicts are the truth's.
+//!
 //! If Postfix is not answering, the tests fail under CI (`CI` set) and are skipped, loudly,
 //! everywhere else.
 #![forbid(unsafe_code)]
@@ -276,9 +281,10 @@ async fn the_rate_on_the_wire_is_the_configured_rate_by_postfix_anvil() {
 
     // Every RCPT the listener saw, by second: no 10 s window holds more than the rule allows
     // (burst + 10 s of rate, one more for the log's whole seconds).
+    // Only this test's client address: the egress test runs beside it from 127.0.1.x.
     let rcpt_seconds: Vec<u64> = log
         .lines()
-        .filter(|l| l.contains("]: RCPT TO:<"))
+        .filter(|l| l.contains("[127.0.0.1]: RCPT TO:<"))
         .filter_map(log_second)
         .collect();
     assert_eq!(
@@ -310,6 +316,321 @@ async fn the_rate_on_the_wire_is_the_configured_rate_by_postfix_anvil() {
     assert_eq!(rows.len(), ADDRESSES, "one row per address:\n{text}");
     for row in &rows {
         assert_eq!(row["status"], "deliverable", "{row}");
+    }
+    fleet.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `rollcall verify` with `args` and waits at most `VERIFY_BOUND`; `None` when it did not
+/// end in time (it is killed).
+async fn verify_within_bound(args: Vec<String>) -> Option<std::process::ExitStatus> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .arg("verify")
+        .args(&args)
+        .spawn()
+        .expect("rollcall runs");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if started.elapsed() > VERIFY_BOUND {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The log lines of `listener` (a syslog name) written after `start`.
+fn listener_log_since(listener: &str, start: u64) -> String {
+    let mut file = std::fs::File::open(LOG).expect("the Postfix log exists");
+    file.seek(SeekFrom::Start(start)).unwrap();
+    let mut text = String::new();
+    file.read_to_string(&mut text).unwrap();
+    let tag = format!("postfix/{listener}/");
+    text.lines()
+        .filter(|l| l.contains(&tag))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Source addresses of the egress test (all of 127.0.0.0/8 is local on Linux).
+const EGRESS_IPS: [&str; 4] = ["127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4"];
+const EGRESS_ADDRESSES: usize = 120;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_egress_addresses_each_stay_under_postfix_anvil_and_all_are_used() {
+    if !postfix_or_skip(
+        ANVIL,
+        "four_egress_addresses_each_stay_under_postfix_anvil_and_all_are_used",
+    ) {
+        return;
+    }
+    let fleet_spec = FLEET.replace("127.0.0.25", "127.0.0.27");
+    let spec = FleetSpec::from_toml(&fleet_spec).expect("fleet parses");
+    let fleet = rollcall_sim::start(
+        &spec,
+        SimOptions {
+            smtp_port: Some(2525),
+            ..SimOptions::default()
+        },
+    )
+    .await
+    .expect("fleet (DNS only) starts");
+    let dir = std::env::temp_dir().join(format!("rollcall-interop-egress-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (list, out, config) = (
+        dir.join("list.txt"),
+        dir.join("out.jsonl"),
+        dir.join("c.toml"),
+    );
+    let addresses: Vec<String> = (0..EGRESS_ADDRESSES)
+        .map(|i| format!("{}+e{i}@example.test", ["alice", "bob", "carol"][i % 3]))
+        .collect();
+    std::fs::write(&list, addresses.join("\n")).unwrap();
+    // The same rule as the single-address test: 120 RCPT/min, burst 5, per egress.
+    std::fs::write(
+        &config,
+        format!(
+            "[[shaping.site]]\npattern = \"mx.example.test\"\nrcpt_per_minute = {RULE_PER_MINUTE}\n\
+             rcpt_burst = {RULE_BURST}\nrcpt_per_transaction = 20\n"
+        ),
+    )
+    .unwrap();
+    let log_start = std::fs::metadata(LOG).map(|m| m.len()).unwrap_or(0);
+    let dns = fleet.dns_addr().to_string();
+    let mut args: Vec<String> = vec![
+        list.display().to_string(),
+        "-o".into(),
+        out.display().to_string(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    for a in [
+        "--format",
+        "jsonl",
+        "--progress",
+        "off",
+        "--allow-private",
+        "--smtp-port",
+        "2525",
+        "--helo",
+        "interop.rollcall.test",
+        "--mail-from",
+        "probe@rollcall.test",
+        "--connect-timeout",
+        "5s",
+        "--command-timeout",
+        "20s",
+        // Batches of 20: a 120-address list of one domain makes 6 batches, enough for every
+        // egress to have work at once (a real list has thousands of batches per provider).
+        "--batch-size",
+        "20",
+        "--egress",
+        &EGRESS_IPS.join(","),
+    ] {
+        args.push(a.to_string());
+    }
+    args.extend(["--dns".to_string(), dns]);
+    let started = Instant::now();
+    let status = verify_within_bound(args).await;
+    eprintln!(
+        "4 egresses: {EGRESS_ADDRESSES} addresses in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = listener_log_since("interop-anvil", log_start);
+    let rejections: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("rate limit exceeded")
+                || l.contains("Error: too many")
+                || l.contains("Error: too much mail")
+        })
+        .collect();
+    assert!(
+        rejections.is_empty(),
+        "Postfix's anvil rejected the prober ({} lines), first: {}",
+        rejections.len(),
+        rejections.first().unwrap_or(&"")
+    );
+    let status = status.unwrap_or_else(|| {
+        panic!("rollcall verify did not end within {VERIFY_BOUND:?}; anvil log:\n{log}")
+    });
+    assert!(status.success(), "rollcall verify exited with {status}");
+
+    let cap = (RULE_BURST + ANVIL_WINDOW_SECS * RULE_PER_MINUTE / 60 + 2) as usize;
+    let mut total = 0;
+    for ip in EGRESS_IPS {
+        assert!(
+            log.contains(&format!("connect from unknown[{ip}]")),
+            "Postfix saw no connection from egress {ip}:\n{log}"
+        );
+        let seconds: Vec<u64> = log
+            .lines()
+            .filter(|l| l.contains(&format!("[{ip}]: RCPT TO:<")))
+            .filter_map(log_second)
+            .collect();
+        assert!(!seconds.is_empty(), "egress {ip} sent no RCPT");
+        total += seconds.len();
+        for start in &seconds {
+            let in_window = seconds
+                .iter()
+                .filter(|s| **s >= *start && **s < start + ANVIL_WINDOW_SECS)
+                .count();
+            assert!(
+                in_window <= cap,
+                "egress {ip}: {in_window} RCPTs in the 10 s from second {start} (rule allows {cap})"
+            );
+        }
+    }
+    assert!(
+        total > EGRESS_ADDRESSES,
+        "every address and at least one catch-all probe went out: {total}"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), EGRESS_ADDRESSES, "one row per address");
+    for row in &rows {
+        assert_eq!(row["status"], "deliverable", "{row}");
+    }
+    fleet.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The SOCKS5 proxy of the proxy test: its own port, connecting out from 127.0.0.9.
+const SOCKS_PORT: &str = "10805";
+const SOCKS_EXIT: &str = "127.0.0.9";
+
+/// Starts Debian's microsocks through the repo's script; false (after a loud notice) when it
+/// cannot be had outside CI, a failure in CI.
+fn socks_or_skip(test: &str) -> bool {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/socks.sh");
+    let ok = Command::new("bash")
+        .args([script, "up", SOCKS_PORT, SOCKS_EXIT])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("no SOCKS5 proxy on 127.0.0.1:{SOCKS_PORT}; run: bash scripts/socks.sh up");
+    }
+    eprintln!(
+        "\n!!!!!!!! SKIPPED {test}: microsocks could not be started (bash scripts/socks.sh up)\n"
+    );
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks5_egress_is_what_postfix_sees_with_starttls_and_the_truths_verdicts() {
+    let test = "a_socks5_egress_is_what_postfix_sees_with_starttls_and_the_truths_verdicts";
+    if !postfix_or_skip(POSTFIX, test) || !socks_or_skip(test) {
+        return;
+    }
+    let spec = FleetSpec::from_toml(FLEET).expect("fleet parses");
+    let fleet = rollcall_sim::start(
+        &spec,
+        SimOptions {
+            smtp_port: Some(2525),
+            ..SimOptions::default()
+        },
+    )
+    .await
+    .expect("fleet (DNS only) starts");
+    let dir = std::env::temp_dir().join(format!("rollcall-interop-socks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (list, out, config) = (
+        dir.join("list.txt"),
+        dir.join("out.jsonl"),
+        dir.join("c.toml"),
+    );
+    std::fs::write(&list, fleet.addresses().join("\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[[egress]]\nname = \"p1\"\nproxy = \"socks5://127.0.0.1:{SOCKS_PORT}\"\n\
+             proxy_exit = \"{SOCKS_EXIT}\"\nhelo = \"p1.rollcall.test\"\n"
+        ),
+    )
+    .unwrap();
+    let log_start = std::fs::metadata(LOG).map(|m| m.len()).unwrap_or(0);
+    let dns = fleet.dns_addr().to_string();
+    let mut args: Vec<String> = vec![
+        list.display().to_string(),
+        "-o".into(),
+        out.display().to_string(),
+        "--config".into(),
+        config.display().to_string(),
+        "--dns".into(),
+        dns,
+    ];
+    for a in [
+        "--format",
+        "jsonl",
+        "--progress",
+        "off",
+        "--allow-private",
+        "--smtp-port",
+        "2525",
+        "--tls",
+        "require",
+        "--mail-from",
+        "probe@rollcall.test",
+        "--connect-timeout",
+        "5s",
+        "--command-timeout",
+        "20s",
+    ] {
+        args.push(a.to_string());
+    }
+    let status = verify_within_bound(args)
+        .await
+        .expect("rollcall verify ends within its bound");
+    assert!(status.success(), "rollcall verify exited with {status}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = listener_log_since("interop-pipelining", log_start);
+    assert!(
+        log.contains(&format!("connect from unknown[{SOCKS_EXIT}]")),
+        "Postfix saw no connection from the proxy's address:\n{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "TLS connection established from unknown[{SOCKS_EXIT}]"
+        )),
+        "no STARTTLS through the proxy:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("[{SOCKS_EXIT}]: EHLO p1.rollcall.test")),
+        "the egress's own HELO name:\n{log}"
+    );
+
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: HashMap<String, Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| (v["address"].as_str().unwrap_or_default().to_string(), v))
+        .collect();
+    assert_eq!(rows.len(), fleet.truth().len(), "one row per address");
+    for truth in fleet.truth() {
+        let row = &rows[&truth.address];
+        assert_eq!(
+            row["status"],
+            name(&truth.status),
+            "{}: {row}",
+            truth.address
+        );
+        assert_eq!(
+            row["reason"],
+            name(&truth.reason),
+            "{}: {row}",
+            truth.address
+        );
     }
     fleet.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -13,7 +13,9 @@
 #   127.0.0.27:2525  smtpd like the first, with anvil limits on every client, loopback included:
 #                    at most 30 RCPTs per client IP per 10 s (`450 4.7.1 Error: too many
 #                    recipients from ...`, logged as "Recipient address rate limit exceeded")
-#                    and 10 connections per client IP per 10 s (syslog_name postfix/interop-anvil)
+#                    10 connections per client IP per 10 s, and 10 MAIL commands per client IP
+#                    per 10 s (`450 4.7.1 Error: too much mail from ...`) (syslog_name
+#                    postfix/interop-anvil)
 #   anvil_rate_time_unit = 10s for the whole instance (only the anvil listener sets rate limits)
 #   virtual mailbox domain example.test with alice, bob, carol; any other recipient there is
 #   rejected at RCPT with `550 5.1.1 ... User unknown in virtual mailbox table`; other domains
@@ -190,6 +192,7 @@ ${LISTENER_ANVIL}:${PORT} inet n - n - - smtpd
   -o smtpd_client_event_limit_exceptions=
   -o smtpd_client_recipient_rate_limit=30
   -o smtpd_client_connection_rate_limit=10
+  -o smtpd_client_message_rate_limit=10
   -o debug_peer_list=127.0.0.0/8
   -o debug_peer_level=1
 pickup    unix  n       -       n       60      1       pickup
