@@ -146,6 +146,23 @@ const COVERAGE: [Need; 18] = [
     )
     .unit("s"),
     Need::new("circuits open", &["rollcall_site_circuits_open"]),
+    Need::new(
+        "egress health (blocks and 4xx per RCPT)",
+        &[
+            "rollcall_egress_blocks_total",
+            "rollcall_egress_deferrals_total",
+            "rollcall_egress_rcpts_total",
+        ],
+    )
+    .by(&["egress"]),
+    Need::new(
+        "RCPTs and sessions per egress",
+        &[
+            "rollcall_egress_rcpts_total",
+            "rollcall_egress_sessions_opened_total",
+        ],
+    )
+    .by(&["egress"]),
     Need::new("greylist pending", &["rollcall_greylist_pending"]),
     Need::new(
         "worker batches in flight",

@@ -130,6 +130,31 @@ pub(crate) fn describe() {
         Unit::Count,
         "SMTP sessions opened (connected and greeted)"
     );
+    describe_counter!(
+        "rollcall_egress_sessions_opened_total",
+        Unit::Count,
+        "SMTP sessions opened, by egress (an operator-named way out)"
+    );
+    describe_counter!(
+        "rollcall_egress_rcpts_total",
+        Unit::Count,
+        "RCPT replies received, by egress"
+    );
+    describe_counter!(
+        "rollcall_egress_blocks_total",
+        Unit::Count,
+        "RCPT replies blocking the prober's address (5.7.x policy, blocklists), by egress"
+    );
+    describe_counter!(
+        "rollcall_egress_deferrals_total",
+        Unit::Count,
+        "RCPT replies deferring (4xx: greylisting, rate limits, busy), by egress"
+    );
+    describe_counter!(
+        "rollcall_egress_pins_lost_total",
+        Unit::Count,
+        "Greylist retries pinned to an egress this worker does not have (retried from another)"
+    );
     describe_gauge!(
         "rollcall_smtp_sessions_active",
         Unit::Count,

@@ -773,6 +773,15 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
                     metrics::counter!("rollcall_smtp_sessions_opened_total").increment(1);
                     metrics::counter!("rollcall_egress_sessions_opened_total", "egress" => egress.name.clone())
                         .increment(1);
+                    // The egress's reply counters exist from its first session on, so an
+                    // egress that was never blocked shows 0, not nothing.
+                    for name in [
+                        "rollcall_egress_rcpts_total",
+                        "rollcall_egress_blocks_total",
+                        "rollcall_egress_deferrals_total",
+                    ] {
+                        metrics::counter!(name, "egress" => egress.name.clone()).increment(0);
+                    }
                     metrics::gauge!("rollcall_smtp_sessions_active").increment(1.0);
                     return Ok(Opened::Live(Live {
                         session,

@@ -18,7 +18,7 @@ use rollcall_sim::{FleetSpec, SimOptions};
 use tokio::sync::{mpsc, watch};
 
 /// Every metric rollcall exports.
-const NAMES: [&str; 16] = [
+const NAMES: [&str; 20] = [
     "rollcall_verifications_total",
     "rollcall_smtp_replies_total",
     "rollcall_smtp_bad_sequence_total",
@@ -35,6 +35,10 @@ const NAMES: [&str; 16] = [
     "rollcall_site_circuits_open",
     "rollcall_greylist_pending",
     "rollcall_worker_batches_inflight",
+    "rollcall_egress_sessions_opened_total",
+    "rollcall_egress_rcpts_total",
+    "rollcall_egress_blocks_total",
+    "rollcall_egress_deferrals_total",
 ];
 
 /// One sample line of the exposition: name, labels, value.
@@ -213,6 +217,27 @@ fn a_run_exports_every_metric_with_bounded_labels() {
     assert!(opened >= 1.0, "{text}");
     let transactions = sum(&samples, "rollcall_smtp_transactions_total");
     assert!(transactions >= 1.0, "{text}");
+    // No egress configured: every session went out through the one default egress, and its
+    // RCPT count is every RCPT reply.
+    assert_eq!(
+        value(
+            &samples,
+            "rollcall_egress_sessions_opened_total",
+            ("egress", "default")
+        ),
+        Some(opened),
+        "{text}"
+    );
+    let rcpt_replies = samples
+        .iter()
+        .filter(|s| s.name == "rollcall_smtp_replies_total" && s.labels["command"] == "rcpt")
+        .map(|s| s.value)
+        .sum::<f64>();
+    assert_eq!(
+        value(&samples, "rollcall_egress_rcpts_total", ("egress", "default")),
+        Some(rcpt_replies),
+        "{text}"
+    );
     // One MAIL reply at most per transaction, and RCPT replies of every class the fleet gives.
     let mail = samples
         .iter()
