@@ -39,6 +39,10 @@ pub struct Args {
     /// Seed of the generated population.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Egress source addresses to probe from: 127.0.1.1 up to N, each with `--sessions` per
+    /// site (0: the machine's own address). The report then counts per egress.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=250))]
+    pub egress: u32,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -104,6 +108,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         sessions: args.sessions,
         rcpt_per_transaction: args.rcpt,
         with_bad_rows: false,
+        egresses: args.egress,
     };
     let report = fleet_run::run(&spec, SimOptions::default(), knobs, None, &mut progress).await?;
     eprintln!("{}", report_table(&report));

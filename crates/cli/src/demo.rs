@@ -56,6 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         sessions: args.sessions,
         rcpt_per_transaction: 50,
         with_bad_rows: true,
+        egresses: 0,
     };
     let report = fleet_run::run(&spec, SimOptions::default(), knobs, output, &mut progress).await?;
     eprintln!("{}", report_table(&report));
@@ -111,6 +112,20 @@ pub(crate) fn report_table(r: &Report) -> String {
         ),
     );
     line("connections refused", r.connections_refused.to_string());
+    if r.clients.len() > 1 {
+        for (ip, c) in &r.clients {
+            line(
+                &format!("egress {ip}"),
+                format!(
+                    "{} sessions, {} RCPTs, max {} at once at a host, {} rate-limited",
+                    group(c.connections),
+                    group(c.rcpts),
+                    c.max_concurrent,
+                    c.rate_limited
+                ),
+            );
+        }
+    }
     line("elapsed", format!("{:.1} s", r.elapsed_s));
     line("throughput", format!("{:.0} addresses/s", r.rate_per_s));
     line(

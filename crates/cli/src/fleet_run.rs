@@ -36,6 +36,21 @@ pub(crate) struct Knobs {
     pub rcpt_per_transaction: u32,
     /// Extra rows (malformed, duplicates) appended to the list.
     pub with_bad_rows: bool,
+    /// Egress source addresses 127.0.1.1..=N (0: the one default egress); each gets
+    /// `sessions` per site, as the fleet's per-IP cap does.
+    pub egresses: u32,
+}
+
+impl Knobs {
+    /// The egresses of `egresses` (127.0.1.1 and up, named by address).
+    fn egress_list(&self, helo: &str, mail_from: &str) -> Vec<rollcall_engine::egress::Egress> {
+        (1..=self.egresses)
+            .map(|i| {
+                let ip = std::net::Ipv4Addr::new(127, 0, 1 + (i / 256) as u8, (i % 256) as u8);
+                rollcall_engine::egress::Egress::bound(ip.into(), helo, mail_from)
+            })
+            .collect()
+    }
 }
 
 /// What a run against a fleet measured; `rollcall demo --json` prints it.
@@ -69,6 +84,8 @@ pub(crate) struct Report {
     pub cpu_s: f64,
     pub cpu_ms_per_1000: f64,
     pub peak_rss_mb: f64,
+    /// Per client (egress) address, as the fleet counted it.
+    pub clients: BTreeMap<String, rollcall_sim::ClientCounters>,
 }
 
 /// Expected (status, reason) per row number, or `None` when the truth allows several.
@@ -165,6 +182,7 @@ pub(crate) fn engine_config(fleet: &Fleet, spec: &FleetSpec, knobs: &Knobs) -> E
     shaping.backoff.base = Duration::from_millis(500);
     shaping.backoff.max = Duration::from_secs(2);
     config.shaping.rules.clear();
+    config.egresses = knobs.egress_list(&config.helo_name, &config.mail_from);
     config
 }
 
@@ -327,6 +345,7 @@ pub(crate) async fn run(
         cpu_s: cpu,
         cpu_ms_per_1000: cpu * 1000.0 / (summary.out.max(1) as f64 / 1000.0),
         peak_rss_mb: peak_rss_mb(),
+        clients: counters.clients.clone(),
     })
 }
 
@@ -346,7 +365,8 @@ async fn bound_per_s(
     let profile = spec.profiles.get("default").cloned().unwrap_or_default();
     let latency = profile.latency_ms as f64 / 1000.0;
     let k = f64::from(knobs.rcpt_per_transaction.min(profile.rcpt_limit.max(1)));
-    let sessions = f64::from(knobs.sessions.min(profile.max_conns_per_ip.max(1)));
+    let sessions =
+        f64::from(knobs.sessions.min(profile.max_conns_per_ip.max(1)) * knobs.egresses.max(1));
     let mut per_domain: HashMap<&str, u64> = HashMap::new();
     for address in fleet.addresses() {
         if let Some((_, domain)) = address.rsplit_once('@') {

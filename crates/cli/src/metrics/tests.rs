@@ -234,7 +234,11 @@ fn a_run_exports_every_metric_with_bounded_labels() {
         .map(|s| s.value)
         .sum::<f64>();
     assert_eq!(
-        value(&samples, "rollcall_egress_rcpts_total", ("egress", "default")),
+        value(
+            &samples,
+            "rollcall_egress_rcpts_total",
+            ("egress", "default")
+        ),
         Some(rcpt_replies),
         "{text}"
     );
