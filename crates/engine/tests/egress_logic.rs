@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rollcall_core::ports::Batch;
 use rollcall_core::{CampaignId, Reason};
 use rollcall_engine::config::EngineConfig;
 use rollcall_engine::egress::Egress;
@@ -56,6 +57,20 @@ fn locals(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("user{i}")).collect()
 }
 
+/// `count` batches of `size` distinct addresses each at `domain`.
+fn batches(campaign: &CampaignId, domain: &str, count: u64, size: usize) -> Vec<Batch> {
+    (0..count)
+        .map(|i| {
+            let mut b = batch(campaign, domain, &locals(size));
+            for item in &mut b.items {
+                item.item.0 += i * 100;
+                item.address = format!("b{i}-{}", item.address);
+            }
+            b
+        })
+        .collect()
+}
+
 fn config_with(names: &[&str]) -> EngineConfig {
     let mut config = config();
     config.egresses = egresses(names);
@@ -71,17 +86,7 @@ async fn each_egress_has_its_own_session_budget_at_a_site() {
     config.shaping.default.rcpt_per_transaction = 5;
     let s = slow(known());
     // Slow enough that batches overlap: every transaction takes a while at the server.
-    let campaign = CampaignId::random();
-    let batches: Vec<_> = (0..8)
-        .map(|i| {
-            let mut b = batch(&campaign, "example.test", &locals(20));
-            for item in &mut b.items {
-                item.item.0 += i * 100;
-                item.address = format!("b{i}-{}", item.address);
-            }
-            b
-        })
-        .collect();
+    let batches = batches(&CampaignId::random(), "example.test", 8, 20);
     let results = run_batches(s.clone(), config, batches).await;
     assert!(
         results
@@ -109,17 +114,7 @@ async fn a_site_total_caps_all_egresses_together() {
     config.shaping.default.max_sessions = 2;
     config.shaping.default.site_max_sessions = Some(3);
     let s = slow(known());
-    let campaign = CampaignId::random();
-    let batches: Vec<_> = (0..12)
-        .map(|i| {
-            let mut b = batch(&campaign, "example.test", &locals(10));
-            for item in &mut b.items {
-                item.item.0 += i * 100;
-                item.address = format!("b{i}-{}", item.address);
-            }
-            b
-        })
-        .collect();
+    let batches = batches(&CampaignId::random(), "example.test", 12, 10);
     let results = run_batches(s.clone(), config, batches).await;
     assert_eq!(results.len(), 120);
     let seen = s.seen.lock().unwrap();
@@ -153,17 +148,7 @@ async fn a_greylisted_address_is_retried_through_the_egress_that_was_greylisted(
             (250, "2.1.5", "Ok")
         }
     }));
-    let campaign = CampaignId::random();
-    let batches: Vec<_> = (0..8)
-        .map(|i| {
-            let mut b = batch(&campaign, "grey.test", &locals(10));
-            for item in &mut b.items {
-                item.item.0 += i * 100;
-                item.address = format!("b{i}-{}", item.address);
-            }
-            b
-        })
-        .collect();
+    let batches = batches(&CampaignId::random(), "grey.test", 8, 10);
     let results = run_batches(s.clone(), config, batches).await;
     assert!(
         results
@@ -200,17 +185,7 @@ async fn an_egress_refused_at_a_site_leaves_the_work_to_the_others() {
         txn_delay: std::time::Duration::ZERO,
         seen: std::sync::Mutex::new(Seen::default()),
     });
-    let campaign = CampaignId::random();
-    let batches: Vec<_> = (0..6)
-        .map(|i| {
-            let mut b = batch(&campaign, "example.test", &locals(5));
-            for item in &mut b.items {
-                item.item.0 += i * 100;
-                item.address = format!("b{i}-{}", item.address);
-            }
-            b
-        })
-        .collect();
+    let batches = batches(&CampaignId::random(), "example.test", 6, 5);
     let results = run_batches(s.clone(), config, batches).await;
     assert!(
         results
