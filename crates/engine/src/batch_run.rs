@@ -279,14 +279,13 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             &evidence_base,
         );
         let healthy = outcome.failure.is_none() && outcome.closed_by.is_none();
-        // 4.7.x rate replies and policy blocks of our address count against this egress's
-        // circuit at the host like a 421: servers throttle and block per client address.
-        let about_us = classes.iter().any(|c| {
-            matches!(
-                c,
-                Some(Classification::Retry(RetryKind::RateLimited) | Classification::Blocked)
-            )
-        });
+        // 4.7.x rate replies count against this egress's circuit at the host like a 421:
+        // servers throttle per client address. A policy block is a verdict (`unknown/blocked`)
+        // and opens no circuit: with every egress blocked, a circuit would turn it into
+        // `connection_failed`, which is less true.
+        let about_us = classes
+            .iter()
+            .any(|c| matches!(c, Some(Classification::Retry(RetryKind::RateLimited))));
         ctx.state
             .circuit_report(
                 &egress.key(&current.host),
