@@ -94,7 +94,7 @@ const ALERTS: [(&str, &str); 7] = [
 /// combines, the panel type and unit where they matter ("ops" is Grafana's per second), and
 /// the labels every series of that query's result carries (`job` with both jobs present: one
 /// series per process).
-const COVERAGE: [Need; 18] = [
+const COVERAGE: [Need; 20] = [
     Need::new(
         "verifications/s by status",
         &["rollcall_verifications_total"],
