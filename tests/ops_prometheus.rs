@@ -94,7 +94,7 @@ const ALERTS: [(&str, &str); 7] = [
 /// combines, the panel type and unit where they matter ("ops" is Grafana's per second), and
 /// the labels every series of that query's result carries (`job` with both jobs present: one
 /// series per process).
-const COVERAGE: [Need; 20] = [
+const COVERAGE: [Need; 22] = [
     Need::new(
         "verifications/s by status",
         &["rollcall_verifications_total"],
@@ -147,20 +147,25 @@ const COVERAGE: [Need; 20] = [
     .unit("s"),
     Need::new("circuits open", &["rollcall_site_circuits_open"]),
     Need::new(
-        "egress health (blocks and 4xx per RCPT)",
+        "egress health: blocks per RCPT",
         &[
             "rollcall_egress_blocks_total",
-            "rollcall_egress_deferrals_total",
             "rollcall_egress_rcpts_total",
         ],
     )
     .by(&["egress"]),
     Need::new(
-        "RCPTs and sessions per egress",
+        "egress health: 4xx per RCPT",
         &[
+            "rollcall_egress_deferrals_total",
             "rollcall_egress_rcpts_total",
-            "rollcall_egress_sessions_opened_total",
         ],
+    )
+    .by(&["egress"]),
+    Need::new("RCPTs per egress", &["rollcall_egress_rcpts_total"]).by(&["egress"]),
+    Need::new(
+        "sessions per egress",
+        &["rollcall_egress_sessions_opened_total"],
     )
     .by(&["egress"]),
     Need::new("greylist pending", &["rollcall_greylist_pending"]),

@@ -178,6 +178,8 @@ pub struct Sim {
 pub struct Counters {
     pub totals: Value,
     pub hosts: BTreeMap<String, Value>,
+    /// Per client address (the probers' egresses), summed over hosts.
+    pub clients: BTreeMap<String, Value>,
 }
 
 impl Sim {
@@ -247,6 +249,7 @@ impl Sim {
         let text = procs.log(&self.name);
         let mut totals = None;
         let mut hosts = BTreeMap::new();
+        let mut clients = BTreeMap::new();
         let after = text
             .split_once("Ctrl-C stops\n")
             .map_or(text.as_str(), |(_, after)| after);
@@ -260,6 +263,9 @@ impl Sim {
             };
             match name.trim() {
                 "totals" => totals = Some(value),
+                client if client.starts_with("client ") => {
+                    clients.insert(client["client ".len()..].to_string(), value);
+                }
                 host => {
                     hosts.insert(host.to_string(), value);
                 }
@@ -268,6 +274,7 @@ impl Sim {
         Counters {
             totals: totals.expect("the fleet prints its totals when interrupted"),
             hosts,
+            clients,
         }
     }
 

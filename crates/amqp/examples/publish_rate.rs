@@ -35,6 +35,7 @@ fn batch(n: u64) -> Batch {
             .collect(),
         max_wait_ms: None,
         egress: None,
+        lane: 0,
     }
 }
 

@@ -442,7 +442,7 @@ pub(crate) fn unroutable(exchange: &str, routing_key: &str, why: &str) -> QueueE
 
 /// Where a batch goes: (exchange, routing key).
 pub(crate) fn destination(shared: &Shared, batch: &Batch, delay: Duration) -> (String, String) {
-    let key = Topology::shard_key(shard_of(&batch.site, shared.config.shards));
+    let key = Topology::shard_key(shard_of(&batch.route_key(), shared.config.shards));
     match shared.topology.rung_for(delay) {
         None => (shared.topology.work_exchange(), key),
         Some(rung) => (shared.topology.delay_name(rung), key),

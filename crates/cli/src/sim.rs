@@ -130,6 +130,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             writeln!(stdout, "{name}  {}", serde_json::to_string(c)?)?;
         }
     }
+    // Per client address (each egress of the probers), summed over hosts.
+    for (ip, c) in &counters.clients {
+        writeln!(stdout, "client {ip}  {}", serde_json::to_string(c)?)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -217,6 +217,14 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             out.wait(remaining.drain(..), delay, "pacing (RCPT rate)");
             break;
         }
+        // One MAIL FROM per transaction, when the site's servers count those too.
+        if let Some(mail_rate) = ctx.shaping.mail_rate {
+            let key = egress.key(&format!("mail:{}", batch.site));
+            if let Some(delay) = take_cells(ctx, &key, mail_rate, 1).await? {
+                out.wait(remaining.drain(..), delay, "pacing (MAIL rate)");
+                break;
+            }
+        }
 
         let chunk: Vec<BatchItem> = remaining.drain(..take).collect();
         let mut rcpts: Vec<String> = Vec::with_capacity(chunk.len() + 1);

@@ -192,6 +192,14 @@ struct Run<'a, Q, S, P> {
     replay_only: bool,
     /// Publishes waiting for their confirm (at most `PUBLISH_WINDOW`).
     publishing: tokio::task::JoinSet<Result<(), QueueError>>,
+    /// Per site spread over several shards: its lane count and the next batch's lane.
+    lanes: HashMap<String, Lanes>,
+}
+
+/// A site's lanes: batches go to them in turn.
+struct Lanes {
+    count: u32,
+    next: u32,
 }
 
 impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
@@ -291,6 +299,7 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
             early: HashMap::new(),
             replay_only: resume == Some(Resume::ReplayOnly),
             publishing: tokio::task::JoinSet::new(),
+            lanes: HashMap::new(),
         };
         if resume.is_some() {
             run.preload().await?;
@@ -553,6 +562,18 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         let Some(DomainState::Routed(route)) = self.domains.get(domain) else {
             return Ok(());
         };
+        let lane = {
+            let lanes = self.lanes.entry(route.site.clone()).or_insert_with(|| {
+                let hosts: Vec<&str> = route.mx.iter().map(|mx| mx.name.as_str()).collect();
+                Lanes {
+                    count: self.co.config.shaping.for_site(&route.site, &hosts).shards,
+                    next: 0,
+                }
+            });
+            let lane = lanes.next;
+            lanes.next = (lanes.next + 1) % lanes.count.max(1);
+            lane
+        };
         let batch = Batch {
             campaign: self.campaign.clone(),
             site: route.site.clone(),
@@ -561,6 +582,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             items: open.items,
             max_wait_ms: self.co.max_wait_ms,
             egress: None,
+            lane,
         };
         self.summary.batches += 1;
         while self.publishing.len() >= PUBLISH_WINDOW {

@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 use rollcall_core::ports::{BackoffPolicy, RateLimit};
 
+/// Most shards one site's batches are spread over.
+pub const MAX_SITE_SHARDS: u32 = 256;
+
 /// The limits the worker applies to one site, fleet-wide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteShaping {
@@ -21,11 +24,18 @@ pub struct SiteShaping {
     pub rcpt_rate: RateLimit,
     /// New connections from one egress (GCRA).
     pub connect_rate: RateLimit,
+    /// MAIL FROM commands (transactions) from one egress, when capped (GCRA): Postfix's
+    /// `smtpd_client_message_rate_limit` counts MAIL even though nothing is ever sent.
+    pub mail_rate: Option<RateLimit>,
     /// Sessions open at once to the site from all egresses together, when capped.
     pub site_max_sessions: Option<u32>,
     /// RCPT commands to the site from all egresses together, when capped (same burst as
     /// `rcpt_rate` unless set).
     pub site_rcpt_rate: Option<RateLimit>,
+    /// Shards the site's batches are spread over in the distributed wiring (1: one worker
+    /// serves the site and keeps its sessions warm; more: several workers probe it, each from
+    /// its own egresses). For hot sites whose capacity is in egress addresses.
+    pub shards: u32,
     pub rcpt_per_transaction: u32,
     pub transactions_per_session: u32,
     pub session_max_age: Duration,
@@ -50,8 +60,10 @@ impl Default for SiteShaping {
                 per_minute: 20,
                 burst: 5,
             },
+            mail_rate: None,
             site_max_sessions: None,
             site_rcpt_rate: None,
+            shards: 1,
             rcpt_per_transaction: 50,
             transactions_per_session: 50,
             session_max_age: Duration::from_secs(300),
@@ -99,6 +111,12 @@ impl SiteShaping {
         if let Some(v) = o.connect_burst {
             self.connect_rate.burst = v.max(1);
         }
+        if let Some(v) = o.mail_per_minute {
+            self.mail_rate = Some(RateLimit {
+                per_minute: v.max(1),
+                burst: o.mail_burst.unwrap_or(1).max(1),
+            });
+        }
         if let Some(v) = o.site_max_sessions {
             self.site_max_sessions = Some(v.max(1));
         }
@@ -108,6 +126,9 @@ impl SiteShaping {
                 per_minute: v.max(1),
                 burst,
             });
+        }
+        if let Some(v) = o.shards {
+            self.shards = v.clamp(1, MAX_SITE_SHARDS);
         }
         if let Some(v) = o.rcpt_per_transaction {
             self.rcpt_per_transaction = v.max(1);
@@ -152,12 +173,18 @@ pub struct ShapingOverride {
     /// Per egress at the site.
     pub connects_per_minute: Option<u32>,
     pub connect_burst: Option<u32>,
+    /// MAIL FROM commands per minute per egress at the site (default: not capped).
+    pub mail_per_minute: Option<u32>,
+    /// Burst of `mail_per_minute` (default 1).
+    pub mail_burst: Option<u32>,
     /// All egresses together at the site.
     pub site_max_sessions: Option<u32>,
     /// All egresses together at the site.
     pub site_rcpt_per_minute: Option<u32>,
     /// Burst of `site_rcpt_per_minute` (default: `rcpt_burst`).
     pub site_rcpt_burst: Option<u32>,
+    /// Shards the site's batches are spread over (distributed wiring; default 1).
+    pub shards: Option<u32>,
     pub rcpt_per_transaction: Option<u32>,
     pub transactions_per_session: Option<u32>,
     pub session_max_age_secs: Option<u64>,

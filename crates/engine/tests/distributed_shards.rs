@@ -131,6 +131,7 @@ fn batches(campaign: &CampaignId, fleet: &rollcall_sim::Fleet) -> Vec<Batch> {
                 items,
                 max_wait_ms: None,
                 egress: None,
+                lane: 0,
             });
         }
     }

@@ -328,3 +328,50 @@ async fn a_pinned_batch_goes_out_only_through_its_egress() {
         "an honoured pin adds nothing to the verdict"
     );
 }
+
+#[tokio::test]
+async fn the_mail_rate_paces_transactions_per_egress() {
+    // Postfix's anvil counts MAIL commands per client address (`too much mail from`): with a
+    // MAIL rate of 120/min (burst 1) per egress, no second of any egress holds more than
+    // burst + rate + 1 transactions, although two RCPTs per transaction would otherwise let
+    // every transaction out at once.
+    let mut config = config_with(&["a", "b"]);
+    config.shaping.default.rcpt_per_transaction = 2;
+    config.shaping.default.mail_rate = Some(rollcall_core::ports::RateLimit {
+        per_minute: 120,
+        burst: 1,
+    });
+    let s = script(known());
+    let results = run_batches(
+        s.clone(),
+        config,
+        batches(&CampaignId::random(), "example.test", 2, 12),
+    )
+    .await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.verdict.reason() == Reason::Accepted)
+    );
+    let seen = s.seen.lock().unwrap();
+    assert!(seen.transactions.len() >= 12, "{}", seen.transactions.len());
+    for egress in ["a", "b"] {
+        let at: Vec<_> = seen
+            .at
+            .iter()
+            .zip(&seen.via)
+            .filter(|(_, via)| *via == egress)
+            .map(|(at, _)| *at)
+            .collect();
+        for (i, start) in at.iter().enumerate() {
+            let in_window = at[i..]
+                .iter()
+                .filter(|t| t.duration_since(*start) < Duration::from_secs(1))
+                .count();
+            assert!(
+                in_window <= 4,
+                "egress {egress}: {in_window} transactions within 1 s"
+            );
+        }
+    }
+}

@@ -166,10 +166,19 @@ async fn example_fleet_matches_ground_truth_and_stays_polite() {
     fleet.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_campaigns_max_wait_rides_on_every_batch_it_publishes() {
+/// The example fleet and a coordinator publishing its whole list with `config` (and the
+/// campaign's max wait) onto an in-memory queue that no worker reads: the batches stay there
+/// for the test to read.
+async fn publish_only(
+    config: EngineConfig,
+    max_wait: Option<Duration>,
+) -> (
+    rollcall_sim::Fleet,
+    Arc<rollcall_core::ports::MemoryQueue>,
+    tokio::task::JoinHandle<Result<rollcall_engine::summary::Summary, rollcall_engine::Error>>,
+) {
     use rollcall_core::CampaignId;
-    use rollcall_core::ports::{MemoryQueue, MemoryState, WorkQueue};
+    use rollcall_core::ports::{MemoryQueue, MemoryState};
     use rollcall_engine::coordinator::Coordinator;
 
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim/fleets/example.toml");
@@ -184,10 +193,6 @@ async fn a_campaigns_max_wait_rides_on_every_batch_it_publishes() {
         ..ResolverConfig::default()
     })
     .expect("resolver");
-    let config = EngineConfig {
-        allow_private_targets: true,
-        ..EngineConfig::default()
-    };
     let queue = Arc::new(MemoryQueue::new());
     let coordinator = Coordinator::new(
         queue.clone(),
@@ -195,11 +200,12 @@ async fn a_campaigns_max_wait_rides_on_every_batch_it_publishes() {
         resolver,
         Arc::new(config),
     )
-    .with_max_wait(Some(Duration::from_secs(90)));
+    .with_max_wait(max_wait);
     let (in_tx, in_rx) = mpsc::channel(64);
-    let (out_tx, _out_rx) = mpsc::channel::<OutputRow<()>>(1024);
-    let (_stop_tx, stop) = watch::channel(false);
+    let (out_tx, out_rx) = mpsc::channel::<OutputRow<()>>(1024);
+    let (stop_tx, stop) = watch::channel(false);
     let run = tokio::spawn(async move {
+        let _keep = (out_rx, stop_tx);
         coordinator
             .run(CampaignId::random(), in_rx, out_tx, stop)
             .await
@@ -213,13 +219,84 @@ async fn a_campaigns_max_wait_rides_on_every_batch_it_publishes() {
         in_tx.send(row).await.unwrap();
     }
     drop(in_tx);
-    // No worker runs: the batches stay on the queue, where the test reads them.
+    (fleet, queue, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaigns_max_wait_rides_on_every_batch_it_publishes() {
+    use rollcall_core::ports::WorkQueue;
+    let config = EngineConfig {
+        allow_private_targets: true,
+        ..EngineConfig::default()
+    };
+    let (fleet, queue, run) = publish_only(config, Some(Duration::from_secs(90))).await;
     let first = tokio::time::timeout(Duration::from_secs(30), queue.next())
         .await
         .expect("a batch is published")
         .unwrap()
         .expect("a batch");
     assert_eq!(first.batch.max_wait_ms, Some(90_000));
+    run.abort();
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_spread_over_shards_sends_its_batches_down_its_lanes_in_turn() {
+    use rollcall_core::ports::WorkQueue;
+    use rollcall_engine::shaping::{ShapingOverride, ShapingTable, SiteRule};
+    // One address per batch, and the alpha site spread over 3 shards: its batches ride lanes
+    // 0, 1, 2, 0, ... (each lane routed to its own shard); every other site stays on lane 0.
+    let config = EngineConfig {
+        allow_private_targets: true,
+        batch_size: 1,
+        shaping: ShapingTable::with_overrides(
+            &ShapingOverride::default(),
+            vec![SiteRule {
+                pattern: "*.alpha.test".into(),
+                shaping: ShapingOverride {
+                    shards: Some(3),
+                    ..ShapingOverride::default()
+                },
+            }],
+        ),
+        ..EngineConfig::default()
+    };
+    let (fleet, queue, run) = publish_only(config, None).await;
+    let mut lanes: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    while let Ok(Ok(Some(delivery))) =
+        tokio::time::timeout(Duration::from_secs(3), queue.next()).await
+    {
+        let batch = &delivery.batch;
+        lanes
+            .entry(batch.site.clone())
+            .or_default()
+            .push(batch.lane);
+        assert_eq!(
+            batch.route_key(),
+            if batch.lane == 0 {
+                batch.site.clone()
+            } else {
+                format!("{}#{}", batch.site, batch.lane)
+            }
+        );
+    }
+    let alpha = lanes
+        .iter()
+        .find(|(site, _)| site.contains("alpha.test"))
+        .map(|(_, lanes)| lanes.clone())
+        .expect("the alpha site has batches");
+    assert!(alpha.len() >= 3, "{alpha:?}");
+    let mut sorted = alpha.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, vec![0, 1, 2], "every lane is used: {alpha:?}");
+    let per_lane = |l: u32| alpha.iter().filter(|x| **x == l).count();
+    assert!(per_lane(0).abs_diff(per_lane(2)) <= 1, "in turn: {alpha:?}");
+    for (site, site_lanes) in &lanes {
+        if !site.contains("alpha.test") {
+            assert!(site_lanes.iter().all(|l| *l == 0), "{site}: {site_lanes:?}");
+        }
+    }
     run.abort();
     fleet.shutdown().await;
 }

@@ -613,6 +613,7 @@ mod retry_tests {
                 items: Vec::new(),
                 max_wait_ms: None,
                 egress: None,
+                lane: 0,
             },
             egress: None,
         };

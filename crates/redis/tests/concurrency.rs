@@ -100,6 +100,7 @@ fn entry(campaign: &CampaignId, item: u64) -> GreylistEntry {
             }],
             max_wait_ms: None,
             egress: None,
+            lane: 0,
         },
         egress: None,
     }

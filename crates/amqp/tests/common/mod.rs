@@ -111,6 +111,7 @@ pub fn batch(site: &str, first: u64, n: u64) -> Batch {
             .collect(),
         max_wait_ms: None,
         egress: None,
+        lane: 0,
     }
 }
 

@@ -56,6 +56,15 @@ pub struct Batch {
     /// client address), by name; `None`: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<String>,
+    /// Which of its site's lanes the batch rides (0: the site's own). A hot site's batches are
+    /// spread over several lanes, each routed to its own shard (distributed wiring), so that
+    /// several workers probe it, each from its own egresses.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lane: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Batch {
@@ -79,6 +88,17 @@ impl Batch {
             items,
             max_wait_ms: self.max_wait_ms,
             egress: self.egress.clone(),
+            lane: self.lane,
+        }
+    }
+
+    /// What the batch is routed by: the site for lane 0, `SITE#LANE` for the others, so a
+    /// site's lanes land on different shards while each lane always lands on the same one.
+    pub fn route_key(&self) -> std::borrow::Cow<'_, str> {
+        if self.lane == 0 {
+            std::borrow::Cow::Borrowed(&self.site)
+        } else {
+            std::borrow::Cow::Owned(format!("{}#{}", self.site, self.lane))
         }
     }
 }

@@ -170,6 +170,7 @@ fn batch(campaign: &CampaignId, domain: &str, item: u64) -> Batch {
         }],
         max_wait_ms: None,
         egress: None,
+        lane: 0,
     }
 }
 

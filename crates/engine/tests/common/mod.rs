@@ -217,6 +217,7 @@ pub fn batch(campaign: &CampaignId, domain: &str, locals: &[String]) -> Batch {
             .collect(),
         max_wait_ms: None,
         egress: None,
+        lane: 0,
     }
 }
 
