@@ -172,6 +172,8 @@ pub struct Sim {
     pub list: PathBuf,
     pub addresses: Vec<String>,
     pub truth: Vec<TruthRow>,
+    /// The config file every engine process aimed at this fleet takes.
+    pub config: PathBuf,
 }
 
 /// The fleet's counters, as `rollcall sim` prints them when interrupted.
@@ -239,6 +241,7 @@ impl Sim {
             list,
             addresses,
             truth,
+            config: config_file(),
         }
     }
 
@@ -282,7 +285,7 @@ impl Sim {
     pub fn engine_args(&self) -> Vec<String> {
         vec![
             "--config".into(),
-            config_file().display().to_string(),
+            self.config.display().to_string(),
             "--dns".into(),
             self.dns.clone(),
             "--smtp-port".into(),

@@ -39,11 +39,17 @@ pub struct Run {
 impl Run {
     /// The fleet, a coordinator, and nothing else yet.
     pub fn start(test: &str) -> Run {
+        Run::start_with(test, &fleet_file(), &super::config_file())
+    }
+
+    /// `start` with another fleet file and the engine config every process takes.
+    pub fn start_with(test: &str, fleet: &Path, config: &Path) -> Run {
         let tag = unique_tag();
         let scratch = Scratch::new(test, &tag);
         let deployment = Deployment::new(&tag);
         let mut procs = Procs::default();
-        let sim = Sim::start(&mut procs, &scratch, "sim", &fleet_file());
+        let mut sim = Sim::start(&mut procs, &scratch, "sim", fleet);
+        sim.config = config.to_path_buf();
         let port = free_port();
         deployment.start_coordinator(&mut procs, &scratch, &sim, "coordinator", port);
         let redis = Redis::connect().expect("Redis answers");

@@ -123,6 +123,7 @@ impl From<&Verdict> for v1::VerificationResult {
             status: v1::Status::from(v.status()).into(),
             reason: v1::Reason::from(v.reason()).into(),
             mx_host: e.mx_host.clone().unwrap_or_default(),
+            egress: e.egress.clone().unwrap_or_default(),
             smtp_code: e.smtp_code.map_or(0, u32::from),
             enhanced_code: e
                 .enhanced_code
@@ -190,6 +191,7 @@ impl TryFrom<&v1::VerificationResult> for Verdict {
                 _ => r.address.rsplit_once('@').and_then(|(_, d)| non_empty(d)),
             },
             mx_host: non_empty(&r.mx_host),
+            egress: non_empty(&r.egress),
             smtp_code,
             enhanced_code: EnhancedCode::parse(&r.enhanced_code),
             smtp_text: non_empty(&r.reply_text).map(|t| ReplyText::new(&t)),

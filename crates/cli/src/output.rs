@@ -267,6 +267,9 @@ struct JsonRow<'a> {
     status: &'static str,
     reason: &'static str,
     mx: Option<&'a str>,
+    /// The egress the address was probed through (absent when it was not probed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    egress: Option<&'a str>,
     smtp_code: Option<u16>,
     enhanced_code: Option<String>,
     smtp_text: Option<&'a str>,
@@ -292,6 +295,7 @@ impl<W: Write> RowSink<Record> for JsonlOutput<W> {
             status: v.status().as_str(),
             reason: v.reason().as_str(),
             mx: e.mx_host.as_deref(),
+            egress: e.egress.as_deref(),
             smtp_code: e.smtp_code,
             enhanced_code: e.enhanced_code.map(|c| c.to_string()),
             smtp_text: e.smtp_text.as_ref().map(|t| t.as_str()),

@@ -258,6 +258,9 @@ pub struct Evidence {
     pub mx_host: Option<String>,
     /// The IP address connected to.
     pub ip: Option<IpAddr>,
+    /// The egress the last session went out through (its name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress: Option<String>,
     /// The last basic SMTP reply code.
     pub smtp_code: Option<u16>,
     /// The last enhanced status code.

@@ -64,11 +64,14 @@ impl Settlement {
     }
 }
 
-/// The catch-all probe's local part for a domain: stable, so that a greylisting server lets the
-/// retry through (it keys on the recipient too), and unlikely to be anyone's mailbox.
-pub fn catch_all_probe(domain: &str) -> String {
+/// The catch-all probe's address for a domain through one egress: stable, so that a
+/// greylisting server lets the retry through (it keys on the client address, the sender and
+/// the recipient, and the retry is pinned to the egress), different per egress, so that no
+/// egress ever asks for a recipient another address was greylisted for (a server would see a
+/// greylist retry from the wrong address), and unlikely to be anyone's mailbox.
+pub fn catch_all_probe(domain: &str, egress: &str) -> String {
     let mut hasher = DefaultHasher::new();
-    ("rollcall-catch-all", domain).hash(&mut hasher);
+    ("rollcall-catch-all", domain, egress).hash(&mut hasher);
     format!("rc-{:012x}@{domain}", hasher.finish() & 0xffff_ffff_ffff)
 }
 
@@ -128,7 +131,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         return Ok(());
     }
     let mut catch_all = ctx.state.catch_all_get(&batch.domain).await?;
-    let probe_address = catch_all_probe(&batch.domain);
+    let probe_address = catch_all_probe(&batch.domain, &egress.name);
 
     while !remaining.is_empty() {
         if !slot.is_held() {
@@ -265,6 +268,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         }
 
         let evidence_base = EvidenceBase {
+            egress: &egress.name,
             site: &batch.site,
             host: &current.host,
             addr: current.addr,
@@ -384,6 +388,7 @@ fn reply_class(code: u16) -> &'static str {
 }
 
 struct EvidenceBase<'a> {
+    egress: &'a str,
     site: &'a str,
     host: &'a str,
     addr: SocketAddr,
@@ -697,6 +702,7 @@ fn verdict(
     evidence.site = Some(base.site.to_string());
     evidence.mx_host = Some(base.host.to_string());
     evidence.ip = Some(base.addr.ip());
+    evidence.egress = Some(base.egress.to_string());
     if let Some(reply) = reply {
         evidence.set_reply(reply.code, reply.enhanced, &reply.text);
     }

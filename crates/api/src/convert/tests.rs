@@ -82,6 +82,7 @@ fn rejected_verdict() -> Verdict {
     let address = EmailAddress::parse("alice@example.com").unwrap();
     let mut evidence = Evidence::for_address(&address);
     evidence.mx_host = Some("mx1.example.com".into());
+    evidence.egress = Some("a".into());
     evidence.set_reply(
         550,
         EnhancedCode::parse("5.1.1"),
@@ -104,6 +105,7 @@ fn verdict_becomes_a_full_result_and_back() {
     assert_eq!(r.status(), v1::Status::Undeliverable);
     assert_eq!(r.reason(), v1::Reason::MailboxNotFound);
     assert_eq!(r.mx_host, "mx1.example.com");
+    assert_eq!(r.egress, "a");
     assert_eq!(r.smtp_code, 550);
     assert_eq!(r.enhanced_code, "5.1.1");
     assert!(
@@ -122,6 +124,7 @@ fn verdict_becomes_a_full_result_and_back() {
     assert_eq!(back.evidence.enhanced_code, v.evidence.enhanced_code);
     assert_eq!(back.evidence.smtp_text, v.evidence.smtp_text);
     assert_eq!(back.evidence.mx_host, v.evidence.mx_host);
+    assert_eq!(back.evidence.egress.as_deref(), Some("a"));
     assert_eq!(back.evidence.domain.as_deref(), Some("example.com"));
 }
 

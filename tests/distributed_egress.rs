@@ -1,0 +1,110 @@
+//! Egress scale-out in the distributed wiring, as an operator runs it: a simulated fleet whose
+//! servers count per client IP like Postfix anvil (tests/dist/fleet-egress.toml), a
+//! coordinator and two workers over the real RabbitMQ and Redis, each worker probing from its
+//! own four egress addresses (127.0.1.1-4 and 127.0.2.1-4), with the largest site spread over
+//! all shards (tests/dist/rollcall-egress.toml: `shards = 8`).
+//!
+//! Checked: every row once with the fleet's truth; the fleet saw all eight addresses, none of
+//! them beyond its per-IP session cap or any per-IP rate (`rate_limited` 0: an over-limit
+//! reply would also have changed a verdict), no 503; every greylist retry came from the
+//! address that was greylisted (`greylist_other_ip` 0, `greylist_passed` > 0); the largest
+//! site was probed through egresses of both workers, and every probed row names its egress.
+//!
+//! Needs Redis and RabbitMQ (`bash scripts/services.sh`): without them the test fails under
+//! `CI` and is skipped loudly otherwise.
+
+mod support_dist;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use support_dist::run::{Run, report_time};
+use support_dist::{SHARDS, dist_file, read_rows, serial, services_available};
+
+const W1: [&str; 4] = ["127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4"];
+const W2: [&str; 4] = ["127.0.2.1", "127.0.2.2", "127.0.2.3", "127.0.2.4"];
+/// `max_sessions` of tests/dist/rollcall-egress.toml, and the fleet's `max_conns_per_ip`.
+const SESSIONS_PER_EGRESS: u64 = 2;
+const HOT_HOST: &str = "mx1.site1.test";
+
+#[test]
+fn two_workers_with_four_egresses_each_share_a_hot_site_within_every_per_ip_limit() {
+    const TEST: &str =
+        "two_workers_with_four_egresses_each_share_a_hot_site_within_every_per_ip_limit";
+    let _serial = serial();
+    if !services_available(TEST) {
+        return;
+    }
+    let started = Instant::now();
+    let mut run = Run::start_with(
+        TEST,
+        &dist_file("fleet-egress.toml"),
+        &dist_file("rollcall-egress.toml"),
+    );
+    let half = SHARDS / 2;
+    for (name, egresses) in [("w1", W1), ("w2", W2)] {
+        let extra = ["--egress".to_string(), egresses.join(",")];
+        run.worker(name, Some(half), half as usize, &extra);
+    }
+    let out = run.submit_and_wait();
+    run.finish_client("submit", &out);
+    let rows = read_rows(&out);
+    let counters = run.sim.stop(&mut run.procs);
+
+    let total = |field: &str| counters.totals[field].as_u64().unwrap_or(u64::MAX);
+    for field in [
+        "replies_503",
+        "pipelining_violations",
+        "data_commands",
+        "error_budget_trips",
+        "rate_limited",
+        "connections_refused",
+        "greylist_other_ip",
+    ] {
+        assert_eq!(total(field), 0, "{field}: {}", counters.totals);
+    }
+    assert!(
+        total("greylist_passed") > 0,
+        "greylisting was exercised: {}",
+        counters.totals
+    );
+    let clients: BTreeSet<&str> = counters.clients.keys().map(String::as_str).collect();
+    let expected: BTreeSet<&str> = W1.iter().chain(&W2).copied().collect();
+    assert_eq!(
+        clients, expected,
+        "the fleet saw exactly the eight egresses"
+    );
+    for (ip, c) in &counters.clients {
+        assert!(c["rcpts"].as_u64() > Some(0), "{ip} sent no RCPT: {c}");
+        assert!(
+            c["max_concurrent"].as_u64() <= Some(SESSIONS_PER_EGRESS),
+            "{ip} had more than {SESSIONS_PER_EGRESS} sessions at once at a host: {c}"
+        );
+        assert_eq!(c["rate_limited"].as_u64(), Some(0), "{ip}: {c}");
+    }
+
+    // The hot site went out through both workers' egresses; every probed row names one.
+    let mut hot_by_egress: BTreeMap<String, u64> = BTreeMap::new();
+    for row in &rows {
+        if row["mx"].as_str().is_some() {
+            let egress = row["egress"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a probed row names its egress: {row}"));
+            assert!(expected.contains(egress), "{row}");
+            if row["mx"] == HOT_HOST {
+                *hot_by_egress.entry(egress.to_string()).or_default() += 1;
+            }
+        }
+    }
+    let hot: u64 = hot_by_egress.values().sum();
+    eprintln!(
+        "hot site {HOT_HOST}: {hot} of {} rows, by egress {hot_by_egress:?}",
+        rows.len()
+    );
+    assert!(
+        hot_by_egress.keys().any(|e| W1.contains(&e.as_str()))
+            && hot_by_egress.keys().any(|e| W2.contains(&e.as_str())),
+        "the hot site was probed by one worker only: {hot_by_egress:?}"
+    );
+    report_time(TEST, started);
+}
