@@ -31,6 +31,7 @@ fn batch(n: u64) -> Batch {
                 attempts: 0,
                 greylist_round: 0,
                 waiting_since_ms: None,
+                note: None,
             })
             .collect(),
         max_wait_ms: None,

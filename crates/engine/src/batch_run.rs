@@ -50,8 +50,6 @@ struct Settlement {
     waits: Vec<(ItemId, String)>,
     /// The bound on retry waits for this batch: the campaign's, else the worker's.
     max_wait: Option<Duration>,
-    /// Added to the detail of every verdict this batch settles (a greylist pin not honoured).
-    note: Option<String>,
 }
 
 impl Settlement {
@@ -97,16 +95,17 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             Some(ms) => Some(Duration::from_millis(ms)),
             None => ctx.config.max_wait,
         },
-        // The line gives a pinned batch only to its egress's sessions; a pin that reaches
-        // another one could not be honoured on this worker.
-        note: batch.egress.as_ref().filter(|pin| **pin != egress.name).map(|pin| {
-            format!(
-                "greylisted via egress `{pin}`, which this worker does not have; retried via `{}` (the server may greylist it anew)",
-                egress.name
-            )
-        }),
         ..Settlement::default()
     };
+    // The line gives a pinned batch only to its egress's sessions; a pin that reaches another
+    // one could not be honoured on this worker. Its items say so in their verdicts, whenever
+    // those come (they are pinned to this egress from now on).
+    let lost_pin = batch.egress.as_ref().filter(|pin| **pin != egress.name).map(|pin| {
+        format!(
+            "greylisted via egress `{pin}`, which this worker does not have; retried via `{}` (the server may greylist it anew)",
+            egress.name
+        )
+    });
     // Items recorded already (a redelivered batch after a crash, or a batch a resumed
     // coordinator published again) are not probed a second time.
     let ids: Vec<ItemId> = batch.items.iter().map(|item| item.item).collect();
@@ -118,7 +117,13 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         .iter()
         .zip(&recorded)
         .filter(|(_, recorded)| !**recorded)
-        .map(|(item, _)| item.clone())
+        .map(|(item, _)| {
+            let mut item = item.clone();
+            if let Some(note) = &lost_pin {
+                item.note.get_or_insert_with(|| note.clone());
+            }
+            item
+        })
         .collect();
     if remaining.len() < batch.items.len() {
         tracing::debug!(
@@ -583,7 +588,7 @@ fn defer_after<Q: WorkQueue, S: StateStore>(
         Some(failure) => failure_verdict(&item, failure, reply),
         None => exhausted(&item, RetryKind::Deferred, reply),
     };
-    out.results.push(result(item, with_stop(verdict, stopped)));
+    out.results.push(result(item, add_detail(verdict, stopped)));
 }
 
 /// Whether `item` may wait `delay` more for its next try: its waits end `max_wait` after the
@@ -606,9 +611,10 @@ fn max_wait_detail(max_wait: Option<Duration>, delay: Duration) -> String {
     )
 }
 
-/// The verdict with why its retries stopped added to its detail.
-fn with_stop(verdict: Verdict, stopped: Option<String>) -> Verdict {
-    match stopped {
+/// The verdict with `more` (why its retries stopped, a note the item carries) added to its
+/// detail.
+fn add_detail(verdict: Verdict, more: Option<String>) -> Verdict {
+    match more {
         None => verdict,
         Some(stop) => {
             let detail = match verdict.detail.as_deref() {
@@ -717,7 +723,7 @@ fn result(item: BatchItem, verdict: Verdict) -> ItemResult {
     ItemResult {
         item: item.item,
         address: item.address,
-        verdict,
+        verdict: add_detail(verdict, item.note),
     }
 }
 
@@ -943,13 +949,8 @@ async fn apply<Q: WorkQueue, S: StateStore>(
             next => {
                 let stopped = next.map(|delay| max_wait_detail(out.max_wait, delay));
                 let verdict = exhausted(&item, RetryKind::Greylisted, None);
-                out.results.push(result(item, with_stop(verdict, stopped)));
+                out.results.push(result(item, add_detail(verdict, stopped)));
             }
-        }
-    }
-    if let Some(note) = &out.note {
-        for result in &mut out.results {
-            result.verdict = with_stop(result.verdict.clone(), Some(note.clone()));
         }
     }
     if !out.results.is_empty() {

@@ -453,6 +453,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             attempts: 0,
             greylist_round: 0,
             waiting_since_ms: None,
+            note: None,
         };
         let domain = address.domain().as_str().to_string();
         self.route(domain, batch_item).await

@@ -117,6 +117,7 @@ fn batches(campaign: &CampaignId, fleet: &rollcall_sim::Fleet) -> Vec<Batch> {
                         attempts: 0,
                         greylist_round: 0,
                         waiting_since_ms: None,
+                        note: None,
                     }
                 })
                 .collect();

@@ -208,13 +208,26 @@ async fn an_egress_refused_at_a_site_leaves_the_work_to_the_others() {
 
 #[tokio::test]
 async fn a_pin_this_worker_cannot_honour_is_said_in_the_verdict() {
+    // The retry was greylisted via `gone`, which this worker does not have: it goes out via
+    // one of this worker's egresses, is greylisted anew there, and passes on the next retry;
+    // the final verdict still says what happened.
     let config = config_with(&["a", "b"]);
-    let s = slow(known());
+    let s = script(Arc::new(|rcpt: &str, count| {
+        if rcpt.starts_with("rc-") {
+            (550, "5.1.1", "User unknown")
+        } else if count == 1 {
+            (450, "4.2.0", "Recipient address rejected: Greylisted")
+        } else {
+            (250, "2.1.5", "Ok")
+        }
+    }));
     let mut pinned = batch(&CampaignId::random(), "example.test", &locals(3));
     pinned.egress = Some("gone".to_string());
     let results = run_batches(s.clone(), config, vec![pinned]).await;
+    let seen = s.seen.lock().unwrap();
     for result in &results {
         assert_eq!(result.verdict.reason(), Reason::Accepted);
+        assert_eq!(seen.asked_via[&result.address].len(), 2, "greylisted anew");
         let detail = result.verdict.detail.clone().unwrap_or_default();
         assert!(
             detail.contains("greylisted via egress `gone`, which this worker does not have"),

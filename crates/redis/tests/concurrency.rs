@@ -97,6 +97,7 @@ fn entry(campaign: &CampaignId, item: u64) -> GreylistEntry {
                 attempts: 0,
                 greylist_round: 1,
                 waiting_since_ms: None,
+                note: None,
             }],
             max_wait_ms: None,
             egress: None,

@@ -107,6 +107,7 @@ pub fn batch(site: &str, first: u64, n: u64) -> Batch {
                 attempts: (i % 3) as u32,
                 greylist_round: 0,
                 waiting_since_ms: None,
+                note: None,
             })
             .collect(),
         max_wait_ms: None,

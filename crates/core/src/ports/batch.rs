@@ -37,6 +37,10 @@ pub struct BatchItem {
     /// this plus the run's `max_wait`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_since_ms: Option<u64>,
+    /// Said in the detail of the item's verdict, whenever it comes (e.g. a greylist retry that
+    /// could not go out through the egress that was greylisted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The unit of work: addresses of one domain, all served by one site.

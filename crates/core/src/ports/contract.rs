@@ -167,6 +167,7 @@ fn batch(campaign: &CampaignId, domain: &str, item: u64) -> Batch {
             attempts: 0,
             greylist_round: 1,
             waiting_since_ms: None,
+            note: None,
         }],
         max_wait_ms: None,
         egress: None,

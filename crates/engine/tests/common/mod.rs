@@ -213,6 +213,7 @@ pub fn batch(campaign: &CampaignId, domain: &str, locals: &[String]) -> Batch {
                 attempts: 0,
                 greylist_round: 0,
                 waiting_since_ms: None,
+                note: None,
             })
             .collect(),
         max_wait_ms: None,
