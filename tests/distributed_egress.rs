@@ -4,7 +4,12 @@
 //! own four egress addresses (127.0.1.1-4 and 127.0.2.1-4), with the largest site spread over
 //! all shards (tests/dist/rollcall-egress.toml: `shards = 8`).
 //!
-//! Checked: every row once with the fleet's truth; the fleet saw all eight addresses, none of
+//! A second test SIGKILLs the worker holding the most session slots in the middle of a
+//! campaign: the campaign ends within its pace plus the dead worker's lease time, every row
+//! once with the truth, and the greylist retries pinned to the dead worker's egresses are
+//! retried from the survivor's and say so in their verdicts.
+//!
+//! Checked in the first: every row once with the fleet's truth; the fleet saw all eight addresses, none of
 //! them beyond its per-IP session cap or any per-IP rate (`rate_limited` 0: an over-limit
 //! reply would also have changed a verdict), no 503; every greylist retry came from the
 //! address that was greylisted (`greylist_other_ip` 0, `greylist_passed` > 0); the largest
@@ -105,6 +110,103 @@ fn two_workers_with_four_egresses_each_share_a_hot_site_within_every_per_ip_limi
         hot_by_egress.keys().any(|e| W1.contains(&e.as_str()))
             && hot_by_egress.keys().any(|e| W2.contains(&e.as_str())),
         "the hot site was probed by one worker only: {hot_by_egress:?}"
+    );
+    report_time(TEST, started);
+}
+
+/// How much longer than its pace before the kill the campaign may take: the dead worker's
+/// shard and session leases lapse (15 s), then the survivor serves its lanes and sites.
+const KILL_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(45);
+
+#[test]
+fn the_worker_with_the_most_egress_sessions_killed_mid_campaign_loses_nothing_and_says_so() {
+    const TEST: &str =
+        "the_worker_with_the_most_egress_sessions_killed_mid_campaign_loses_nothing_and_says_so";
+    let _serial = serial();
+    if !services_available(TEST) {
+        return;
+    }
+    let started = Instant::now();
+    let mut run = Run::start_with(
+        TEST,
+        &dist_file("fleet-egress.toml"),
+        &dist_file("rollcall-egress.toml"),
+    );
+    let half = SHARDS / 2;
+    for (name, egresses) in [("w1", W1), ("w2", W2)] {
+        let extra = ["--egress".to_string(), egresses.join(",")];
+        run.worker(name, None, 0, &extra);
+    }
+    for name in ["w1", "w2"] {
+        run.deployment
+            .wait_for_shards(&mut run.redis, name, half as usize);
+    }
+    let out = run.submit_and_wait();
+    let submitted = Instant::now();
+    let (_, done) = run.wait_for_share(support_dist::run::KILL_AT_PERCENT);
+    let before_kill = submitted.elapsed();
+    // Both workers probe the hot site; the victim is the one holding the most session slots
+    // (its egresses' sessions), i.e. the most work in flight and the most greylist pins.
+    let held = [
+        ("w1", run.session_leases_held("w1")),
+        ("w2", run.session_leases_held("w2")),
+    ];
+    let (victim, stranded) = held
+        .iter()
+        .max_by_key(|(name, n)| (*n, *name))
+        .copied()
+        .expect("two workers");
+    assert!(stranded >= 1, "the victim holds session slots: {held:?}");
+    run.procs.kill(victim);
+    eprintln!(
+        "{TEST}: killed {victim} ({stranded} session slots; {held:?}) at {done} of {} recorded, \
+         {:.1}s after submit",
+        run.rows(),
+        before_kill.as_secs_f64()
+    );
+
+    run.finish_client("submit", &out);
+    let took = submitted.elapsed();
+    let projected = before_kill.mul_f64(run.rows() as f64 / done.max(1) as f64);
+    eprintln!(
+        "{TEST}: campaign took {:.1}s after submit (projected without the kill {:.1}s)",
+        took.as_secs_f64(),
+        projected.as_secs_f64()
+    );
+    assert!(
+        took <= projected + KILL_ALLOWANCE,
+        "the campaign took {took:?}, more than {projected:?} + {KILL_ALLOWANCE:?}: the dead \
+         worker's slots held its sites off"
+    );
+    let rows = read_rows(&out);
+    let counters = run.sim.stop(&mut run.procs);
+    let total = |field: &str| counters.totals[field].as_u64().unwrap_or(u64::MAX);
+    for field in ["replies_503", "pipelining_violations", "rate_limited"] {
+        assert_eq!(total(field), 0, "{field}: {}", counters.totals);
+    }
+    // Greylist retries pinned to the dead worker's egresses went out through the survivor's,
+    // and their verdicts say so. The fleet also counts, as retries from another address, the
+    // batches the victim had in hand when it died (redelivered, unpinned: what it learned
+    // died with it), so its count bounds the noted verdicts from above only loosely.
+    let noted = rows
+        .iter()
+        .filter(|r| {
+            r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("which this worker does not have"))
+        })
+        .count() as u64;
+    eprintln!(
+        "{TEST}: {} greylist retries from another address, {noted} verdicts saying so",
+        total("greylist_other_ip")
+    );
+    assert!(
+        noted >= 1,
+        "the victim's pending greylist retries were re-pinned and said so in their verdicts"
+    );
+    assert!(
+        noted <= total("greylist_other_ip"),
+        "a verdict says its retry came from another address that the fleet did not see"
     );
     report_time(TEST, started);
 }

@@ -129,24 +129,6 @@ fn coordinator_and_two_workers_match_the_embedded_run_and_the_truth() {
 /// the survivor serves the dead worker's sites.
 const KILL_ALLOWANCE: Duration = Duration::from_secs(45);
 
-/// Sessions a worker holds in the store: members `<worker>:<n>` of the site and server-address
-/// lease sets (not the shard or membership leases).
-fn session_leases_held(run: &mut Run, worker: &str) -> usize {
-    let pattern = format!("{}:{{h:*}}:leases", run.deployment.prefix);
-    let holder = format!("{worker}:");
-    let keys = run.redis.strings(&["KEYS", &pattern]);
-    keys.iter()
-        .filter(|k| !k.contains("{h:shard:") && !k.contains("{h:workers}"))
-        .map(|key| {
-            run.redis
-                .strings(&["ZRANGE", key, "0", "-1"])
-                .iter()
-                .filter(|m| m.starts_with(&holder))
-                .count()
-        })
-        .sum()
-}
-
 /// The site with the most addresses of the list, and how many: each domain resolved through
 /// the fleet's DNS and grouped into sites the way the coordinator does (`Site::from_mx_hosts`).
 fn busiest_site(sim: &Sim) -> (String, usize) {
@@ -234,7 +216,7 @@ fn the_worker_serving_the_busiest_sites_killed_mid_campaign_stalls_nothing() {
         .map(|port| scrape_metric(port, "rollcall_smtp_sessions_active"))
         .and_then(Result::ok)
         .unwrap_or_default();
-    let stranded = session_leases_held(&mut run, victim);
+    let stranded = run.session_leases_held(victim);
     assert!(
         active >= 1.0 && stranded >= 1,
         "the victim serves sessions when it is killed ({active} active, {stranded} slots)"

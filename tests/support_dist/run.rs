@@ -84,6 +84,24 @@ impl Run {
         self.worker("w2", Some(half), half as usize, &[]);
     }
 
+    /// Sessions a worker holds in the store: members `<worker>:<n>` of the site and
+    /// server-address lease sets (not the shard or membership leases).
+    pub fn session_leases_held(&mut self, worker: &str) -> usize {
+        let pattern = format!("{}:{{h:*}}:leases", self.deployment.prefix);
+        let holder = format!("{worker}:");
+        let keys = self.redis.strings(&["KEYS", &pattern]);
+        keys.iter()
+            .filter(|k| !k.contains("{h:shard:") && !k.contains("{h:workers}"))
+            .map(|key| {
+                self.redis
+                    .strings(&["ZRANGE", key, "0", "-1"])
+                    .iter()
+                    .filter(|m| m.starts_with(&holder))
+                    .count()
+            })
+            .sum()
+    }
+
     /// How many rows the fleet's list has.
     pub fn rows(&self) -> u64 {
         self.sim.addresses.len() as u64
