@@ -5,6 +5,8 @@
 //!   `api_tls`: the TLS flags of the gRPC API (server and client); `api_limits`: its call and
 //!   submission limits; `metrics`: the Prometheus exporter.
 //! - `probe`: one SMTP session against one host, transcript and per-address replies.
+//! - `doctor`: checks each egress before a run (HELO name, reverse DNS, sender domain,
+//!   outbound SMTP to given targets).
 //! - `sim`: runs the simulated mail fleet standalone.
 //! - `verify`: verifies a list in this process; the run loop shared with `demo`.
 //! - `config`: the config file, the engine flags and env vars, and their merge.
@@ -21,6 +23,7 @@ mod config;
 mod console;
 mod coordinator;
 mod demo;
+mod doctor;
 mod fleet;
 mod fleet_run;
 mod metrics;
@@ -53,6 +56,10 @@ enum Command {
     Probe(probe::Args),
     /// Run the simulated mail fleet (SMTP servers and a DNS server on loopback).
     Sim(sim::Args),
+    /// Check this machine's ways out before a run: for each egress, that its HELO name
+    /// resolves to its address, that the address has forward-confirmed reverse DNS, that its
+    /// MAIL FROM domain receives mail, and that SMTP sessions open to the given targets.
+    Doctor(doctor::Args),
     /// Verify a list of addresses (text, CSV or JSONL) and write one result per row (CSV or
     /// JSONL), without sending mail. See deploy/config/rollcall.example.toml for every setting.
     Verify(verify::Args),
@@ -106,6 +113,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Probe(args) => probe::run(args).await,
             Command::Sim(args) => sim::run(args).await,
+            Command::Doctor(args) => doctor::run(args).await,
             Command::Verify(args) => verify::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,

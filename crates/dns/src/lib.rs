@@ -4,7 +4,9 @@
 //! (RFC 5321 5.1 preference order, random among equals, implicit MX; RFC 7505 null MX),
 //! resolves the hosts' addresses, refuses private and unusable targets unless allowed, and
 //! caches the outcome with its TTL. The outcome is a [`Resolution`]; this crate knows nothing
-//! of verdicts, queues or SMTP (the engine maps a `Resolution` to a verdict).
+//! of verdicts, queues or SMTP (the engine maps a `Resolution` to a verdict). For checking a
+//! prober's own names (`rollcall doctor`) it also answers single questions as DNS holds them
+//! ([`Records`]: A/AAAA of a name, PTR of an address, MX of a domain).
 //!
 //! # Layout
 //! - `config`: [`ResolverConfig`] and its validation.
@@ -16,16 +18,22 @@
 //! - `target`: pure target policy ([`classify_target`], [`TargetPolicy`]).
 //! - `truncated`: an answer that does not fit even over TCP, asked again and used as far as
 //!   it goes.
+//! - `direct`: one question asked of the nameservers over TCP without hickory in between
+//!   (truncated answers; PTR of loopback addresses, which hickory answers itself).
 //! - `cache`: the bounded, expiring resolution cache.
 //! - `resolution`: the outcome types.
+//! - `records`: [`Records`], the answer to one question (`MxResolver::addresses`, `reverse`,
+//!   `mx_records`), as DNS holds it.
 //! - `error`: construction errors ([`Error`]).
 #![forbid(unsafe_code)]
 
 mod cache;
 mod config;
+mod direct;
 mod error;
 mod lookup;
 mod order;
+mod records;
 mod resolution;
 mod resolver;
 mod target;
@@ -34,6 +42,7 @@ mod truncated;
 pub use config::ResolverConfig;
 pub use error::Error;
 pub use order::{MxHost, MxOrder, normalise_name, order_mx, shuffle_equal_preferences};
+pub use records::Records;
 pub use resolution::{MxTarget, Resolution};
 pub use resolver::{AnswerSource, MxResolver, ResolveStats, Resolved};
 pub use target::{TargetClass, TargetPolicy, classify_target};

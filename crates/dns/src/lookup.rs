@@ -1,5 +1,6 @@
 //! One uncached resolution of a domain over hickory: MX query, address queries for the MX
-//! hosts (or the domain itself), target policy, and how long the answer may be cached.
+//! hosts (or the domain itself), target policy, and how long the answer may be cached. Also
+//! the single queries (A/AAAA, PTR, MX) behind [`crate::Records`].
 //!
 //! Owns the mapping from DNS answers and errors to a [`Resolution`]. It does not cache,
 //! deduplicate or bound concurrency (see `resolver`), and the ordering and policy rules it
@@ -17,10 +18,10 @@ use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use rand::rngs::StdRng;
 use tracing::debug;
 
-use crate::order::{MxHost, MxOrder, order_mx};
+use crate::order::{MxHost, MxOrder, normalise_name, order_mx};
 use crate::resolution::{MxTarget, Resolution};
 use crate::target::TargetPolicy;
-use crate::truncated;
+use crate::{direct, truncated};
 
 /// MX hosts resolved per domain, at most. RFC 5321 sets no limit, but a hostile zone could
 /// list hundreds; Postfix tries 5 addresses (`smtp_mx_address_limit`), so 10 hosts is ample.
@@ -62,7 +63,7 @@ impl TtlBounds {
 }
 
 /// What one DNS query said.
-enum Outcome<T> {
+pub(crate) enum Outcome<T> {
     /// Records found, with the smallest TTL among them.
     Found(T, u32),
     /// The name exists but has no record of this type; SOA negative TTL if present.
@@ -243,7 +244,7 @@ impl Lookup<'_> {
         }
     }
 
-    async fn mx(&self, name: Name) -> Outcome<Vec<(u16, String)>> {
+    pub(crate) async fn mx(&self, name: Name) -> Outcome<Vec<(u16, String)>> {
         match self.answers(name, RecordType::MX).await {
             Ok(answers) => {
                 let mut ttl = u32::MAX;
@@ -266,7 +267,7 @@ impl Lookup<'_> {
 
     /// A and AAAA for one host, queried together. Either family with addresses is enough;
     /// the other's failure is then ignored.
-    async fn addrs(&self, host: &str) -> Outcome<Vec<IpAddr>> {
+    pub(crate) async fn addrs(&self, host: &str) -> Outcome<Vec<IpAddr>> {
         let Some(name) = absolute_name(host) else {
             return Outcome::NxDomain(None);
         };
@@ -311,6 +312,55 @@ impl Lookup<'_> {
                     Outcome::NoData(None)
                 } else {
                     Outcome::Found(addrs, ttl)
+                }
+            }
+            Err(err) => Outcome::from_error(err),
+        }
+    }
+
+    /// The PTR names of `ip` (its `in-addr.arpa` / `ip6.arpa` name), normalised (lowercase, no
+    /// trailing dot), de-duplicated and sorted, at most [`MAX_ADDRS_PER_HOST`].
+    pub(crate) async fn ptr(&self, ip: IpAddr) -> Outcome<Vec<String>> {
+        let mut name = Name::from(ip);
+        name.set_fqdn(true);
+        let answers = if ip.is_loopback() {
+            // hickory answers these itself (`localhost`, RFC 6761 6.3); a lab prober bound to
+            // a loopback address needs what its lab DNS serves (see `direct`).
+            let usable = |code| matches!(code, ResponseCode::NoError | ResponseCode::NXDomain);
+            match direct::ask_each(self.servers, &name, RecordType::PTR, self.timeout, usable).await
+            {
+                Ok(response) if response.code == ResponseCode::NXDomain => {
+                    return Outcome::NxDomain(None);
+                }
+                Ok(response) => Ok(response.records),
+                Err(reason) => return Outcome::Failed(reason),
+            }
+        } else {
+            self.answers(name, RecordType::PTR).await
+        };
+        match answers {
+            Ok(answers) => {
+                let mut ttl = u32::MAX;
+                let mut names = Vec::new();
+                for record in &answers {
+                    let RData::PTR(ptr) = &record.data else {
+                        continue;
+                    };
+                    let target = normalise_name(&ptr.0.to_ascii());
+                    if !target.is_empty() && !names.contains(&target) {
+                        names.push(target);
+                        ttl = ttl.min(record.ttl);
+                    }
+                    if names.len() == MAX_ADDRS_PER_HOST {
+                        break;
+                    }
+                }
+                // Their order carries no meaning; sorted, a report reads the same every time.
+                names.sort();
+                if names.is_empty() {
+                    Outcome::NoData(None)
+                } else {
+                    Outcome::Found(names, ttl)
                 }
             }
             Err(err) => Outcome::from_error(err),

@@ -2,10 +2,12 @@
 //!
 //! Owns building the hickory resolver from a [`ResolverConfig`], the resolution cache, single
 //! flight per domain (concurrent calls for one domain share one lookup), the bound on lookups
-//! in flight, and the [`ResolveStats`] counters. What a lookup does lives in `lookup`.
+//! in flight, and the [`ResolveStats`] counters. What a lookup does lives in `lookup`. Also the
+//! single questions behind [`Records`] (addresses of a name, PTR of an address, MX records),
+//! through the same nameservers, timeouts and lookup bound, uncached.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -25,7 +27,8 @@ use crate::cache::ResolutionCache;
 use crate::config::ResolverConfig;
 use crate::error::Error;
 use crate::lookup::{Lookup, TtlBounds, absolute_name};
-use crate::order::{normalise_name, shuffle_equal_preferences};
+use crate::order::{MxHost, normalise_name, shuffle_equal_preferences};
+use crate::records::Records;
 use crate::resolution::Resolution;
 use crate::target::TargetPolicy;
 
@@ -243,6 +246,63 @@ impl MxResolver {
         self.inner.policy
     }
 
+    /// The A and AAAA records of `name` (IPv4 first), at most [`crate::MAX_ADDRS_PER_HOST`].
+    /// Either family with addresses is an answer; NODATA only when neither has any. Not cached
+    /// here and not filtered by the target policy: what DNS holds (e.g. is a HELO name's
+    /// address ours?). Case and one trailing dot are ignored.
+    pub async fn addresses(&self, name: &str) -> Records<IpAddr> {
+        let Ok(_permit) = self.inner.permits.acquire().await else {
+            return slots_closed();
+        };
+        self.inner
+            .lookup()
+            .addrs(&normalise_name(name))
+            .await
+            .into()
+    }
+
+    /// The PTR names of `ip` (reverse DNS: `d.c.b.a.in-addr.arpa`, or the `ip6.arpa` nibbles),
+    /// lowercase without the trailing dot, de-duplicated, sorted. Not cached here. The PTR of
+    /// a loopback address is asked of the nameservers directly (hickory would answer
+    /// `localhost` itself, RFC 6761 6.3), so a lab DNS is seen.
+    pub async fn reverse(&self, ip: IpAddr) -> Records<String> {
+        let Ok(_permit) = self.inner.permits.acquire().await else {
+            return slots_closed();
+        };
+        self.inner.lookup().ptr(ip).await.into()
+    }
+
+    /// The MX records of `domain` as published, by preference then name, de-duplicated: no
+    /// implicit MX, no address lookups, no target policy (see [`MxResolver::resolve`] for
+    /// where mail goes). A root target (RFC 7505 null MX) has an empty name. NODATA: the
+    /// domain exists without MX records. Not cached here.
+    pub async fn mx_records(&self, domain: &str) -> Records<MxHost> {
+        let Some(name) = absolute_name(&normalise_name(domain)) else {
+            return Records::NoSuchName;
+        };
+        let Ok(_permit) = self.inner.permits.acquire().await else {
+            return slots_closed();
+        };
+        let records: Records<(u16, String)> = self.inner.lookup().mx(name).await.into();
+        match records {
+            Records::Found(list) => {
+                let mut hosts: Vec<MxHost> = list
+                    .into_iter()
+                    .map(|(preference, exchange)| MxHost {
+                        name: normalise_name(&exchange),
+                        preference,
+                    })
+                    .collect();
+                hosts.sort_by(|a, b| (a.preference, &a.name).cmp(&(b.preference, &b.name)));
+                hosts.dedup();
+                Records::Found(hosts)
+            }
+            Records::NoData => Records::NoData,
+            Records::NoSuchName => Records::NoSuchName,
+            Records::TempFail { reason } => Records::TempFail { reason },
+        }
+    }
+
     fn finish(
         &self,
         mut resolution: Resolution,
@@ -263,6 +323,17 @@ impl MxResolver {
 }
 
 impl Inner {
+    fn lookup(&self) -> Lookup<'_> {
+        Lookup {
+            dns: &self.dns,
+            servers: &self.servers,
+            timeout: self.timeout,
+            policy: self.policy,
+            ttl: self.ttl,
+            rng: &self.rng,
+        }
+    }
+
     fn cached(&self, key: &str) -> Option<Resolution> {
         let hit = lock(&self.cache).get(key, Instant::now());
         if hit.is_some() {
@@ -293,16 +364,7 @@ impl Inner {
             Ok(_permit) => {
                 self.counters.lookups.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
-                let answer = Lookup {
-                    dns: &self.dns,
-                    servers: &self.servers,
-                    timeout: self.timeout,
-                    policy: self.policy,
-                    ttl: self.ttl,
-                    rng: &self.rng,
-                }
-                .resolve(&key)
-                .await;
+                let answer = self.lookup().resolve(&key).await;
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 self.counters
                     .lookup_micros
@@ -327,6 +389,13 @@ impl Inner {
             self.counters.temp_failures.fetch_add(1, Ordering::Relaxed);
         }
         tx.send_replace(Some(resolution));
+    }
+}
+
+/// The lookup semaphore is never closed; if it were, this is a transient condition.
+fn slots_closed<T>() -> Records<T> {
+    Records::TempFail {
+        reason: "DNS lookup slots closed".to_string(),
     }
 }
 

@@ -41,4 +41,4 @@ pub mod worker;
 pub use batch_run::catch_all_probe;
 pub use error::Error;
 pub use site::WorkerMetrics;
-pub use smtp_session::connector;
+pub use smtp_session::{client_config, connector};

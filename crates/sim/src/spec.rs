@@ -1,9 +1,9 @@
 //! The fleet file: serde types read from TOML (`deny_unknown_fields` everywhere) and their
-//! validation. Owns the format and its defaults; turning a spec into a running world is
+//! validation, extra DNS records (`[[record]]`) included. Owns the format and its defaults; turning a spec into a running world is
 //! `world`'s job, synthetic populations are `population`'s.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,10 @@ pub struct FleetSpec {
     /// A synthetic population added after the explicit part.
     #[serde(default)]
     pub generate: Option<GenerateSpec>,
+    /// Extra DNS records served besides the fleet's own (a prober's names, for `rollcall
+    /// doctor`).
+    #[serde(default, rename = "record")]
+    pub records: Vec<RecordSpec>,
 }
 
 /// `[fleet]`: settings that apply to every host.
@@ -271,6 +275,104 @@ fn default_behaviour() -> Behaviour {
     Behaviour::Normal
 }
 
+/// `[[record]]`: DNS records about one name that is neither a fleet host nor a fleet domain,
+/// served by the fleet's DNS server: typically a prober's HELO name (A/AAAA) and the reverse
+/// DNS of the prober's address (PTR), so `rollcall doctor` can be run against the fleet. Each
+/// list takes one value or several; several tables may name the same name (their records add
+/// up).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSpec {
+    /// The host name the records are about (ASCII, no trailing dot needed).
+    pub name: String,
+    /// A records of `name`.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub a: Vec<Ipv4Addr>,
+    /// AAAA records of `name`.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub aaaa: Vec<Ipv6Addr>,
+    /// Addresses whose reverse name (`d.c.b.a.in-addr.arpa.`, or the `ip6.arpa.` nibbles) gets
+    /// a PTR record pointing at `name`.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub ptr: Vec<IpAddr>,
+}
+
+/// A value or a list of values (`a = "127.0.1.1"` or `a = ["127.0.1.1", "127.0.1.2"]`), each
+/// parsed with its `FromStr` so the error names the value.
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let texts = match OneOrMany::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("expected an address or a list of addresses"))?
+    {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    };
+    texts
+        .iter()
+        .map(|t| {
+            t.parse()
+                .map_err(|e| serde::de::Error::custom(format!("`{}`: {e}", t.escape_debug())))
+        })
+        .collect()
+}
+
+/// Checks a DNS host name as written in the fleet file: LDH labels of 1 to 63 characters, at
+/// most 253 in all, one trailing dot allowed (RFC 1035 2.3.1, RFC 1123 2.1).
+fn check_host_name(name: &str) -> Result<(), String> {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    let ok = !bare.is_empty()
+        && bare.len() <= 253
+        && bare.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a host name (letters, digits and - in dot-separated labels)",
+            name.escape_debug()
+        ))
+    }
+}
+
+impl RecordSpec {
+    /// The name as served: lowercase, without a trailing dot.
+    pub(crate) fn owner(&self) -> String {
+        self.name.trim_end_matches('.').to_ascii_lowercase()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let err = |m: String| Err(Error::Spec(format!("record `{}`: {m}", self.name)));
+        if let Err(m) = check_host_name(&self.name) {
+            return err(m);
+        }
+        let owner = self.owner();
+        if owner == "arpa" || owner.ends_with(".arpa") {
+            return err(
+                "reverse names are written as `ptr = [ADDRESS]` on the name they point at".into(),
+            );
+        }
+        if self.a.is_empty() && self.aaaa.is_empty() && self.ptr.is_empty() {
+            return err("give at least one of a, aaaa, ptr".into());
+        }
+        Ok(())
+    }
+}
+
 /// `[generate]`: a synthetic population, Zipf-sized.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -471,6 +573,17 @@ impl FleetSpec {
                 _ => {}
             }
         }
+        for r in &self.records {
+            r.validate()?;
+            let owner = r.owner();
+            if hosts.contains(&owner) || domains.contains(&owner) {
+                return spec_err(format!(
+                    "record `{}`: the name is a fleet host or domain, whose records the fleet \
+                     serves itself; give the record another name",
+                    r.name
+                ));
+            }
+        }
         if let Some(g) = &self.generate {
             self.profile(g.profile.as_deref())?;
             for (what, f) in [
@@ -518,5 +631,106 @@ impl BehaviourMix {
             self.mx_down,
             self.mx_backup,
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[[host]]
+name = "mx.fleet.test"
+
+[[site]]
+name = "s"
+mx = [{ host = "mx.fleet.test", preference = 10 }]
+
+[[domain]]
+name = "fleet.test"
+site = "s"
+"#;
+
+    fn with(records: &str) -> Result<FleetSpec, Error> {
+        FleetSpec::from_toml(&format!("{BASE}{records}"))
+    }
+
+    fn spec_error(records: &str) -> String {
+        match with(records) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted: {records}"),
+        }
+    }
+
+    #[test]
+    fn records_take_one_value_or_a_list() {
+        let spec = with(
+            r#"
+[[record]]
+name = "A.Prober.Test."
+a = "127.0.1.1"
+ptr = ["127.0.1.1", "::1"]
+"#,
+        )
+        .unwrap();
+        let r = &spec.records[0];
+        assert_eq!(r.owner(), "a.prober.test");
+        assert_eq!(r.a, [Ipv4Addr::new(127, 0, 1, 1)]);
+        assert!(r.aaaa.is_empty());
+        assert_eq!(r.ptr.len(), 2);
+        assert!(FleetSpec::from_toml(BASE).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn the_readme_record_example_parses() {
+        let readme = include_str!("../README.md");
+        let block = readme
+            .split("```toml")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("[[record]]"))
+            .expect("README shows a [[record]] example");
+        let spec = with(block).unwrap();
+        assert_eq!(spec.records.len(), 2);
+        assert_eq!(spec.records[0].ptr, [IpAddr::from([127, 0, 1, 1])]);
+    }
+
+    #[test]
+    fn bad_records_are_refused_with_the_reason() {
+        let cases = [
+            ("name = \"a.test\"\ncname = \"b.test\"", "unknown field"),
+            (
+                "name = \"a.test\"\na = \"not an ip\"",
+                "`not an ip`: invalid IPv4 address syntax",
+            ),
+            ("name = \"a.test\"\na = \"::1\"", "`::1`: invalid IPv4"),
+            (
+                "name = \"a.test\"\nptr = 7",
+                "an address or a list of addresses",
+            ),
+            ("name = \"a.test\"", "at least one of a, aaaa, ptr"),
+            (
+                "name = \"bad name.test\"\na = \"127.0.1.1\"",
+                "not a host name",
+            ),
+            ("name = \"-a.test\"\na = \"127.0.1.1\"", "not a host name"),
+            ("name = \"\"\na = \"127.0.1.1\"", "not a host name"),
+            (
+                "name = \"1.1.0.127.in-addr.arpa\"\na = \"127.0.1.1\"",
+                "ptr = [ADDRESS]",
+            ),
+            (
+                "name = \"MX.fleet.test\"\na = \"127.0.1.1\"",
+                "fleet host or domain",
+            ),
+            (
+                "name = \"fleet.test\"\nptr = \"127.0.1.1\"",
+                "fleet host or domain",
+            ),
+        ];
+        for (record, expected) in cases {
+            let message = spec_error(&format!("[[record]]\n{record}\n"));
+            assert!(message.contains(expected), "{record:?}: {message}");
+        }
     }
 }

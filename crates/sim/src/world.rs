@@ -1,7 +1,7 @@
 //! The resolved world a fleet serves: hosts with addresses and profiles, domains with their
-//! MX hosts and mailboxes, the list to verify and its ground truth. Built once from a
-//! [`FleetSpec`] (explicit part here, synthetic part in `population`), then shared read-only
-//! by the SMTP servers and the DNS zone. Owns no socket.
+//! MX hosts and mailboxes, the list to verify and its ground truth, and the file's extra DNS
+//! records. Built once from a [`FleetSpec`] (explicit part here, synthetic part in
+//! `population`), then shared read-only by the SMTP servers and the DNS zone. Owns no socket.
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Error;
-use crate::spec::{Behaviour, FleetSpec, MailboxState, Profile};
+use crate::spec::{Behaviour, FleetSpec, MailboxState, Profile, RecordSpec};
 use crate::truth::{self, Scenario, TruthRow, mailbox_key};
 
 /// One SMTP host.
@@ -64,6 +64,8 @@ pub(crate) struct World {
     pub truth: Vec<TruthRow>,
     pub greylist_delay: Duration,
     pub seed: u64,
+    /// The fleet file's extra DNS records (`[[record]]`), served as written.
+    pub records: Vec<RecordSpec>,
 }
 
 /// Hands out loopback addresses counting up from a base, skipping taken ones and the .0 and
@@ -119,6 +121,7 @@ impl World {
             truth: Vec::new(),
             greylist_delay: greylist_delay.unwrap_or(Duration::from_millis(file_delay)),
             seed: spec.fleet.seed,
+            records: spec.records.clone(),
         };
         for h in &spec.hosts {
             let ip = match h.address {
@@ -186,6 +189,17 @@ impl World {
         if let Some(g) = &spec.generate {
             crate::population::generate(spec, g, &mut world, &mut pool)?;
         }
+        // The file's validation saw the explicit names only; generated ones are known now.
+        for r in &world.records {
+            let owner = r.owner();
+            if world.host(&owner).is_some() || world.domains.contains_key(owner.as_str()) {
+                return Err(Error::Spec(format!(
+                    "record `{}`: the name is a fleet host or domain, whose records the fleet \
+                     serves itself; give the record another name",
+                    r.name
+                )));
+            }
+        }
         Ok(world)
     }
 
@@ -242,5 +256,33 @@ impl World {
             deterministic,
             behaviour,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_may_not_take_a_generated_name() {
+        let spec = FleetSpec::from_toml(
+            r#"
+[generate]
+domains = 3
+addresses = 10
+sites = 1
+hosts_per_site = 1
+
+[[record]]
+name = "mx1.site1.test"
+a = "127.0.1.1"
+"#,
+        )
+        .unwrap();
+        let err = World::build(&spec, None).unwrap_err().to_string();
+        assert!(err.contains("fleet host or domain"), "{err}");
+        let mut fine = spec.clone();
+        fine.records[0].name = "a.prober.test".into();
+        assert_eq!(World::build(&fine, None).unwrap().records.len(), 1);
     }
 }
