@@ -32,6 +32,7 @@ fn batch(n: u64) -> Batch {
                 greylist_round: 0,
                 waiting_since_ms: None,
                 note: None,
+                blocked_via: Vec::new(),
             })
             .collect(),
         max_wait_ms: None,

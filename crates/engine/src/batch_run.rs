@@ -50,6 +50,8 @@ struct Settlement {
     waits: Vec<(ItemId, String)>,
     /// The bound on retry waits for this batch: the campaign's, else the worker's.
     max_wait: Option<Duration>,
+    /// A server blocked this egress's address for an item that another egress will try.
+    blocked_here: bool,
 }
 
 impl Settlement {
@@ -313,6 +315,10 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         if !current.session.is_usable() {
             retire(ctx, live).await;
         }
+        if out.blocked_here {
+            // This address is blocked here: new sessions go out through the others.
+            ctx.hold_off_egress(slot.egress, ctx.shaping.backoff.base);
+        }
     }
 
     apply(ctx, &batch, egress, out).await
@@ -472,6 +478,30 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
             continue;
         };
         match class {
+            // A policy block is about the prober's address, not the mailbox: another egress
+            // tries, and this one is held off at the site; a verdict only when none is left.
+            Classification::Blocked if may_try_elsewhere(ctx, &item, base.egress) => {
+                let mut item = item;
+                item.attempts += 1;
+                item.blocked_via.push(base.egress.to_string());
+                out.blocked_here = true;
+                let why = format!(
+                    "blocked via egress {} (another egress will try)",
+                    base.egress
+                );
+                out.wait([item], EGRESS_SWITCH_RETRY, &why);
+            }
+            Classification::Blocked if !item.blocked_via.is_empty() => {
+                let mut verdict = verdict(base, &item, class, Some(reply), catch_all);
+                verdict = add_detail(
+                    verdict,
+                    Some(format!(
+                        "also blocked via egress {}",
+                        item.blocked_via.join(", ")
+                    )),
+                );
+                out.results.push(result(item, verdict));
+            }
             Classification::Accepted
             | Classification::Undeliverable(_)
             | Classification::Risky(_)
@@ -500,6 +530,16 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
     if shrink {
         ctx.shrink_rcpt_limit(accepted_in_txn.max(1));
     }
+}
+
+/// Whether an item a server blocked through `egress` may be tried through another of this
+/// worker's egresses: one it was not blocked through yet, within the item's attempts.
+fn may_try_elsewhere<Q, S>(ctx: &SiteContext<Q, S>, item: &BatchItem, egress: &str) -> bool {
+    (item.attempts as usize) < ctx.config.defer_retry.len()
+        && ctx
+            .egresses
+            .iter()
+            .any(|e| e.name != egress && !item.blocked_via.contains(&e.name))
 }
 
 fn not_probed<Q: WorkQueue, S: StateStore>(

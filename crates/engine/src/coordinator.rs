@@ -454,6 +454,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             greylist_round: 0,
             waiting_since_ms: None,
             note: None,
+            blocked_via: Vec::new(),
         };
         let domain = address.domain().as_str().to_string();
         self.route(domain, batch_item).await

@@ -118,6 +118,7 @@ fn batches(campaign: &CampaignId, fleet: &rollcall_sim::Fleet) -> Vec<Batch> {
                         greylist_round: 0,
                         waiting_since_ms: None,
                         note: None,
+                        blocked_via: Vec::new(),
                     }
                 })
                 .collect();

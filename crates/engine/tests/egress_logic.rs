@@ -48,6 +48,7 @@ fn slow(answer: Answer) -> Arc<Script> {
         refuse_connections: false,
         rcpt_cap: None,
         refuse_from: Vec::new(),
+        block_from: Vec::new(),
         txn_delay: Duration::from_millis(50),
         seen: std::sync::Mutex::new(Seen::default()),
     })
@@ -182,6 +183,7 @@ async fn an_egress_refused_at_a_site_leaves_the_work_to_the_others() {
         refuse_connections: false,
         rcpt_cap: None,
         refuse_from: vec!["a".to_string()],
+        block_from: Vec::new(),
         txn_delay: std::time::Duration::ZERO,
         seen: std::sync::Mutex::new(Seen::default()),
     });
@@ -386,5 +388,74 @@ async fn the_mail_rate_paces_transactions_per_egress() {
                 "egress {egress}: {in_window} transactions within 1 s"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn a_block_of_one_egress_is_no_verdict_another_egress_tries() {
+    // The server has egress `a`'s address on a blocklist (554 5.7.1 ... blocked using ...):
+    // that says nothing about the mailboxes, so the addresses are tried through `b`, which
+    // gets the real answers; `a` is held off at the site.
+    let mut config = config_with(&["a", "b"]);
+    config.shaping.default.max_sessions = 1;
+    let s = Arc::new(Script {
+        answer: known(),
+        refuse_connections: false,
+        rcpt_cap: None,
+        refuse_from: Vec::new(),
+        block_from: vec!["a".to_string()],
+        txn_delay: Duration::ZERO,
+        seen: std::sync::Mutex::new(Seen::default()),
+    });
+    let results = run_batches(
+        s.clone(),
+        config,
+        batches(&CampaignId::random(), "example.test", 4, 5),
+    )
+    .await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.verdict.reason() == Reason::Accepted),
+        "{:?}",
+        results
+            .iter()
+            .map(|r| (r.address.clone(), r.verdict.reason()))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r.verdict.evidence.egress.as_deref() == Some("b"))
+    );
+}
+
+#[tokio::test]
+async fn an_address_blocked_through_every_egress_is_unknown_blocked_and_says_where() {
+    let config = config_with(&["a", "b"]);
+    let s = Arc::new(Script {
+        answer: known(),
+        refuse_connections: false,
+        rcpt_cap: None,
+        refuse_from: Vec::new(),
+        block_from: vec!["a".to_string(), "b".to_string()],
+        txn_delay: Duration::ZERO,
+        seen: std::sync::Mutex::new(Seen::default()),
+    });
+    let results = run_batches(
+        s.clone(),
+        config,
+        batches(&CampaignId::random(), "example.test", 1, 3),
+    )
+    .await;
+    let seen = s.seen.lock().unwrap();
+    for result in &results {
+        assert_eq!(result.verdict.reason(), Reason::Blocked);
+        let detail = result.verdict.detail.clone().unwrap_or_default();
+        assert!(detail.contains("also blocked via egress"), "{detail}");
+        let mut via = seen.asked_via[&result.address].clone();
+        via.sort();
+        via.dedup();
+        assert_eq!(via, ["a", "b"], "tried through both, then settled");
     }
 }

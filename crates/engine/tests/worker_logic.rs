@@ -141,6 +141,7 @@ async fn too_many_recipients_shrinks_the_transaction_and_loses_nothing() {
         refuse_connections: false,
         rcpt_cap: Some(4),
         refuse_from: Vec::new(),
+        block_from: Vec::new(),
         txn_delay: std::time::Duration::ZERO,
         seen: Mutex::new(Seen::default()),
     });
@@ -176,6 +177,7 @@ async fn unreachable_host_is_retried_then_connection_failed() {
         refuse_connections: true,
         rcpt_cap: None,
         refuse_from: Vec::new(),
+        block_from: Vec::new(),
         txn_delay: std::time::Duration::ZERO,
         seen: Mutex::new(Seen::default()),
     });
@@ -200,6 +202,7 @@ async fn a_batch_naming_hundreds_of_hosts_and_addresses_is_tried_within_bounds()
         refuse_connections: true,
         rcpt_cap: None,
         refuse_from: Vec::new(),
+        block_from: Vec::new(),
         txn_delay: std::time::Duration::ZERO,
         seen: Mutex::new(Seen::default()),
     });
@@ -236,6 +239,7 @@ async fn too_many_recipients_for_every_rcpt_ends_deferred_not_in_a_loop() {
         refuse_connections: false,
         rcpt_cap: Some(0),
         refuse_from: Vec::new(),
+        block_from: Vec::new(),
         txn_delay: std::time::Duration::ZERO,
         seen: Mutex::new(Seen::default()),
     });

@@ -98,6 +98,7 @@ fn entry(campaign: &CampaignId, item: u64) -> GreylistEntry {
                 greylist_round: 1,
                 waiting_since_ms: None,
                 note: None,
+                blocked_via: Vec::new(),
             }],
             max_wait_ms: None,
             egress: None,

@@ -41,6 +41,6 @@ pub use fleet::{Fleet, HostInfo, SimOptions, start};
 pub use population::ROLE_WORDS;
 pub use spec::{
     Behaviour, BehaviourMix, DomainSpec, FleetSettings, FleetSpec, GenerateSpec, HostSpec,
-    MailboxState, MxSpec, Profile, SiteSpec,
+    MailboxState, MxSpec, Profile, RecordSpec, SiteSpec,
 };
 pub use truth::{Reason, Scenario, Status, TruthRow};

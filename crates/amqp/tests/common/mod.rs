@@ -108,6 +108,7 @@ pub fn batch(site: &str, first: u64, n: u64) -> Batch {
                 greylist_round: 0,
                 waiting_since_ms: None,
                 note: None,
+                blocked_via: Vec::new(),
             })
             .collect(),
         max_wait_ms: None,

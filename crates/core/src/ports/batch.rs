@@ -41,6 +41,10 @@ pub struct BatchItem {
     /// could not go out through the egress that was greylisted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Egresses whose address a server blocked for this item (a policy block is about the
+    /// prober's address, not the mailbox): the item is tried from another one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_via: Vec<String>,
 }
 
 /// The unit of work: addresses of one domain, all served by one site.

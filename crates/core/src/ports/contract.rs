@@ -168,6 +168,7 @@ fn batch(campaign: &CampaignId, domain: &str, item: u64) -> Batch {
             greylist_round: 1,
             waiting_since_ms: None,
             note: None,
+            blocked_via: Vec::new(),
         }],
         max_wait_ms: None,
         egress: None,

@@ -59,6 +59,9 @@ pub struct Script {
     pub rcpt_cap: Option<usize>,
     /// Connections through these egresses are refused (a server that blocks one address).
     pub refuse_from: Vec<String>,
+    /// RCPTs through these egresses get a policy block of the client address (the address
+    /// is on a blocklist).
+    pub block_from: Vec<String>,
     /// How long each transaction takes at the server (so that sessions overlap).
     pub txn_delay: Duration,
     pub seen: Mutex<Seen>,
@@ -132,7 +135,15 @@ impl ProbeSession for FakeSession {
             };
             let egress = self.egress.clone();
             seen.asked_via.entry(rcpt.clone()).or_default().push(egress);
-            let (code, enhanced, text) = (self.script.answer)(rcpt, count);
+            let (code, enhanced, text) = if self.script.block_from.contains(&self.egress) {
+                (
+                    554,
+                    "5.7.1",
+                    "Service unavailable; Client host [127.0.1.1] blocked using zen.spamhaus.org",
+                )
+            } else {
+                (self.script.answer)(rcpt, count)
+            };
             if code >= 500 {
                 self.rejected += 1;
             }
@@ -214,6 +225,7 @@ pub fn batch(campaign: &CampaignId, domain: &str, locals: &[String]) -> Batch {
                 greylist_round: 0,
                 waiting_since_ms: None,
                 note: None,
+                blocked_via: Vec::new(),
             })
             .collect(),
         max_wait_ms: None,
@@ -283,6 +295,7 @@ pub fn script(answer: Answer) -> Arc<Script> {
         refuse_connections: false,
         rcpt_cap: None,
         refuse_from: Vec::new(),
+        block_from: Vec::new(),
         txn_delay: Duration::ZERO,
         seen: Mutex::new(Seen::default()),
     })
