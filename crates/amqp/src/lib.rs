@@ -9,7 +9,7 @@
 //!
 //! # Layout
 //! - `config`: `AmqpConfig`, the settings and their validation.
-//! - `routing`: `shard_of`, site to shard.
+//! - `routing`: `shard_of`, site to shard; `shard_of_lane`, the shards of a hot site's lanes.
 //! - `topology`: names, the retry ladder, idempotent declare and delete.
 //! - `link`: one connection with its channels and shard consumers.
 //! - `queue`: `AmqpQueue` (the `WorkQueue`), the reconnect supervisor, depth and counters.
@@ -32,5 +32,5 @@ pub use config::AmqpConfig;
 pub use error::Error;
 pub use publisher::Publisher;
 pub use queue::{AmqpQueue, QueueStats};
-pub use routing::shard_of;
+pub use routing::{shard_of, shard_of_lane};
 pub use topology::Topology;

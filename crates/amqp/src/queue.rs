@@ -26,7 +26,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 use crate::acker::AmqpAcker;
 use crate::link::{Incoming, Link, Settled};
 use crate::publisher::Publisher;
-use crate::{AmqpConfig, Error, Topology, shard_of};
+use crate::{AmqpConfig, Error, Topology, shard_of, shard_of_lane};
 
 /// How often the supervisor looks at the link.
 const HEALTH_INTERVAL: Duration = Duration::from_millis(200);
@@ -442,7 +442,7 @@ pub(crate) fn unroutable(exchange: &str, routing_key: &str, why: &str) -> QueueE
 
 /// Where a batch goes: (exchange, routing key).
 pub(crate) fn destination(shared: &Shared, batch: &Batch, delay: Duration) -> (String, String) {
-    let key = Topology::shard_key(shard_of(&batch.route_key(), shared.config.shards));
+    let key = Topology::shard_key(shard_of_lane(&batch.site, batch.lane, shared.config.shards));
     match shared.topology.rung_for(delay) {
         None => (shared.topology.work_exchange(), key),
         Some(rung) => (shared.topology.delay_name(rung), key),

@@ -1,6 +1,7 @@
 //! Routing: which shard a site's batches go to.
 //!
-//! Owns `shard_of`, a pure function of the site key and the shard count. It does not know about
+//! Owns `shard_of`, a pure function of the site key and the shard count, and `shard_of_lane`
+//! for the lanes of a site spread over several shards. It does not know about
 //! queues or leases; the topology turns a shard number into a routing key.
 //!
 //! The hash is FNV-1a (64-bit) over the UTF-8 bytes of the site key. It is fixed on purpose: the
@@ -27,6 +28,17 @@ pub fn shard_of(site: &str, shards: u32) -> u32 {
     u32::try_from(fnv1a64(site.as_bytes()) % shards).unwrap_or(0)
 }
 
+/// The shard of lane `lane` of `site`: the `lane`-th shard after the site's own, so a site's
+/// lanes (up to the shard count) land on distinct shards, spread evenly over the workers that
+/// hold them, and each lane always on the same one.
+pub fn shard_of_lane(site: &str, lane: u32, shards: u32) -> u32 {
+    let shards = shards.max(1);
+    let offset = lane % shards;
+    // Both terms are < shards, so the sum fits in u64 and the remainder in u32.
+    u32::try_from((u64::from(shard_of(site, shards)) + u64::from(offset)) % u64::from(shards))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,6 +60,18 @@ mod tests {
         assert_eq!(shard_of("mx1.example.test,mx2.example.test", 16), 8);
         assert_eq!(shard_of("mx1.example.test,mx2.example.test", 7), 6);
         assert_eq!(shard_of("", 64), 37);
+    }
+
+    #[test]
+    fn a_sites_lanes_land_on_distinct_shards_from_its_own() {
+        let own = shard_of("mx1.site1.test", 16);
+        assert_eq!(shard_of_lane("mx1.site1.test", 0, 16), own);
+        let lanes: std::collections::HashSet<u32> = (0..16)
+            .map(|lane| shard_of_lane("mx1.site1.test", lane, 16))
+            .collect();
+        assert_eq!(lanes.len(), 16, "16 lanes, 16 distinct shards");
+        assert_eq!(shard_of_lane("mx1.site1.test", 17, 16), (own + 1) % 16);
+        assert_eq!(shard_of_lane("x", 3, 0), 0);
     }
 
     #[test]

@@ -65,8 +65,8 @@ pub struct Batch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<String>,
     /// Which of its site's lanes the batch rides (0: the site's own). A hot site's batches are
-    /// spread over several lanes, each routed to its own shard (distributed wiring), so that
-    /// several workers probe it, each from its own egresses.
+    /// spread over several lanes, lane `k` routed to the shard `k` after the site's own
+    /// (distributed wiring), so that several workers probe it, each from its own egresses.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lane: u32,
 }
@@ -97,16 +97,6 @@ impl Batch {
             max_wait_ms: self.max_wait_ms,
             egress: self.egress.clone(),
             lane: self.lane,
-        }
-    }
-
-    /// What the batch is routed by: the site for lane 0, `SITE#LANE` for the others, so a
-    /// site's lanes land on different shards while each lane always lands on the same one.
-    pub fn route_key(&self) -> std::borrow::Cow<'_, str> {
-        if self.lane == 0 {
-            std::borrow::Cow::Borrowed(&self.site)
-        } else {
-            std::borrow::Cow::Owned(format!("{}#{}", self.site, self.lane))
         }
     }
 }
