@@ -11,7 +11,9 @@
 # refusals, greylist retries from another address). Then the hot site's speed-up.
 #
 #   bash benches/egress/hot-site.sh          ADDRESSES=N for a smaller list, KEEP=1 keeps the logs,
-#                                            RUNS="2x4" one of the runs
+#                                            RUNS="2x4" one of the runs, LIST=FILE submits
+#                                            FILE (e.g. the hot site's addresses) instead of
+#                                            the fleet's whole list
 # Needs Redis and RabbitMQ (bash scripts/services.sh), redis-cli, rabbitmqctl, python3.
 # Loopback only; its Redis keys and AMQP queues (prefix rcbench-egress-*) are deleted at the end.
 set -euo pipefail
@@ -93,7 +95,7 @@ with open(samples, "w") as s:
 PY
   local poller=$!
   local started; started=$(date +%s.%N)
-  "$bin" submit "$work/list.txt" --coordinator "http://127.0.0.1:$port" --wait -o "$out" \
+  "$bin" submit "${LIST:-$work/list.txt}" --coordinator "http://127.0.0.1:$port" --wait -o "$out" \
     --format jsonl --progress off 2>"$work/submit-$label.log"
   local wall; wall=$(echo "$(date +%s.%N) - $started" | bc)
   sleep 0.5; kill "$poller" 2>/dev/null; wait "$poller" 2>/dev/null || true
