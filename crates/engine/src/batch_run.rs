@@ -52,6 +52,9 @@ struct Settlement {
     max_wait: Option<Duration>,
     /// A server blocked this egress's address for an item that another egress will try.
     blocked_here: bool,
+    /// Items moved off this egress (blocked here): retried through any other, even when the
+    /// batch was pinned to this one.
+    moved_off: std::collections::HashSet<ItemId>,
 }
 
 impl Settlement {
@@ -483,12 +486,15 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
             Classification::Blocked if may_try_elsewhere(ctx, &item, base.egress) => {
                 let mut item = item;
                 item.attempts += 1;
-                item.blocked_via.push(base.egress.to_string());
+                if !item.blocked_via.iter().any(|e| e == base.egress) {
+                    item.blocked_via.push(base.egress.to_string());
+                }
                 out.blocked_here = true;
                 let why = format!(
                     "blocked via egress {} (another egress will try)",
                     base.egress
                 );
+                out.moved_off.insert(item.item);
                 out.wait([item], EGRESS_SWITCH_RETRY, &why);
             }
             Classification::Blocked if !item.blocked_via.is_empty() => {
@@ -1010,7 +1016,8 @@ async fn apply<Q: WorkQueue, S: StateStore>(
         };
         ctx.state.greylist_schedule(&entry, now + delay).await?;
     }
-    let mut by_delay: std::collections::BTreeMap<Duration, Vec<BatchItem>> = Default::default();
+    let mut by_delay: std::collections::BTreeMap<(Duration, bool), Vec<BatchItem>> =
+        Default::default();
     let mut waits: std::collections::HashMap<ItemId, String> = out.waits.into_iter().collect();
     for (item, delay) in out.later {
         let why = waits
@@ -1019,12 +1026,16 @@ async fn apply<Q: WorkQueue, S: StateStore>(
         ctx.metrics
             .waiting
             .wait(&batch.campaign, item.item, &why, delay);
-        by_delay.entry(delay).or_default().push(item);
+        let moved = out.moved_off.contains(&item.item);
+        by_delay.entry((delay, moved)).or_default().push(item);
     }
-    for (delay, items) in by_delay {
-        ctx.queue
-            .publish_after(&batch.with_items(items), delay)
-            .await?;
+    for ((delay, moved), items) in by_delay {
+        let mut retry = batch.with_items(items);
+        if moved {
+            // Blocked through this egress: any other may try it, even when it was pinned here.
+            retry.egress = None;
+        }
+        ctx.queue.publish_after(&retry, delay).await?;
         metrics::counter!("rollcall_queue_published_total").increment(1);
     }
     Ok(())

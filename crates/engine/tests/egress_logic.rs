@@ -459,3 +459,26 @@ async fn an_address_blocked_through_every_egress_is_unknown_blocked_and_says_whe
         assert_eq!(via, ["a", "b"], "tried through both, then settled");
     }
 }
+
+#[tokio::test]
+async fn a_retry_pinned_to_a_blocked_egress_moves_to_another() {
+    // A greylist retry pinned to `a`, whose address the server now blocks: the pin does not
+    // hold it there; `b` gets the real answer.
+    let config = config_with(&["a", "b"]);
+    let s = Arc::new(Script {
+        answer: known(),
+        refuse_connections: false,
+        rcpt_cap: None,
+        refuse_from: Vec::new(),
+        block_from: vec!["a".to_string()],
+        txn_delay: Duration::ZERO,
+        seen: std::sync::Mutex::new(Seen::default()),
+    });
+    let mut pinned = batch(&CampaignId::random(), "example.test", &locals(3));
+    pinned.egress = Some("a".to_string());
+    let results = run_batches(s.clone(), config, vec![pinned]).await;
+    for result in &results {
+        assert_eq!(result.verdict.reason(), Reason::Accepted, "{result:?}");
+        assert_eq!(result.verdict.evidence.egress.as_deref(), Some("b"));
+    }
+}
