@@ -32,6 +32,25 @@ const W2: [&str; 4] = ["127.0.2.1", "127.0.2.2", "127.0.2.3", "127.0.2.4"];
 const SESSIONS_PER_EGRESS: u64 = 2;
 const HOT_HOST: &str = "mx1.site1.test";
 
+/// The egress world, a coordinator and two workers with four egresses each, as a user runs
+/// them (no shard cap), once each holds its fair share of the shards.
+fn egress_run(test: &str) -> Run {
+    let mut run = Run::start_with(
+        test,
+        &dist_file("fleet-egress.toml"),
+        &dist_file("rollcall-egress.toml"),
+    );
+    for (name, egresses) in [("w1", W1), ("w2", W2)] {
+        let extra = ["--egress".to_string(), egresses.join(",")];
+        run.worker(name, None, 0, &extra);
+    }
+    for name in ["w1", "w2"] {
+        run.deployment
+            .wait_for_shards(&mut run.redis, name, (SHARDS / 2) as usize);
+    }
+    run
+}
+
 #[test]
 fn two_workers_with_four_egresses_each_share_a_hot_site_within_every_per_ip_limit() {
     const TEST: &str =
@@ -41,16 +60,7 @@ fn two_workers_with_four_egresses_each_share_a_hot_site_within_every_per_ip_limi
         return;
     }
     let started = Instant::now();
-    let mut run = Run::start_with(
-        TEST,
-        &dist_file("fleet-egress.toml"),
-        &dist_file("rollcall-egress.toml"),
-    );
-    let half = SHARDS / 2;
-    for (name, egresses) in [("w1", W1), ("w2", W2)] {
-        let extra = ["--egress".to_string(), egresses.join(",")];
-        run.worker(name, Some(half), half as usize, &extra);
-    }
+    let mut run = egress_run(TEST);
     let out = run.submit_and_wait();
     run.finish_client("submit", &out);
     let rows = read_rows(&out);
@@ -127,20 +137,7 @@ fn the_worker_with_the_most_egress_sessions_killed_mid_campaign_loses_nothing_an
         return;
     }
     let started = Instant::now();
-    let mut run = Run::start_with(
-        TEST,
-        &dist_file("fleet-egress.toml"),
-        &dist_file("rollcall-egress.toml"),
-    );
-    let half = SHARDS / 2;
-    for (name, egresses) in [("w1", W1), ("w2", W2)] {
-        let extra = ["--egress".to_string(), egresses.join(",")];
-        run.worker(name, None, 0, &extra);
-    }
-    for name in ["w1", "w2"] {
-        run.deployment
-            .wait_for_shards(&mut run.redis, name, half as usize);
-    }
+    let mut run = egress_run(TEST);
     let out = run.submit_and_wait();
     let submitted = Instant::now();
     let (_, done) = run.wait_for_share(support_dist::run::KILL_AT_PERCENT);

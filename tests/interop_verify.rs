@@ -168,18 +168,6 @@ const ADDRESSES: usize = 40;
 /// Honest pacing takes (41 - 5) x 0.5 s = 18 s; anvil rejections would defer rows for minutes.
 const VERIFY_BOUND: Duration = Duration::from_secs(150);
 
-/// The anvil listener's log lines written after `start`.
-fn anvil_log_since(start: u64) -> String {
-    let mut file = std::fs::File::open(LOG).expect("the Postfix log exists");
-    file.seek(SeekFrom::Start(start)).unwrap();
-    let mut text = String::new();
-    file.read_to_string(&mut text).unwrap();
-    text.lines()
-        .filter(|l| l.contains("postfix/interop-anvil/"))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
 const LOG: &str = "/var/log/postfix-interop.log";
 
 /// Seconds of the day of a log line (`Dec 04 17:56:57 mx ...`).
@@ -197,87 +185,11 @@ async fn the_rate_on_the_wire_is_the_configured_rate_by_postfix_anvil() {
     ) {
         return;
     }
-    let fleet_spec = FLEET.replace("127.0.0.25", "127.0.0.27");
-    let spec = FleetSpec::from_toml(&fleet_spec).expect("fleet parses");
-    let fleet = rollcall_sim::start(
-        &spec,
-        SimOptions {
-            smtp_port: Some(2525),
-            ..SimOptions::default()
-        },
-    )
-    .await
-    .expect("fleet (DNS only) starts");
-    let dir = std::env::temp_dir().join(format!("rollcall-interop-anvil-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (list, out, config) = (
-        dir.join("list.txt"),
-        dir.join("out.jsonl"),
-        dir.join("c.toml"),
-    );
     // Sub-addresses of known mailboxes: Postfix accepts every one (recipient_delimiter +).
     let addresses: Vec<String> = (0..ADDRESSES)
         .map(|i| format!("{}+{i}@example.test", ["alice", "bob", "carol"][i % 3]))
         .collect();
-    std::fs::write(&list, addresses.join("\n")).unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "[[shaping.site]]\npattern = \"mx.example.test\"\nrcpt_per_minute = {RULE_PER_MINUTE}\n\
-             rcpt_burst = {RULE_BURST}\nrcpt_per_transaction = 20\n"
-        ),
-    )
-    .unwrap();
-    let log_start = std::fs::metadata(LOG).map(|m| m.len()).unwrap_or(0);
-
-    let dns = fleet.dns_addr().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
-        .arg("verify")
-        .arg(&list)
-        .arg("-o")
-        .arg(&out)
-        .arg("--config")
-        .arg(&config)
-        .args(["--format", "jsonl", "--progress", "off", "--allow-private"])
-        .args(["--dns", &dns, "--smtp-port", "2525"])
-        .args([
-            "--helo",
-            "interop.rollcall.test",
-            "--mail-from",
-            "probe@rollcall.test",
-        ])
-        .args(["--connect-timeout", "5s", "--command-timeout", "20s"])
-        .spawn()
-        .expect("rollcall runs");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > VERIFY_BOUND {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    // Postfix writes its log through postlogd: give the last lines a moment.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let log = anvil_log_since(log_start);
-    let rejections: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("rate limit exceeded") || l.contains("Error: too many"))
-        .collect();
-    assert!(
-        rejections.is_empty(),
-        "Postfix's anvil rejected the prober ({} lines), first: {}",
-        rejections.len(),
-        rejections.first().unwrap_or(&"")
-    );
-    let status = status.unwrap_or_else(|| {
-        panic!("rollcall verify did not end within {VERIFY_BOUND:?}; anvil log:\n{log}")
-    });
-    assert!(status.success(), "rollcall verify exited with {status}");
+    let AnvilRun { log, rows } = verify_against_anvil("anvil", &addresses, &[]).await;
 
     // Every RCPT the listener saw, by second: no 10 s window holds more than the rule allows
     // (burst + 10 s of rate, one more for the log's whole seconds).
@@ -308,17 +220,10 @@ async fn the_rate_on_the_wire_is_the_configured_rate_by_postfix_anvil() {
         );
     }
 
-    let text = std::fs::read_to_string(&out).unwrap();
-    let rows: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .collect();
-    assert_eq!(rows.len(), ADDRESSES, "one row per address:\n{text}");
+    assert_eq!(rows.len(), ADDRESSES, "one row per address");
     for row in &rows {
         assert_eq!(row["status"], "deliverable", "{row}");
     }
-    fleet.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs `rollcall verify` with `args` and waits at most `VERIFY_BOUND`; `None` when it did not
@@ -356,18 +261,17 @@ fn listener_log_since(listener: &str, start: u64) -> String {
         .collect()
 }
 
-/// Source addresses of the egress test (all of 127.0.0.0/8 is local on Linux).
-const EGRESS_IPS: [&str; 4] = ["127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4"];
-const EGRESS_ADDRESSES: usize = 120;
+/// What one `rollcall verify` run against the anvil listener left: the listener's log lines
+/// of the run and the output rows.
+struct AnvilRun {
+    log: String,
+    rows: Vec<Value>,
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_egress_addresses_each_stay_under_postfix_anvil_and_all_are_used() {
-    if !postfix_or_skip(
-        ANVIL,
-        "four_egress_addresses_each_stay_under_postfix_anvil_and_all_are_used",
-    ) {
-        return;
-    }
+/// Verifies `addresses` (of example.test) against the anvil listener with the site rule
+/// under test and `extra` flags; asserts that it ended within `VERIFY_BOUND`, successfully,
+/// and that anvil rejected nothing (RCPT rate, connection rate, MAIL rate, concurrency).
+async fn verify_against_anvil(tag: &str, addresses: &[String], extra: &[&str]) -> AnvilRun {
     let fleet_spec = FLEET.replace("127.0.0.25", "127.0.0.27");
     let spec = FleetSpec::from_toml(&fleet_spec).expect("fleet parses");
     let fleet = rollcall_sim::start(
@@ -379,18 +283,14 @@ async fn four_egress_addresses_each_stay_under_postfix_anvil_and_all_are_used() 
     )
     .await
     .expect("fleet (DNS only) starts");
-    let dir = std::env::temp_dir().join(format!("rollcall-interop-egress-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("rollcall-interop-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (list, out, config) = (
         dir.join("list.txt"),
         dir.join("out.jsonl"),
         dir.join("c.toml"),
     );
-    let addresses: Vec<String> = (0..EGRESS_ADDRESSES)
-        .map(|i| format!("{}+e{i}@example.test", ["alice", "bob", "carol"][i % 3]))
-        .collect();
     std::fs::write(&list, addresses.join("\n")).unwrap();
-    // The same rule as the single-address test: 120 RCPT/min, burst 5, per egress.
     std::fs::write(
         &config,
         format!(
@@ -400,13 +300,14 @@ async fn four_egress_addresses_each_stay_under_postfix_anvil_and_all_are_used() 
     )
     .unwrap();
     let log_start = std::fs::metadata(LOG).map(|m| m.len()).unwrap_or(0);
-    let dns = fleet.dns_addr().to_string();
     let mut args: Vec<String> = vec![
         list.display().to_string(),
         "-o".into(),
         out.display().to_string(),
         "--config".into(),
         config.display().to_string(),
+        "--dns".into(),
+        fleet.dns_addr().to_string(),
     ];
     for a in [
         "--format",
@@ -424,22 +325,20 @@ async fn four_egress_addresses_each_stay_under_postfix_anvil_and_all_are_used() 
         "5s",
         "--command-timeout",
         "20s",
-        // Batches of 20: a 120-address list of one domain makes 6 batches, enough for every
-        // egress to have work at once (a real list has thousands of batches per provider).
-        "--batch-size",
-        "20",
-        "--egress",
-        &EGRESS_IPS.join(","),
-    ] {
+    ]
+    .iter()
+    .chain(extra)
+    {
         args.push(a.to_string());
     }
-    args.extend(["--dns".to_string(), dns]);
     let started = Instant::now();
     let status = verify_within_bound(args).await;
     eprintln!(
-        "4 egresses: {EGRESS_ADDRESSES} addresses in {:.1}s",
+        "{tag}: {} addresses in {:.1}s",
+        addresses.len(),
         started.elapsed().as_secs_f64()
     );
+    // Postfix writes its log through postlogd: give the last lines a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let log = listener_log_since("interop-anvil", log_start);
     let rejections: Vec<&str> = log
@@ -460,6 +359,36 @@ async fn four_egress_addresses_each_stay_under_postfix_anvil_and_all_are_used() 
         panic!("rollcall verify did not end within {VERIFY_BOUND:?}; anvil log:\n{log}")
     });
     assert!(status.success(), "rollcall verify exited with {status}");
+    let rows = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    fleet.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    AnvilRun { log, rows }
+}
+
+/// Source addresses of the egress test (all of 127.0.0.0/8 is local on Linux).
+const EGRESS_IPS: [&str; 4] = ["127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4"];
+const EGRESS_ADDRESSES: usize = 120;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_egress_addresses_each_stay_under_postfix_anvil_and_all_are_used() {
+    if !postfix_or_skip(
+        ANVIL,
+        "four_egress_addresses_each_stay_under_postfix_anvil_and_all_are_used",
+    ) {
+        return;
+    }
+    let addresses: Vec<String> = (0..EGRESS_ADDRESSES)
+        .map(|i| format!("{}+e{i}@example.test", ["alice", "bob", "carol"][i % 3]))
+        .collect();
+    let egresses = EGRESS_IPS.join(",");
+    // Batches of 20: a 120-address list of one domain makes 6 batches, enough for every
+    // egress to have work at once (a real list has thousands of batches per provider).
+    let extra = ["--batch-size", "20", "--egress", egresses.as_str()];
+    let AnvilRun { log, rows } = verify_against_anvil("egress", &addresses, &extra).await;
 
     let cap = (RULE_BURST + ANVIL_WINDOW_SECS * RULE_PER_MINUTE / 60 + 2) as usize;
     let mut total = 0;
@@ -490,17 +419,10 @@ async fn four_egress_addresses_each_stay_under_postfix_anvil_and_all_are_used() 
         total > EGRESS_ADDRESSES,
         "every address and at least one catch-all probe went out: {total}"
     );
-    let text = std::fs::read_to_string(&out).unwrap();
-    let rows: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .collect();
     assert_eq!(rows.len(), EGRESS_ADDRESSES, "one row per address");
     for row in &rows {
         assert_eq!(row["status"], "deliverable", "{row}");
     }
-    fleet.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The SOCKS5 proxy of the proxy test: its own port, connecting out from 127.0.0.9.

@@ -40,18 +40,29 @@ fn known() -> Answer {
     })
 }
 
-/// A server where every transaction takes 50 ms, so that batches overlap and sessions run
-/// side by side.
-fn slow(answer: Answer) -> Arc<Script> {
+/// A scripted server answering `answer`, refusing connections through `refuse_from`, blocking
+/// RCPTs through `block_from`, each transaction taking `delay`.
+fn scripted(
+    answer: Answer,
+    refuse_from: &[&str],
+    block_from: &[&str],
+    delay: Duration,
+) -> Arc<Script> {
     Arc::new(Script {
         answer,
         refuse_connections: false,
         rcpt_cap: None,
-        refuse_from: Vec::new(),
-        block_from: Vec::new(),
-        txn_delay: Duration::from_millis(50),
+        refuse_from: refuse_from.iter().map(|e| e.to_string()).collect(),
+        block_from: block_from.iter().map(|e| e.to_string()).collect(),
+        txn_delay: delay,
         seen: std::sync::Mutex::new(Seen::default()),
     })
+}
+
+/// A server where every transaction takes 50 ms, so that batches overlap and sessions run
+/// side by side.
+fn slow(answer: Answer) -> Arc<Script> {
+    scripted(answer, &[], &[], Duration::from_millis(50))
 }
 
 fn locals(n: usize) -> Vec<String> {
@@ -178,15 +189,7 @@ async fn an_egress_refused_at_a_site_leaves_the_work_to_the_others() {
     let mut config = config_with(&["a", "b"]);
     config.shaping.default.backoff.failures_to_open = 1;
     config.shaping.default.backoff.base = Duration::from_secs(60);
-    let s = Arc::new(Script {
-        answer: known(),
-        refuse_connections: false,
-        rcpt_cap: None,
-        refuse_from: vec!["a".to_string()],
-        block_from: Vec::new(),
-        txn_delay: std::time::Duration::ZERO,
-        seen: std::sync::Mutex::new(Seen::default()),
-    });
+    let s = scripted(known(), &["a"], &[], Duration::ZERO);
     let batches = batches(&CampaignId::random(), "example.test", 6, 5);
     let results = run_batches(s.clone(), config, batches).await;
     assert!(
@@ -398,15 +401,7 @@ async fn a_block_of_one_egress_is_no_verdict_another_egress_tries() {
     // gets the real answers; `a` is held off at the site.
     let mut config = config_with(&["a", "b"]);
     config.shaping.default.max_sessions = 1;
-    let s = Arc::new(Script {
-        answer: known(),
-        refuse_connections: false,
-        rcpt_cap: None,
-        refuse_from: Vec::new(),
-        block_from: vec!["a".to_string()],
-        txn_delay: Duration::ZERO,
-        seen: std::sync::Mutex::new(Seen::default()),
-    });
+    let s = scripted(known(), &[], &["a"], Duration::ZERO);
     let results = run_batches(
         s.clone(),
         config,
@@ -433,15 +428,7 @@ async fn a_block_of_one_egress_is_no_verdict_another_egress_tries() {
 #[tokio::test]
 async fn an_address_blocked_through_every_egress_is_unknown_blocked_and_says_where() {
     let config = config_with(&["a", "b"]);
-    let s = Arc::new(Script {
-        answer: known(),
-        refuse_connections: false,
-        rcpt_cap: None,
-        refuse_from: Vec::new(),
-        block_from: vec!["a".to_string(), "b".to_string()],
-        txn_delay: Duration::ZERO,
-        seen: std::sync::Mutex::new(Seen::default()),
-    });
+    let s = scripted(known(), &[], &["a", "b"], Duration::ZERO);
     let results = run_batches(
         s.clone(),
         config,
@@ -465,15 +452,7 @@ async fn a_retry_pinned_to_a_blocked_egress_moves_to_another() {
     // A greylist retry pinned to `a`, whose address the server now blocks: the pin does not
     // hold it there; `b` gets the real answer.
     let config = config_with(&["a", "b"]);
-    let s = Arc::new(Script {
-        answer: known(),
-        refuse_connections: false,
-        rcpt_cap: None,
-        refuse_from: Vec::new(),
-        block_from: vec!["a".to_string()],
-        txn_delay: Duration::ZERO,
-        seen: std::sync::Mutex::new(Seen::default()),
-    });
+    let s = scripted(known(), &[], &["a"], Duration::ZERO);
     let mut pinned = batch(&CampaignId::random(), "example.test", &locals(3));
     pinned.egress = Some("a".to_string());
     let results = run_batches(s.clone(), config, vec![pinned]).await;
