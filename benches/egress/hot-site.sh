@@ -23,7 +23,7 @@ HOT=mx1.site1.test
 SHARDS=8
 AMQP=amqp://guest:guest@127.0.0.1:5672/%2f
 REDIS=redis://127.0.0.1:6379
-CONFIG=benches/egress/hot-site.rollcall.toml
+CONFIG=${CONFIG:-benches/egress/hot-site.rollcall.toml}
 cargo build --release -q -p rollcall
 bin=target/release/rollcall
 work=$(mktemp -d /tmp/egress-hot.XXXXXX)
