@@ -7,6 +7,7 @@
 //! - `probe`: one SMTP session against one host, transcript and per-address replies.
 //! - `doctor`: checks each egress before a run (HELO name, reverse DNS, sender domain,
 //!   outbound SMTP to given targets).
+//! - `manual`: shell completions and the man page, generated from the clap definition.
 //! - `sim`: runs the simulated mail fleet standalone.
 //! - `verify`: verifies a list in this process; the run loop shared with `demo`.
 //! - `config`: the config file, the engine flags and env vars, and their merge.
@@ -26,6 +27,7 @@ mod demo;
 mod doctor;
 mod fleet;
 mod fleet_run;
+mod manual;
 mod metrics;
 mod output;
 mod probe;
@@ -81,6 +83,10 @@ enum Command {
     Submit(submit::Args),
     /// Follow a campaign on a coordinator until it ends; with --results, write its results.
     Watch(watch::Args),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(manual::CompletionsArgs),
+    /// Print the man page (roff): `rollcall man > rollcall.1; man -l rollcall.1`.
+    Man,
 }
 
 /// Entry point used by the `rollcall` binary.
@@ -121,6 +127,8 @@ pub fn main() -> ExitCode {
             Command::Coordinator(args) => coordinator::run(args).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Watch(args) => watch::run(args).await,
+            Command::Completions(args) => manual::completions(args).await,
+            Command::Man => manual::man().await,
         }
     });
     match result {
