@@ -353,18 +353,24 @@ fn record_transaction(
     elapsed: Duration,
     egress: &str,
 ) {
-    for class in classes.iter().flatten() {
-        let egress = egress.to_string();
-        metrics::counter!("rollcall_egress_rcpts_total", "egress" => egress.clone()).increment(1);
+    // Counted per transaction, not per RCPT: one label lookup per counter and transaction.
+    let replied = classes.iter().flatten();
+    let (mut rcpts, mut blocks, mut deferrals) = (0u64, 0u64, 0u64);
+    for class in replied {
+        rcpts += 1;
         match class {
-            Classification::Blocked => {
-                metrics::counter!("rollcall_egress_blocks_total", "egress" => egress).increment(1)
-            }
-            Classification::Retry(_) => {
-                metrics::counter!("rollcall_egress_deferrals_total", "egress" => egress)
-                    .increment(1)
-            }
+            Classification::Blocked => blocks += 1,
+            Classification::Retry(_) => deferrals += 1,
             _ => {}
+        }
+    }
+    for (name, n) in [
+        ("rollcall_egress_rcpts_total", rcpts),
+        ("rollcall_egress_blocks_total", blocks),
+        ("rollcall_egress_deferrals_total", deferrals),
+    ] {
+        if n > 0 {
+            metrics::counter!(name, "egress" => egress.to_string()).increment(n);
         }
     }
     metrics::counter!("rollcall_smtp_transactions_total").increment(1);
@@ -1010,10 +1016,7 @@ async fn apply<Q: WorkQueue, S: StateStore>(
         // sender, so it is pinned to this egress.
         let mut retry = batch.with_items(items);
         retry.egress = Some(egress.name.clone());
-        let entry = GreylistEntry {
-            batch: retry,
-            egress: Some(egress.name.clone()),
-        };
+        let entry = GreylistEntry { batch: retry };
         ctx.state.greylist_schedule(&entry, now + delay).await?;
     }
     let mut by_delay: std::collections::BTreeMap<(Duration, bool), Vec<BatchItem>> =

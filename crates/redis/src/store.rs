@@ -615,7 +615,6 @@ mod retry_tests {
                 egress: None,
                 lane: 0,
             },
-            egress: None,
         };
         let now = SystemTime::now();
         s.greylist_schedule(&entry, now - Duration::from_secs(1))

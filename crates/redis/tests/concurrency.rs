@@ -104,7 +104,6 @@ fn entry(campaign: &CampaignId, item: u64) -> GreylistEntry {
             egress: None,
             lane: 0,
         },
-        egress: None,
     }
 }
 

@@ -181,7 +181,6 @@ pub async fn greylist<S: StateStore>(store: &S, campaign: &CampaignId) {
     let now = SystemTime::now();
     let entry = |item| GreylistEntry {
         batch: batch(campaign, "grey.test", item),
-        egress: None,
     };
     let before = store.greylist_pending().await.unwrap();
     store

@@ -122,12 +122,10 @@ pub enum CircuitDecision {
 }
 
 /// A greylisted batch waiting for its retry time; the retry goes out through the same egress
-/// with the same sender (greylisting keys on both), as the batch's pin says.
+/// with the same sender (greylisting keys on both), as the batch's pin (`Batch::egress`) says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GreylistEntry {
     pub batch: Batch,
-    /// The egress that was greylisted, by name.
-    pub egress: Option<String>,
 }
 
 /// Progress of a campaign, read from counters.
