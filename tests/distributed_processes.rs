@@ -124,11 +124,6 @@ fn coordinator_and_two_workers_match_the_embedded_run_and_the_truth() {
     report_time(TEST, started);
 }
 
-/// How much longer than its pace before the kill a campaign may take after a worker dies:
-/// the shard and session leases of the dead worker lapse (15 s each, at the same time), then
-/// the survivor serves the dead worker's sites.
-const KILL_ALLOWANCE: Duration = Duration::from_secs(45);
-
 /// The site with the most addresses of the list, and how many: each domain resolved through
 /// the fleet's DNS and grouped into sites the way the coordinator does (`Site::from_mx_hosts`).
 fn busiest_site(sim: &Sim) -> (String, usize) {
@@ -231,20 +226,7 @@ fn the_worker_serving_the_busiest_sites_killed_mid_campaign_stalls_nothing() {
     );
 
     run.finish_client("submit", &out);
-    let took = submitted.elapsed();
-    // The pace before the kill, projected over the whole list, plus the allowance: a dead
-    // worker's slots must not hold its sites off for longer than their short leases.
-    let projected = before_kill.mul_f64(run.rows() as f64 / done.max(1) as f64);
-    eprintln!(
-        "{TEST}: campaign took {:.1}s after submit (projected without the kill {:.1}s)",
-        took.as_secs_f64(),
-        projected.as_secs_f64()
-    );
-    assert!(
-        took <= projected + KILL_ALLOWANCE,
-        "the campaign took {took:?}, more than {KILL_ALLOWANCE:?} beyond its pace before the \
-         kill ({projected:?})"
-    );
+    run.assert_within_pace_after_kill(TEST, submitted, before_kill, done);
     run.deployment
         .wait_for_shards(&mut run.redis, survivor, SHARDS as usize);
     run.assert_fleet_polite();

@@ -226,6 +226,45 @@ async fn the_rate_on_the_wire_is_the_configured_rate_by_postfix_anvil() {
     }
 }
 
+/// `rollcall verify` arguments for a run against the interop Postfix: `list` to `out` (JSONL)
+/// with `config`, DNS from the sim at `dns`, and `extra` flags.
+fn verify_args(
+    list: &std::path::Path,
+    out: &std::path::Path,
+    config: &std::path::Path,
+    dns: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let paths = [list, out, config].map(|p| p.display().to_string());
+    let [list, out, config] = paths;
+    let mut args = vec![list, "-o".into(), out, "--config".into(), config];
+    for a in [
+        "--dns",
+        dns,
+        "--format",
+        "jsonl",
+        "--progress",
+        "off",
+        "--allow-private",
+        "--smtp-port",
+        "2525",
+        "--helo",
+        "interop.rollcall.test",
+        "--mail-from",
+        "probe@rollcall.test",
+        "--connect-timeout",
+        "5s",
+        "--command-timeout",
+        "20s",
+    ]
+    .iter()
+    .chain(extra)
+    {
+        args.push(a.to_string());
+    }
+    args
+}
+
 /// Runs `rollcall verify` with `args` and waits at most `VERIFY_BOUND`; `None` when it did not
 /// end in time (it is killed).
 async fn verify_within_bound(args: Vec<String>) -> Option<std::process::ExitStatus> {
@@ -300,37 +339,7 @@ async fn verify_against_anvil(tag: &str, addresses: &[String], extra: &[&str]) -
     )
     .unwrap();
     let log_start = std::fs::metadata(LOG).map(|m| m.len()).unwrap_or(0);
-    let mut args: Vec<String> = vec![
-        list.display().to_string(),
-        "-o".into(),
-        out.display().to_string(),
-        "--config".into(),
-        config.display().to_string(),
-        "--dns".into(),
-        fleet.dns_addr().to_string(),
-    ];
-    for a in [
-        "--format",
-        "jsonl",
-        "--progress",
-        "off",
-        "--allow-private",
-        "--smtp-port",
-        "2525",
-        "--helo",
-        "interop.rollcall.test",
-        "--mail-from",
-        "probe@rollcall.test",
-        "--connect-timeout",
-        "5s",
-        "--command-timeout",
-        "20s",
-    ]
-    .iter()
-    .chain(extra)
-    {
-        args.push(a.to_string());
-    }
+    let args = verify_args(&list, &out, &config, &fleet.dns_addr().to_string(), extra);
     let started = Instant::now();
     let status = verify_within_bound(args).await;
     eprintln!(
@@ -483,34 +492,8 @@ async fn a_socks5_egress_is_what_postfix_sees_with_starttls_and_the_truths_verdi
     .unwrap();
     let log_start = std::fs::metadata(LOG).map(|m| m.len()).unwrap_or(0);
     let dns = fleet.dns_addr().to_string();
-    let mut args: Vec<String> = vec![
-        list.display().to_string(),
-        "-o".into(),
-        out.display().to_string(),
-        "--config".into(),
-        config.display().to_string(),
-        "--dns".into(),
-        dns,
-    ];
-    for a in [
-        "--format",
-        "jsonl",
-        "--progress",
-        "off",
-        "--allow-private",
-        "--smtp-port",
-        "2525",
-        "--tls",
-        "require",
-        "--mail-from",
-        "probe@rollcall.test",
-        "--connect-timeout",
-        "5s",
-        "--command-timeout",
-        "20s",
-    ] {
-        args.push(a.to_string());
-    }
+    // The egress's own HELO name wins over the run's --helo.
+    let args = verify_args(&list, &out, &config, &dns, &["--tls", "require"]);
     let status = verify_within_bound(args)
         .await
         .expect("rollcall verify ends within its bound");

@@ -16,6 +16,11 @@ use super::{
 /// Where the faults are injected: this share of the list recorded.
 pub const KILL_AT_PERCENT: u64 = 30;
 
+/// How much longer than its pace before the kill a campaign may take after a worker dies:
+/// the shard and session leases of the dead worker lapse (15 s each, at the same time), then
+/// the survivor serves the dead worker's sites.
+pub const KILL_ALLOWANCE: Duration = Duration::from_secs(45);
+
 pub fn path_arg(path: &Path) -> String {
     path.display().to_string()
 }
@@ -100,6 +105,31 @@ impl Run {
                     .count()
             })
             .sum()
+    }
+
+    /// Asserts that a campaign submitted at `submitted`, which had `done` rows recorded
+    /// `before_kill` after it when a worker was killed, ended within its pace before the kill
+    /// (projected over the whole list) plus `KILL_ALLOWANCE`: a dead worker's slots must not
+    /// hold its sites off for longer than their short leases.
+    pub fn assert_within_pace_after_kill(
+        &self,
+        test: &str,
+        submitted: Instant,
+        before_kill: Duration,
+        done: u64,
+    ) {
+        let took = submitted.elapsed();
+        let projected = before_kill.mul_f64(self.rows() as f64 / done.max(1) as f64);
+        eprintln!(
+            "{test}: campaign took {:.1}s after submit (projected without the kill {:.1}s)",
+            took.as_secs_f64(),
+            projected.as_secs_f64()
+        );
+        assert!(
+            took <= projected + KILL_ALLOWANCE,
+            "the campaign took {took:?}, more than {KILL_ALLOWANCE:?} beyond its pace before the \
+             kill ({projected:?}): the dead worker's slots held its sites off"
+        );
     }
 
     /// How many rows the fleet's list has.
