@@ -619,6 +619,10 @@ impl WorkQueue for AmqpQueue {
         self.depths().map(|depths| depths.total())
     }
 
+    fn shards(&self) -> u32 {
+        self.shared.config.shards
+    }
+
     /// `depth()` by shard queue, the retry ladder's rungs together as `delayed`.
     fn depths(&self) -> Option<QueueDepths> {
         let shared = &self.shared;

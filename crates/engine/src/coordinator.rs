@@ -192,14 +192,31 @@ struct Run<'a, Q, S, P> {
     replay_only: bool,
     /// Publishes waiting for their confirm (at most `PUBLISH_WINDOW`).
     publishing: tokio::task::JoinSet<Result<(), QueueError>>,
-    /// Per site spread over several shards: its lane count and the next batch's lane.
+    /// Per site: its lane count (grown when it turns out hot) and the next batch's lane.
     lanes: HashMap<String, Lanes>,
+    /// Rows published so far (the denominator of a site's share).
+    routed_rows: u64,
 }
 
 /// A site's lanes: batches go to them in turn.
 struct Lanes {
     count: u32,
     next: u32,
+    /// Rows of the site published so far in this run.
+    rows: u64,
+}
+
+/// Whether a site holding `site_rows` of the `routed_rows` published so far is hot enough to
+/// be spread over all `shards`, so every worker probes it from its own egresses. A shard is a queue
+/// that drains in order, so a site holding more than one shard's fair share (1/`shards` of
+/// the campaign) on one shard makes every other site of that shard wait behind it, and is
+/// probed by one worker's egresses alone. Small sites stay on one shard, so their sessions
+/// stay warm: a site needs at least one batch per shard before it spreads.
+fn spreads_wide(site_rows: u64, routed_rows: u64, shards: u32, batch_size: usize) -> bool {
+    let shards = u64::from(shards);
+    shards > 1
+        && site_rows.saturating_mul(shards) >= routed_rows
+        && site_rows >= (batch_size.max(1) as u64).saturating_mul(shards)
 }
 
 impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
@@ -300,6 +317,7 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
             replay_only: resume == Some(Resume::ReplayOnly),
             publishing: tokio::task::JoinSet::new(),
             lanes: HashMap::new(),
+            routed_rows: 0,
         };
         if resume.is_some() {
             run.preload().await?;
@@ -565,13 +583,35 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             return Ok(());
         };
         let lane = {
+            let rows = open.items.len() as u64;
+            self.routed_rows += rows;
             let lanes = self.lanes.entry(route.site.clone()).or_insert_with(|| {
                 let hosts: Vec<&str> = route.mx.iter().map(|mx| mx.name.as_str()).collect();
                 Lanes {
                     count: self.co.config.shaping.for_site(&route.site, &hosts).shards,
                     next: 0,
+                    rows: 0,
                 }
             });
+            lanes.rows += rows;
+            let shards = self.co.queue.shards();
+            if lanes.count < shards
+                && spreads_wide(
+                    lanes.rows,
+                    self.routed_rows,
+                    shards,
+                    self.co.config.batch_size,
+                )
+            {
+                tracing::info!(
+                    site = %route.site,
+                    rows = lanes.rows,
+                    of = self.routed_rows,
+                    shards,
+                    "a hot site: its batches now go to every shard"
+                );
+                lanes.count = shards;
+            }
             let lane = lanes.next;
             lanes.next = (lanes.next + 1) % lanes.count.max(1);
             lane
@@ -770,6 +810,22 @@ fn expand(compact: &Compact, strings: &Interner, address: &EmailAddress) -> Verd
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_site_spreads_once_it_holds_a_shards_share_and_a_batch_per_shard() {
+        // 8 shards, batches of 100: 800 rows at least, and 1/8 of what was published.
+        assert!(spreads_wide(800, 6_400, 8, 100));
+        assert!(
+            !spreads_wide(799, 800, 8, 100),
+            "too few rows for a batch per shard"
+        );
+        assert!(!spreads_wide(800, 6_401, 8, 100), "under a shard's share");
+        assert!(
+            !spreads_wide(50_000, 50_000, 1, 100),
+            "one shard: nowhere to spread"
+        );
+        assert!(spreads_wide(1, 1, 2, 0), "a batch size of 0 counts as 1");
+    }
 
     #[test]
     fn a_finished_address_costs_little() {

@@ -177,13 +177,29 @@ async fn publish_only(
     Arc<rollcall_core::ports::MemoryQueue>,
     tokio::task::JoinHandle<Result<rollcall_engine::summary::Summary, rollcall_engine::Error>>,
 ) {
-    use rollcall_core::CampaignId;
-    use rollcall_core::ports::{MemoryQueue, MemoryState};
-    use rollcall_engine::coordinator::Coordinator;
-
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim/fleets/example.toml");
     let spec = FleetSpec::from_file(&path).expect("example fleet parses");
-    let fleet = rollcall_sim::start(&spec, SimOptions::default())
+    let queue = Arc::new(rollcall_core::ports::MemoryQueue::new());
+    let (fleet, run) = publish_to(&spec, queue.clone(), config, max_wait).await;
+    (fleet, queue, run)
+}
+
+/// Runs a coordinator over the whole list of `spec`'s fleet, publishing to `queue`; nothing
+/// takes the batches but the test.
+async fn publish_to<Q: rollcall_core::ports::WorkQueue>(
+    spec: &FleetSpec,
+    queue: Arc<Q>,
+    config: EngineConfig,
+    max_wait: Option<Duration>,
+) -> (
+    rollcall_sim::Fleet,
+    tokio::task::JoinHandle<Result<rollcall_engine::summary::Summary, rollcall_engine::Error>>,
+) {
+    use rollcall_core::CampaignId;
+    use rollcall_core::ports::MemoryState;
+    use rollcall_engine::coordinator::Coordinator;
+
+    let fleet = rollcall_sim::start(spec, SimOptions::default())
         .await
         .expect("fleet starts");
     let resolver = MxResolver::new(ResolverConfig {
@@ -193,9 +209,8 @@ async fn publish_only(
         ..ResolverConfig::default()
     })
     .expect("resolver");
-    let queue = Arc::new(MemoryQueue::new());
     let coordinator = Coordinator::new(
-        queue.clone(),
+        queue,
         Arc::new(MemoryState::new()),
         resolver,
         Arc::new(config),
@@ -219,7 +234,7 @@ async fn publish_only(
         in_tx.send(row).await.unwrap();
     }
     drop(in_tx);
-    (fleet, queue, run)
+    (fleet, run)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,6 +303,108 @@ async fn a_site_spread_over_shards_sends_its_batches_down_its_lanes_in_turn() {
         if !site.contains("alpha.test") {
             assert!(site_lanes.iter().all(|l| *l == 0), "{site}: {site_lanes:?}");
         }
+    }
+    run.abort();
+    fleet.shutdown().await;
+}
+
+/// A `MemoryQueue` that says it spreads sites over 4 shards, as an AMQP queue with
+/// `--shards 4` does.
+struct FourShards(rollcall_core::ports::MemoryQueue);
+
+#[async_trait::async_trait]
+impl rollcall_core::ports::WorkQueue for FourShards {
+    async fn publish(
+        &self,
+        batch: &rollcall_core::ports::Batch,
+    ) -> Result<(), rollcall_core::ports::QueueError> {
+        self.0.publish(batch).await
+    }
+    async fn publish_after(
+        &self,
+        batch: &rollcall_core::ports::Batch,
+        delay: Duration,
+    ) -> Result<(), rollcall_core::ports::QueueError> {
+        self.0.publish_after(batch, delay).await
+    }
+    async fn next(
+        &self,
+    ) -> Result<Option<rollcall_core::ports::Delivery>, rollcall_core::ports::QueueError> {
+        self.0.next().await
+    }
+    fn depth(&self) -> Option<u64> {
+        self.0.depth()
+    }
+    fn shards(&self) -> u32 {
+        4
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_holding_more_than_a_shards_share_is_spread_over_every_shard_unasked() {
+    use rollcall_core::ports::WorkQueue;
+    // 4,000 addresses, Zipf-sized over 8 sites, batches of 20, and no site rule: the biggest
+    // site (well over a quarter of the list) grows to all 4 lanes on its own; a site with
+    // fewer rows than one batch per shard (80) never leaves its own shard.
+    let spec = FleetSpec::from_toml(
+        r#"
+[fleet]
+address_base = "127.36.0.0"
+seed = 3
+
+[generate]
+seed = 4
+domains = 200
+addresses = 4000
+sites = 8
+hosts_per_site = 1
+zipf_exponent = 1.3
+unknown_fraction = 0.2
+full_fraction = 0.0
+disabled_fraction = 0.0
+"#,
+    )
+    .expect("fleet parses");
+    let config = EngineConfig {
+        allow_private_targets: true,
+        batch_size: 20,
+        ..EngineConfig::default()
+    };
+    let queue = Arc::new(FourShards(rollcall_core::ports::MemoryQueue::new()));
+    let (fleet, run) = publish_to(&spec, queue.clone(), config, None).await;
+    let mut sites: HashMap<String, (usize, Vec<u32>)> = HashMap::new();
+    while let Ok(Ok(Some(delivery))) =
+        tokio::time::timeout(Duration::from_secs(3), queue.next()).await
+    {
+        let batch = &delivery.batch;
+        let site = sites.entry(batch.site.clone()).or_default();
+        site.0 += batch.items.len();
+        site.1.push(batch.lane);
+    }
+    let total: usize = sites.values().map(|(rows, _)| rows).sum();
+    let (hot, (hot_rows, hot_lanes)) = sites
+        .iter()
+        .max_by_key(|(_, (rows, _))| *rows)
+        .expect("sites");
+    assert!(
+        hot_rows * 4 > total,
+        "the fleet has a hot site: {hot} holds {hot_rows} of {total}"
+    );
+    let mut used = hot_lanes.clone();
+    used.sort_unstable();
+    used.dedup();
+    assert_eq!(
+        used,
+        vec![0, 1, 2, 3],
+        "{hot} rides every lane: {hot_lanes:?}"
+    );
+    let small: Vec<_> = sites.iter().filter(|(_, (rows, _))| *rows < 80).collect();
+    assert!(!small.is_empty(), "the fleet has small sites: {sites:?}");
+    for (site, (_, lanes)) in small {
+        assert!(
+            lanes.iter().all(|l| *l == 0),
+            "{site} stays on its shard: {lanes:?}"
+        );
     }
     run.abort();
     fleet.shutdown().await;

@@ -93,6 +93,11 @@ pub trait WorkQueue: Send + Sync + 'static {
     async fn next(&self) -> Result<Option<Delivery>, QueueError>;
     /// Batches published and not yet acknowledged (including delayed ones), if known.
     fn depth(&self) -> Option<u64>;
+    /// How many shards sites are spread over (1 for a queue without shards): the most lanes
+    /// a hot site's batches can usefully take (`Batch::lane`).
+    fn shards(&self) -> u32 {
+        1
+    }
     /// The same, split by shard, if known. A queue without shards is one shard.
     fn depths(&self) -> Option<QueueDepths> {
         self.depth().map(|waiting| QueueDepths {
