@@ -11,11 +11,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::address::{EmailAddress, is_forbidden_char};
+use crate::address::EmailAddress;
 use crate::enhanced_code::EnhancedCode;
 use crate::error::Error;
 use crate::flags::Flags;
-use crate::syntax::SyntaxError;
+use crate::syntax::{SyntaxError, SyntaxReason, is_forbidden_char};
 
 /// The four answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -394,6 +394,28 @@ impl TryFrom<VerdictRepr> for Verdict {
     }
 }
 
+impl SyntaxReason {
+    /// The verdict reason an address failing this way gets.
+    ///
+    /// Everything is `invalid_syntax` except a domain literal: `user@[192.0.2.1]` is valid
+    /// RFC 5321 syntax, so calling it invalid would be false; but it names a host directly,
+    /// bypassing MX, which makes probing it a way to aim the verifier at arbitrary (private)
+    /// addresses. rollcall refuses to probe it and reports `unknown/unverifiable`.
+    pub fn verdict_reason(self) -> Reason {
+        match self {
+            SyntaxReason::DomainLiteral => Reason::Unverifiable,
+            _ => Reason::InvalidSyntax,
+        }
+    }
+}
+
+impl SyntaxError {
+    /// Shorthand for `self.reason().verdict_reason()`.
+    pub fn verdict_reason(&self) -> Reason {
+        self.reason().verdict_reason()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,5 +553,17 @@ mod tests {
         assert_eq!(v.reason(), Reason::InvalidSyntax);
         assert_eq!(v.evidence.address, "bob @example.com");
         assert!(v.detail.unwrap().starts_with("control_character: "));
+    }
+
+    #[test]
+    fn only_domain_literal_is_unverifiable() {
+        for r in SyntaxReason::ALL {
+            let expected = if r == SyntaxReason::DomainLiteral {
+                Reason::Unverifiable
+            } else {
+                Reason::InvalidSyntax
+            };
+            assert_eq!(r.verdict_reason(), expected, "{r}");
+        }
     }
 }
