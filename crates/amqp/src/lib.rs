@@ -12,7 +12,9 @@
 //! - `routing`: `shard_of`, site to shard; `shard_of_lane`, the shards of a hot site's lanes.
 //! - `topology`: names, the retry ladder, idempotent declare and delete.
 //! - `link`: one connection with its channels and shard consumers.
-//! - `queue`: `AmqpQueue` (the `WorkQueue`), the reconnect supervisor, depth and counters.
+//! - `queue`: `AmqpQueue` (the `WorkQueue`), the reconnect supervisor, `QueueStats`.
+//! - `shared`: what a queue shares with its publishers and ackers: link, counters, depth cache,
+//!   confirmed publishing.
 //! - `acker`: settling one delivery.
 //! - `publisher`: `Publisher`, bulk publishing with a confirm window.
 //! - `error`: the crate's `Error`.
@@ -26,6 +28,7 @@ mod link;
 mod publisher;
 mod queue;
 mod routing;
+mod shared;
 mod topology;
 
 pub use config::AmqpConfig;
