@@ -1,9 +1,10 @@
 //! The verdict taxonomy: every address gets exactly one `Verdict`, with its evidence.
 //!
-//! Owns `Status`, `Reason` (each reason belongs to exactly one status, DESIGN section 4),
+//! Owns `Status`, `Reason` (each reason belongs to exactly one status, `Reason::status`),
 //! `Evidence`, `ReplyText` and `Verdict`, with their serde spellings (snake_case, stable: they
-//! are the output format). It does not decide which reason applies (`classify` and `decision`
-//! do).
+//! are the output format), and the reason a syntax failure gets
+//! (`SyntaxReason::verdict_reason`). It does not decide which reason applies to a reply
+//! (`classify` and `decision` do).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -47,7 +48,9 @@ impl Status {
     }
 }
 
-/// Why an address got its status. See DESIGN section 4 for the meaning of each.
+/// Why an address got its status, grouped below by the one status each belongs to
+/// (`Reason::status`). Which replies lead to which reason: the table in `classify/rules.rs` and
+/// `decision::verdict_for`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {

@@ -192,8 +192,9 @@ fn verdict(world: &World, domain: &DomainEntry, local: &str) -> (Status, Reason,
                                     (S::Undeliverable, R::MailboxDisabled)
                                 }
                                 (_, true) => (S::Risky, R::CatchAll),
-                                // DESIGN 4: an accepted role account is risky (a missing one
-                                // stays undeliverable, flagged).
+                                // `role_account` is a risky reason in the taxonomy
+                                // (rollcall-core `Reason::status`): an accepted role account
+                                // is risky (a missing one stays undeliverable, flagged).
                                 (Some(MailboxState::Valid), false)
                                     if ROLE_WORDS.contains(&mailbox_key(local).as_str()) =>
                                 {
