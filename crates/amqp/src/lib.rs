@@ -20,6 +20,7 @@
 //! - `error`: the crate's `Error`.
 
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod acker;
 mod config;

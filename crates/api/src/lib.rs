@@ -19,6 +19,7 @@
 //! `BackendError` and `Error`.
 
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod auth;
 pub mod backend;

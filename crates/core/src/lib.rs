@@ -20,6 +20,7 @@
 //! - `error`: the crate's `Error`.
 //! - `ports`: the `WorkQueue` and `StateStore` traits with in-memory implementations.
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod address;
 pub mod classify;

@@ -20,6 +20,7 @@
 //!   server-side parser; `greylist`; `anvil`: per-client-IP rate limits; `counters`.
 //! - `dns`: the DNS server; `tls`: the self-signed identity; `fleet`: start and shutdown.
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 #![warn(missing_docs)]
 
 mod anvil;
