@@ -18,7 +18,8 @@
 //! - `server`: binding and accept loops; `connection`: per-connection I/O, latency,
 //!   pipelining checks, STARTTLS; `session`: the command state machine; `command`: the
 //!   server-side parser; `greylist`; `anvil`: per-client-IP rate limits; `counters`.
-//! - `dns`: the DNS server; `tls`: the self-signed identity; `fleet`: start and shutdown.
+//! - `dns`: the DNS server; `tls`: the self-signed identity; `fleet`: start and shutdown;
+//!   `error`: the crate's `Error`.
 #![forbid(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 #![warn(missing_docs)]
