@@ -9,6 +9,14 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Import circles between the source files of each crate (exit 1 if any).
+circles:
+    python3 scripts/import-circles.py
+
+# Unused dependencies (installs cargo-machete when missing).
+machete:
+    bash scripts/machete.sh
+
 # Install/start the interop Postfix on loopback and run the interop tests against it.
 interop:
     bash tests/interop/postfix.sh up

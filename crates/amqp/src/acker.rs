@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use rollcall_core::ports::{Acker, QueueError};
 
-use crate::queue::{Shared, bump};
+use crate::shared::{Shared, bump};
 
 /// Settles a delivery on the channel it came from.
 pub(crate) struct AmqpAcker {

@@ -12,12 +12,15 @@
 //! - `routing`: `shard_of`, site to shard; `shard_of_lane`, the shards of a hot site's lanes.
 //! - `topology`: names, the retry ladder, idempotent declare and delete.
 //! - `link`: one connection with its channels and shard consumers.
-//! - `queue`: `AmqpQueue` (the `WorkQueue`), the reconnect supervisor, depth and counters.
+//! - `queue`: `AmqpQueue` (the `WorkQueue`), the reconnect supervisor, `QueueStats`.
+//! - `shared`: what a queue shares with its publishers and ackers: link, counters, depth cache,
+//!   confirmed publishing.
 //! - `acker`: settling one delivery.
 //! - `publisher`: `Publisher`, bulk publishing with a confirm window.
 //! - `error`: the crate's `Error`.
 
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod acker;
 mod config;
@@ -26,6 +29,7 @@ mod link;
 mod publisher;
 mod queue;
 mod routing;
+mod shared;
 mod topology;
 
 pub use config::AmqpConfig;

@@ -17,7 +17,7 @@ use rollcall_core::ports::{Batch, QueueError};
 use tokio::time::{Instant, timeout_at};
 
 use crate::link::{Link, Settled};
-use crate::queue::{Shared, destination, encode, unroutable};
+use crate::shared::{Shared, destination, encode, unroutable};
 
 struct InFlight {
     exchange: String,

@@ -1,11 +1,44 @@
 //! The crate's one error type, and how a backend failure becomes a gRPC status.
 //!
-//! Owns `Error` (what a caller of this crate can get back: a bad URL, token or TLS input, a
-//! transport failure, a proto value that does not map onto the domain) and the mapping
-//! `BackendError -> tonic::Status`. It does not own `BackendError` itself (`backend` does):
+//! Owns `Error` (what a caller of this crate can get back: a bad URL, token or TLS input, which
+//! TLS input it is (`TlsPart`), a transport failure, a proto value that does not map onto the
+//! domain) and the mapping `BackendError -> tonic::Status`. It does not own `BackendError` itself (`backend` does):
 //! that is the error of the port, kept free of tonic so the coordinator never sees gRPC types.
 
+use std::fmt;
+
 use crate::backend::BackendError;
+
+/// Which PEM input a TLS error is about; the caller maps it to its own setting name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsPart {
+    /// The server's certificate chain.
+    ServerCert,
+    /// The server's private key.
+    ServerKey,
+    /// The CA the server checks client certificates against (mTLS).
+    ClientCa,
+    /// A CA the client trusts for the server's certificate.
+    Ca,
+    /// The client's certificate chain (mTLS).
+    ClientCert,
+    /// The client's private key (mTLS).
+    ClientKey,
+}
+
+impl fmt::Display for TlsPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsPart::ServerCert => "server certificate",
+            TlsPart::ServerKey => "server key",
+            TlsPart::ClientCa => "client CA",
+            TlsPart::Ca => "CA",
+            TlsPart::ClientCert => "client certificate",
+            TlsPart::ClientKey => "client key",
+        })
+    }
+}
 
 /// Everything that can go wrong in `rollcall-api`.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +59,7 @@ pub enum Error {
     #[error("TLS {part}: {why}")]
     Tls {
         /// Which input.
-        part: crate::tls::TlsPart,
+        part: TlsPart,
         /// What is wrong with it.
         why: String,
     },

@@ -13,12 +13,13 @@
 //! - `server`: `serve`, with health and reflection alongside, over plaintext or TLS.
 //! - `client`: `connect`, over plaintext (`http://`) or TLS (`https://`).
 //! - `tls`: `ServerTls` and `ClientTls`, the checked certificates, keys and CAs (rustls, ring).
-//! - `error`: the crate's `Error`, and `BackendError -> tonic::Status`.
+//! - `error`: the crate's `Error` (with `TlsPart`), and `BackendError -> tonic::Status`.
 //!
 //! `tonic::Status` appears in this crate only; the rest of the workspace speaks
 //! `BackendError` and `Error`.
 
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod auth;
 pub mod backend;
@@ -51,9 +52,9 @@ pub use backend::{
     SubmitOptions, SubmitOutcome,
 };
 pub use client::{Client, connect, connect_with_tls};
-pub use error::Error;
+pub use error::{Error, TlsPart};
 pub use limits::{CallLimits, Caller};
 pub use server::{serve, serve_service, serve_service_with_tls, serve_with_tls};
 pub use service::VerifierService;
-pub use tls::{ClientTls, ServerTls, TlsPart};
+pub use tls::{ClientTls, ServerTls};
 pub use watch::WatchPacing;

@@ -19,41 +19,11 @@ use rustls::sign::CertifiedKey;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::error::Error;
+pub use crate::error::TlsPart;
 
 /// A handshake not finished in this long is dropped, so a peer that opens connections and
 /// never speaks cannot pile up tasks on the server (or hang a client on a silent port).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Which PEM input a TLS error is about; the caller maps it to its own setting name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TlsPart {
-    /// The server's certificate chain.
-    ServerCert,
-    /// The server's private key.
-    ServerKey,
-    /// The CA the server checks client certificates against (mTLS).
-    ClientCa,
-    /// A CA the client trusts for the server's certificate.
-    Ca,
-    /// The client's certificate chain (mTLS).
-    ClientCert,
-    /// The client's private key (mTLS).
-    ClientKey,
-}
-
-impl fmt::Display for TlsPart {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TlsPart::ServerCert => "server certificate",
-            TlsPart::ServerKey => "server key",
-            TlsPart::ClientCa => "client CA",
-            TlsPart::Ca => "CA",
-            TlsPart::ClientCert => "client certificate",
-            TlsPart::ClientKey => "client key",
-        })
-    }
-}
 
 /// The server side of TLS: a certificate chain and its key, and optionally the CA every client
 /// certificate must chain to. Built only from inputs that were checked.

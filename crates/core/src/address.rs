@@ -23,7 +23,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Domain;
-use crate::syntax::{SyntaxError, SyntaxReason};
+use crate::syntax::{SyntaxError, SyntaxReason, is_forbidden_char};
 
 #[cfg(test)]
 mod tests;
@@ -141,25 +141,6 @@ impl EmailAddress {
     pub fn to_unicode_string(&self) -> String {
         format!("{}@{}", self.local, self.domain.unicode())
     }
-}
-
-/// Characters refused anywhere in an address: every Unicode `Cc` control (C0 including TAB, CR,
-/// LF, NUL; DEL; C1), the line and paragraph separators, and the invisible formatting and bidi
-/// controls that make a displayed address differ from the one probed.
-pub(crate) fn is_forbidden_char(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{2028}'
-                | '\u{2029}'
-                | '\u{200B}'
-                | '\u{200E}'
-                | '\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{FEFF}'
-        )
 }
 
 /// Trims spaces, tabs and other (non-control) Unicode white space such as NBSP at both ends.

@@ -23,8 +23,9 @@ use crate::classify::Classification;
 use crate::flags::Flags;
 use crate::verdict::{Evidence, Reason, Status, Verdict};
 
-/// What is known about whether a domain accepts every local part (DESIGN 4: decided per domain
-/// by probing a random local part in the same transaction).
+/// What is known about whether a domain accepts every local part (decided per domain by probing
+/// a stable random local part in the same transaction: ARCHITECTURE.md, "How a batch travels",
+/// step 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum CatchAll {
     /// The random local part was accepted.

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::syntax::{SyntaxError, SyntaxReason};
+use crate::syntax::{SyntaxError, SyntaxReason, is_forbidden_char};
 
 /// RFC 5321 4.5.3.1.2: a domain is at most 255 octets.
 pub const MAX_DOMAIN_OCTETS: usize = 255;
@@ -38,7 +38,7 @@ impl Domain {
                 "the domain is empty",
             ));
         }
-        if input.chars().any(crate::address::is_forbidden_char) {
+        if input.chars().any(is_forbidden_char) {
             return Err(SyntaxError::new(
                 SyntaxReason::ControlCharacter,
                 "the domain holds a control character",

@@ -15,11 +15,15 @@
 //! - `flags`: `Flag`, `Flags`.
 //! - `enhanced_code`: RFC 3463 `EnhancedCode`.
 //! - `verdict`: `Status`, `Reason`, `Evidence`, `Verdict`.
-//! - `classify`: one reply to a `Classification`, from a table.
+//! - `classify`: one reply to a `Classification`, from a table (`classify/rules.rs`); its
+//!   vocabulary (`SmtpCommandKind`, `RetryKind`, `Classification`) in `classify/meaning.rs`.
 //! - `decision`: `verdict_for`, an RCPT classification plus context to a `Verdict`.
 //! - `error`: the crate's `Error`.
-//! - `ports`: the `WorkQueue` and `StateStore` traits with in-memory implementations.
+//! - `ports`: the `WorkQueue` (`ports/queue.rs`, `Batch` in `ports/batch.rs`) and `StateStore`
+//!   (`ports/state.rs`) traits, their in-memory implementations (`memory_queue`,
+//!   `memory_state`) and the contract checks every implementation passes (`contract`).
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod address;
 pub mod classify;

@@ -1,11 +1,11 @@
 //! Why an address or domain failed the syntax check.
 //!
-//! Owns `SyntaxError` and its closed set of machine reasons (`SyntaxReason`). It does not parse
-//! anything itself: `address` and `domain` do, and report through these types.
+//! Owns `SyntaxError`, its closed set of machine reasons (`SyntaxReason`) and the characters
+//! refused anywhere in an address (`is_forbidden_char`). It does not parse anything itself:
+//! `address` and `domain` do, and report through these types. Which verdict reason a syntax
+//! failure gets is `verdict`'s (`SyntaxReason::verdict_reason`).
 
 use std::fmt;
-
-use crate::verdict::Reason;
 
 /// The machine reason of a syntax failure: short, stable, snake_case (`as_str`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,19 +99,6 @@ impl SyntaxReason {
             SyntaxReason::NumericTld => "numeric_tld",
         }
     }
-
-    /// The verdict reason an address failing this way gets.
-    ///
-    /// Everything is `invalid_syntax` except a domain literal: `user@[192.0.2.1]` is valid
-    /// RFC 5321 syntax, so calling it invalid would be false; but it names a host directly,
-    /// bypassing MX, which makes probing it a way to aim the verifier at arbitrary (private)
-    /// addresses. rollcall refuses to probe it and reports `unknown/unverifiable`.
-    pub fn verdict_reason(self) -> Reason {
-        match self {
-            SyntaxReason::DomainLiteral => Reason::Unverifiable,
-            _ => Reason::InvalidSyntax,
-        }
-    }
 }
 
 impl fmt::Display for SyntaxReason {
@@ -145,11 +132,25 @@ impl SyntaxError {
     pub fn message(&self) -> &str {
         &self.message
     }
+}
 
-    /// Shorthand for `self.reason().verdict_reason()`.
-    pub fn verdict_reason(&self) -> Reason {
-        self.reason.verdict_reason()
-    }
+/// Characters refused anywhere in an address: every Unicode `Cc` control (C0 including TAB, CR,
+/// LF, NUL; DEL; C1), the line and paragraph separators, and the invisible formatting and bidi
+/// controls that make a displayed address differ from the one probed.
+pub(crate) fn is_forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{200B}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
 }
 
 #[cfg(test)]
@@ -167,17 +168,5 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), SyntaxReason::ALL.len());
-    }
-
-    #[test]
-    fn only_domain_literal_is_unverifiable() {
-        for r in SyntaxReason::ALL {
-            let expected = if r == SyntaxReason::DomainLiteral {
-                Reason::Unverifiable
-            } else {
-                Reason::InvalidSyntax
-            };
-            assert_eq!(r.verdict_reason(), expected, "{r}");
-        }
     }
 }

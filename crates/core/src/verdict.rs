@@ -1,9 +1,10 @@
 //! The verdict taxonomy: every address gets exactly one `Verdict`, with its evidence.
 //!
-//! Owns `Status`, `Reason` (each reason belongs to exactly one status, DESIGN section 4),
+//! Owns `Status`, `Reason` (each reason belongs to exactly one status, `Reason::status`),
 //! `Evidence`, `ReplyText` and `Verdict`, with their serde spellings (snake_case, stable: they
-//! are the output format). It does not decide which reason applies (`classify` and `decision`
-//! do).
+//! are the output format), and the reason a syntax failure gets
+//! (`SyntaxReason::verdict_reason`). It does not decide which reason applies to a reply
+//! (`classify` and `decision` do).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -11,11 +12,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::address::{EmailAddress, is_forbidden_char};
+use crate::address::EmailAddress;
 use crate::enhanced_code::EnhancedCode;
 use crate::error::Error;
 use crate::flags::Flags;
-use crate::syntax::SyntaxError;
+use crate::syntax::{SyntaxError, SyntaxReason, is_forbidden_char};
 
 /// The four answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -47,7 +48,9 @@ impl Status {
     }
 }
 
-/// Why an address got its status. See DESIGN section 4 for the meaning of each.
+/// Why an address got its status, grouped below by the one status each belongs to
+/// (`Reason::status`). Which replies lead to which reason: the table in `classify/rules.rs` and
+/// `decision::verdict_for`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
@@ -394,6 +397,28 @@ impl TryFrom<VerdictRepr> for Verdict {
     }
 }
 
+impl SyntaxReason {
+    /// The verdict reason an address failing this way gets.
+    ///
+    /// Everything is `invalid_syntax` except a domain literal: `user@[192.0.2.1]` is valid
+    /// RFC 5321 syntax, so calling it invalid would be false; but it names a host directly,
+    /// bypassing MX, which makes probing it a way to aim the verifier at arbitrary (private)
+    /// addresses. rollcall refuses to probe it and reports `unknown/unverifiable`.
+    pub fn verdict_reason(self) -> Reason {
+        match self {
+            SyntaxReason::DomainLiteral => Reason::Unverifiable,
+            _ => Reason::InvalidSyntax,
+        }
+    }
+}
+
+impl SyntaxError {
+    /// Shorthand for `self.reason().verdict_reason()`.
+    pub fn verdict_reason(&self) -> Reason {
+        self.reason().verdict_reason()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,5 +556,17 @@ mod tests {
         assert_eq!(v.reason(), Reason::InvalidSyntax);
         assert_eq!(v.evidence.address, "bob @example.com");
         assert!(v.detail.unwrap().starts_with("control_character: "));
+    }
+
+    #[test]
+    fn only_domain_literal_is_unverifiable() {
+        for r in SyntaxReason::ALL {
+            let expected = if r == SyntaxReason::DomainLiteral {
+                Reason::Unverifiable
+            } else {
+                Reason::InvalidSyntax
+            };
+            assert_eq!(r.verdict_reason(), expected, "{r}");
+        }
     }
 }

@@ -26,6 +26,7 @@
 //!   `mx_records`), as DNS holds it.
 //! - `error`: construction errors ([`Error`]).
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod cache;
 mod config;

@@ -44,6 +44,7 @@
 //! (`campaign_delete`; the coordinator deletes the finished campaigns it no longer keeps).
 
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod calls;
 mod error;

@@ -14,6 +14,7 @@
 //! process's memory for the API's calls. It does not probe (the workers do) and does not
 //! speak gRPC (the `rollcall-api` crate does).
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod backend;
 mod campaign;

@@ -22,8 +22,8 @@ use tokio_rustls::server::TlsStream;
 use crate::anvil::Event;
 use crate::command;
 use crate::counters::bump;
-use crate::server::Shared;
 use crate::session::{Session, Step};
+use crate::shared::Shared;
 
 /// Longest line we buffer before giving up on the client.
 const MAX_LINE: usize = 4096;

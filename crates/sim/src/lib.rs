@@ -10,13 +10,18 @@
 //!
 //! Layout:
 //! - `spec`: the fleet file (TOML) and its validation.
-//! - `world`: the resolved world (hosts, domains, mailboxes, list, truth); `population`:
-//!   synthetic, Zipf-sized populations; `truth`: verdict rules and rows.
+//! - `world`: the resolved world (hosts, domains, mailboxes, list, truth) and the rule that
+//!   derives a truth row; `resolve`: the spec to the world; `population`: synthetic,
+//!   Zipf-sized populations; `truth`: the truth rows and their spelling; `mailbox`: mailbox
+//!   keys and role words.
+//! - `shared`: what every connection shares (world, counters, anvils, greylist, TLS).
 //! - `server`: binding and accept loops; `connection`: per-connection I/O, latency,
 //!   pipelining checks, STARTTLS; `session`: the command state machine; `command`: the
 //!   server-side parser; `greylist`; `anvil`: per-client-IP rate limits; `counters`.
-//! - `dns`: the DNS server; `tls`: the self-signed identity; `fleet`: start and shutdown.
+//! - `dns`: the DNS server; `tls`: the self-signed identity; `fleet`: start and shutdown;
+//!   `error`: the crate's `Error`.
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 #![warn(missing_docs)]
 
 mod anvil;
@@ -27,9 +32,12 @@ mod dns;
 mod error;
 mod fleet;
 mod greylist;
+mod mailbox;
 mod population;
+mod resolve;
 mod server;
 mod session;
+mod shared;
 mod spec;
 mod tls;
 mod truth;
@@ -38,7 +46,7 @@ mod world;
 pub use counters::{ClientCounters, Counters, HostCounters};
 pub use error::Error;
 pub use fleet::{Fleet, HostInfo, SimOptions, start};
-pub use population::ROLE_WORDS;
+pub use mailbox::ROLE_WORDS;
 pub use spec::{
     Behaviour, BehaviourMix, DomainSpec, FleetSettings, FleetSpec, GenerateSpec, HostSpec,
     MailboxState, MxSpec, Profile, RecordSpec, SiteSpec,

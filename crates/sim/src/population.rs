@@ -13,38 +13,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::Error;
+use crate::mailbox::mailbox_key;
 use crate::spec::{Behaviour, FleetSpec, GenerateSpec, MailboxState};
-use crate::truth::mailbox_key;
 use crate::world::{AddressPool, DomainEntry, World};
-
-/// Local parts that name a function rather than a person. Generated people never get one.
-pub const ROLE_WORDS: &[&str] = &[
-    "abuse",
-    "admin",
-    "administrator",
-    "billing",
-    "contact",
-    "careers",
-    "help",
-    "hello",
-    "hostmaster",
-    "info",
-    "jobs",
-    "mail",
-    "marketing",
-    "noc",
-    "noreply",
-    "no-reply",
-    "office",
-    "postmaster",
-    "press",
-    "root",
-    "sales",
-    "security",
-    "support",
-    "team",
-    "webmaster",
-];
 
 const FIRST: &[&str] = &[
     "alice", "amir", "anna", "ben", "carla", "chen", "daniel", "diana", "elena", "emil", "fatima",
@@ -375,6 +346,7 @@ pub(crate) fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mailbox::ROLE_WORDS;
 
     #[test]
     fn apportion_sums_and_floors_at_one() {

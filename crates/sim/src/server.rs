@@ -1,7 +1,6 @@
-//! The SMTP side of a fleet: what every connection shares (world, counters, rate limits,
-//! greylist, TLS),
-//! binding every live host on one port, and the accept loops. Down hosts get a bound but
-//! never listening socket, so their address:port is reserved and refuses connections.
+//! The SMTP side of a fleet: binding every live host on one port, and the accept loops (what
+//! every connection shares is `shared`'s). Down hosts get a bound but never listening socket,
+//! so their address:port is reserved and refuses connections.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -10,23 +9,10 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 
 use crate::Error;
-use crate::anvil::Anvil;
-use crate::counters::HostStats;
-use crate::greylist::Greylist;
+use crate::shared::Shared;
 use crate::world::World;
-
-/// What every session of a fleet shares.
-pub(crate) struct Shared {
-    pub world: Arc<World>,
-    pub stats: Vec<Arc<HostStats>>,
-    /// Per host, like one anvil per Postfix instance.
-    pub anvils: Vec<Anvil>,
-    pub greylist: Greylist,
-    pub tls: Option<TlsAcceptor>,
-}
 
 /// Sockets of every host on one port: listeners for live hosts, reservations for down ones.
 pub(crate) struct Bound {

@@ -17,7 +17,7 @@ use crate::anvil::Event;
 use crate::command::{Command, UNKNOWN};
 use crate::counters::{ClientStats, HostStats, bump};
 use crate::greylist::Check;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::spec::{Behaviour, MailboxState, Profile};
 use crate::world::HostEntry;
 

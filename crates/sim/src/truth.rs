@@ -1,12 +1,12 @@
 //! Ground truth: the verdict a perfect verifier gives each address of the list, spelled as
 //! the verdict taxonomy spells it (`deliverable/accepted`, `risky/catch_all`, ...).
-//! Owns the row type and the rule that derives a verdict from a domain and a local part; it
-//! does not know how the fleet is built.
+//! Owns the row type, its spelling and the scenario of a domain (`scenario_of`); the rule that
+//! derives a row from a domain and a local part is `World::truth_row` (`world`), which holds
+//! what it reads. It does not know how the fleet is built.
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{Behaviour, MailboxState};
-use crate::world::{DomainEntry, World};
+use crate::spec::Behaviour;
 
 /// The verdict status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -125,71 +125,6 @@ pub struct TruthRow {
     pub behaviour: Scenario,
 }
 
-/// Lower-cases a local part and drops a `+extension` (Postfix `recipient_delimiter = +`), the
-/// key under which mailboxes are stored and looked up.
-pub(crate) fn mailbox_key(local: &str) -> String {
-    let base = match local.find('+') {
-        Some(i) if i > 0 => &local[..i],
-        _ => local,
-    };
-    base.to_lowercase()
-}
-
-/// The verdict a perfect verifier gives `local@<domain>`.
-pub(crate) fn verdict(
-    world: &World,
-    domain: &DomainEntry,
-    local: &str,
-) -> (Status, Reason, bool, Scenario) {
-    use Reason as R;
-    use Status as S;
-    let scenario = world.scenario(domain);
-    let (status, reason, deterministic) = match domain.behaviour {
-        Behaviour::Nxdomain => (S::Undeliverable, R::NoSuchDomain, true),
-        Behaviour::NullMx => (S::Undeliverable, R::NullMx, true),
-        Behaviour::NoMx => (S::Undeliverable, R::NoMailServer, true),
-        _ => {
-            let up = world.up_hosts(domain);
-            match up.first() {
-                None => (S::Unknown, R::ConnectionFailed, true),
-                Some(&first) => {
-                    let host = &world.hosts[first as usize];
-                    let deterministic = up
-                        .iter()
-                        .all(|&h| world.hosts[h as usize].profile.transient_4xx_rate <= 0.0);
-                    let (s, r) =
-                        if domain.behaviour == Behaviour::Blocked || host.profile.policy_block {
-                            (S::Unknown, R::Blocked)
-                        } else if !local.is_ascii() && !host.profile.smtputf8 {
-                            (S::Unknown, R::Unverifiable)
-                        } else {
-                            let catch_all = domain.behaviour == Behaviour::CatchAll;
-                            match (domain.mailbox(local), catch_all) {
-                                (Some(MailboxState::Full), _) => (S::Risky, R::MailboxFull),
-                                (Some(MailboxState::Disabled), _) => {
-                                    (S::Undeliverable, R::MailboxDisabled)
-                                }
-                                (_, true) => (S::Risky, R::CatchAll),
-                                // DESIGN 4: an accepted role account is risky (a missing one
-                                // stays undeliverable, flagged).
-                                (Some(MailboxState::Valid), false)
-                                    if crate::population::ROLE_WORDS
-                                        .contains(&mailbox_key(local).as_str()) =>
-                                {
-                                    (S::Risky, R::RoleAccount)
-                                }
-                                (Some(MailboxState::Valid), false) => (S::Deliverable, R::Accepted),
-                                (None, false) => (S::Undeliverable, R::MailboxNotFound),
-                            }
-                        };
-                    (s, r, deterministic)
-                }
-            }
-        }
-    };
-    (status, reason, deterministic, scenario)
-}
-
 pub(crate) fn scenario_of(behaviour: Behaviour, all_down: bool, first_down: bool) -> Scenario {
     if behaviour.has_servers() && all_down {
         Scenario::MxDown
@@ -203,13 +138,6 @@ pub(crate) fn scenario_of(behaviour: Behaviour, all_down: bool, first_down: bool
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mailbox_key_folds_case_and_drops_extension() {
-        assert_eq!(mailbox_key("Alice.Smith+News"), "alice.smith");
-        assert_eq!(mailbox_key("+odd"), "+odd");
-        assert_eq!(mailbox_key("bob"), "bob");
-    }
 
     #[test]
     fn rows_serialise_with_taxonomy_spelling() {

@@ -1,6 +1,7 @@
 //! The resolved world a fleet serves: hosts with addresses and profiles, domains with their
 //! MX hosts and mailboxes, the list to verify and its ground truth, and the file's extra DNS
-//! records. Built once from a [`FleetSpec`] (explicit part here, synthetic part in
+//! records; and the rule that derives each address's truth row (`World::truth_row`). Built
+//! once from a [`FleetSpec`](crate::spec::FleetSpec) (`resolve`, synthetic part in
 //! `population`), then shared read-only by the SMTP servers and the DNS zone. Owns no socket.
 
 use std::collections::{HashMap, HashSet};
@@ -9,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Error;
-use crate::spec::{Behaviour, FleetSpec, MailboxState, Profile, RecordSpec};
-use crate::truth::{self, Scenario, TruthRow, mailbox_key};
+use crate::mailbox::{ROLE_WORDS, mailbox_key};
+use crate::spec::{Behaviour, MailboxState, Profile, RecordSpec};
+use crate::truth::{self, Reason, Scenario, Status, TruthRow};
 
 /// One SMTP host.
 #[derive(Debug)]
@@ -76,7 +78,7 @@ pub(crate) struct AddressPool {
 }
 
 impl AddressPool {
-    fn new(base: Ipv4Addr, taken: HashSet<Ipv4Addr>) -> AddressPool {
+    pub fn new(base: Ipv4Addr, taken: HashSet<Ipv4Addr>) -> AddressPool {
         AddressPool {
             next: u32::from(base),
             taken,
@@ -103,106 +105,6 @@ impl AddressPool {
 }
 
 impl World {
-    /// Builds the world: explicit hosts, sites and domains first (in file order), then the
-    /// synthetic population. `greylist_delay` overrides the file's.
-    pub fn build(spec: &FleetSpec, greylist_delay: Option<Duration>) -> Result<World, Error> {
-        let taken = spec.hosts.iter().filter_map(|h| h.address).collect();
-        let mut pool = AddressPool::new(spec.fleet.address_base, taken);
-        let file_delay = spec
-            .generate
-            .as_ref()
-            .and_then(|g| g.greylist_delay_ms)
-            .unwrap_or(spec.fleet.greylist_delay_ms);
-        let mut world = World {
-            hosts: Vec::new(),
-            host_index: HashMap::new(),
-            domains: HashMap::new(),
-            addresses: Vec::new(),
-            truth: Vec::new(),
-            greylist_delay: greylist_delay.unwrap_or(Duration::from_millis(file_delay)),
-            seed: spec.fleet.seed,
-            records: spec.records.clone(),
-        };
-        for h in &spec.hosts {
-            let ip = match h.address {
-                Some(ip) => ip,
-                None => pool.allocate()?,
-            };
-            let profile = Arc::new(spec.profile(h.profile.as_deref())?);
-            let idx = world.add_host(&h.name, ip, profile, h.down)?;
-            world.hosts[idx as usize].external = h.external;
-        }
-        let mut sites: HashMap<&str, Vec<(u16, u32)>> = HashMap::new();
-        for s in &spec.sites {
-            let mut mx = Vec::with_capacity(s.mx.len());
-            for m in &s.mx {
-                let idx = world.host(&m.host).ok_or_else(|| {
-                    Error::Spec(format!("site `{}`: unknown host `{}`", s.name, m.host))
-                })?;
-                mx.push((m.preference, idx));
-            }
-            mx.sort_by_key(|(p, _)| *p);
-            sites.insert(s.name.as_str(), mx);
-        }
-        let mut rows = Vec::new();
-        for d in &spec.domains {
-            let mx = match (
-                &d.site,
-                d.behaviour.has_servers() && d.behaviour != Behaviour::AOnly,
-            ) {
-                (Some(s), true) => sites.get(s.as_str()).cloned().unwrap_or_default(),
-                _ => Vec::new(),
-            };
-            let a_host = match (d.behaviour, &d.a_host) {
-                (Behaviour::AOnly, Some(h)) => world.host(h),
-                _ => None,
-            };
-            let mailboxes = d
-                .mailboxes
-                .iter()
-                .map(|(l, s)| (mailbox_key(l).into_boxed_str(), *s))
-                .collect();
-            let name = d.name.to_ascii_lowercase();
-            world.domains.insert(
-                name.clone().into_boxed_str(),
-                DomainEntry {
-                    name: name.clone().into_boxed_str(),
-                    behaviour: d.behaviour,
-                    mx,
-                    a_host,
-                    mailboxes,
-                },
-            );
-            let mut seen = HashSet::new();
-            for local in d.mailboxes.keys().chain(d.verify.iter()) {
-                if seen.insert(local.as_str()) {
-                    rows.push((format!("{local}@{}", d.name), name.clone()));
-                }
-            }
-        }
-        for (address, domain) in rows {
-            let local = address.rsplit_once('@').map(|(l, _)| l).unwrap_or_default();
-            let row = world.truth_row(&domain, local, address.clone());
-            world.addresses.push(address);
-            world.truth.extend(row);
-        }
-        if let Some(g) = &spec.generate {
-            crate::population::generate(spec, g, &mut world, &mut pool)?;
-        }
-        // The file's validation saw the explicit names only; generated ones are known now.
-        for r in &world.records {
-            let owner = r.owner();
-            if world.host(&owner).is_some() || world.domains.contains_key(owner.as_str()) {
-                return Err(Error::Spec(format!(
-                    "record `{}`: the name is a fleet host or domain, whose records the fleet \
-                     serves itself; give the record another name",
-                    r.name
-                )));
-            }
-        }
-        Ok(world)
-    }
-
     pub fn add_host(
         &mut self,
         name: &str,
@@ -248,7 +150,7 @@ impl World {
     /// The truth row for `local@domain` (`domain` lower-case), if the domain is known.
     pub fn truth_row(&self, domain: &str, local: &str, address: String) -> Option<TruthRow> {
         let d = self.domains.get(domain)?;
-        let (status, reason, deterministic, behaviour) = truth::verdict(self, d, local);
+        let (status, reason, deterministic, behaviour) = verdict(self, d, local);
         Some(TruthRow {
             address,
             status,
@@ -259,30 +161,53 @@ impl World {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_record_may_not_take_a_generated_name() {
-        let spec = FleetSpec::from_toml(
-            r#"
-[generate]
-domains = 3
-addresses = 10
-sites = 1
-hosts_per_site = 1
-
-[[record]]
-name = "mx1.site1.test"
-a = "127.0.1.1"
-"#,
-        )
-        .unwrap();
-        let err = World::build(&spec, None).unwrap_err().to_string();
-        assert!(err.contains("fleet host or domain"), "{err}");
-        let mut fine = spec.clone();
-        fine.records[0].name = "a.prober.test".into();
-        assert_eq!(World::build(&fine, None).unwrap().records.len(), 1);
-    }
+/// The verdict a perfect verifier gives `local@<domain>`.
+fn verdict(world: &World, domain: &DomainEntry, local: &str) -> (Status, Reason, bool, Scenario) {
+    use Reason as R;
+    use Status as S;
+    let scenario = world.scenario(domain);
+    let (status, reason, deterministic) = match domain.behaviour {
+        Behaviour::Nxdomain => (S::Undeliverable, R::NoSuchDomain, true),
+        Behaviour::NullMx => (S::Undeliverable, R::NullMx, true),
+        Behaviour::NoMx => (S::Undeliverable, R::NoMailServer, true),
+        _ => {
+            let up = world.up_hosts(domain);
+            match up.first() {
+                None => (S::Unknown, R::ConnectionFailed, true),
+                Some(&first) => {
+                    let host = &world.hosts[first as usize];
+                    let deterministic = up
+                        .iter()
+                        .all(|&h| world.hosts[h as usize].profile.transient_4xx_rate <= 0.0);
+                    let (s, r) =
+                        if domain.behaviour == Behaviour::Blocked || host.profile.policy_block {
+                            (S::Unknown, R::Blocked)
+                        } else if !local.is_ascii() && !host.profile.smtputf8 {
+                            (S::Unknown, R::Unverifiable)
+                        } else {
+                            let catch_all = domain.behaviour == Behaviour::CatchAll;
+                            match (domain.mailbox(local), catch_all) {
+                                (Some(MailboxState::Full), _) => (S::Risky, R::MailboxFull),
+                                (Some(MailboxState::Disabled), _) => {
+                                    (S::Undeliverable, R::MailboxDisabled)
+                                }
+                                (_, true) => (S::Risky, R::CatchAll),
+                                // `role_account` is a risky reason in the taxonomy
+                                // (rollcall-core `Reason::status`): an accepted role account
+                                // is risky (a missing one stays undeliverable, flagged).
+                                (Some(MailboxState::Valid), false)
+                                    if ROLE_WORDS.contains(&mailbox_key(local).as_str()) =>
+                                {
+                                    (S::Risky, R::RoleAccount)
+                                }
+                                (Some(MailboxState::Valid), false) => (S::Deliverable, R::Accepted),
+                                (None, false) => (S::Undeliverable, R::MailboxNotFound),
+                            }
+                        };
+                    (s, r, deterministic)
+                }
+            }
+        }
+    };
+    (status, reason, deterministic, scenario)
 }

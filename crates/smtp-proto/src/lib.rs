@@ -14,6 +14,7 @@
 //! - `session`: the state machine that refuses out-of-order commands before they are written.
 //! - `planner`: turns a probe into pipelined groups (RFC 2920) or lockstep steps.
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod capabilities;
 pub mod command;

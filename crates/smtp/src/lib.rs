@@ -18,6 +18,7 @@
 //! - `transcript`: bounded `C:`/`S:` transcript.
 //! - `error`: `Error` and `Phase`.
 #![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod config;
 mod connection;

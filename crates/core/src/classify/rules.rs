@@ -4,7 +4,7 @@
 //! come before the row for the same codes that does not, so the text only ever refines a
 //! decision the codes leave open. Text phrases are lowercase substrings of the normalised text.
 
-use super::{Classification, RetryKind, SmtpCommandKind};
+use super::meaning::{Classification, RetryKind, SmtpCommandKind};
 use crate::enhanced_code::EnhancedCode;
 use crate::verdict::Reason;
 

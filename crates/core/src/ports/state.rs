@@ -91,7 +91,8 @@ pub struct BackoffPolicy {
 
 impl Default for BackoffPolicy {
     fn default() -> Self {
-        // DESIGN 5: opens after 5 consecutive failures, 60 s doubling to 1 h.
+        // Opens after 5 consecutive failures, 60 s doubling to 1 h (the defaults
+        // docs/operations.md gives under RollcallCircuitsOpenLong).
         BackoffPolicy {
             failures_to_open: 5,
             base: Duration::from_secs(60),
