@@ -21,10 +21,10 @@ use rollcall_core::{
 use rollcall_dns::{TargetClass, classify_target};
 
 use crate::Error;
+use crate::context::{SessionSlot, SiteContext};
 use crate::egress::Egress;
 use crate::held_lease::HeldLease;
 use crate::probe::{ProbeFailure, ProbeSession, RcptOutcome, ReplyData, TxnOutcome};
-use crate::site::{SessionSlot, SiteContext};
 
 /// The longest a worker sleeps in place for a rate limit; longer waits reschedule the batch.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);

@@ -824,7 +824,8 @@ mod tests {
             !spreads_wide(50_000, 50_000, 1, 100),
             "one shard: nowhere to spread"
         );
-        assert!(spreads_wide(1, 1, 2, 0), "a batch size of 0 counts as 1");
+        assert!(spreads_wide(2, 2, 2, 0), "a batch size of 0 counts as 1");
+        assert!(!spreads_wide(1, 1, 2, 0), "a batch size of 0 counts as 1");
     }
 
     #[test]

@@ -11,9 +11,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::Error;
 use crate::config::EngineConfig;
+use crate::context::WorkerMetrics;
 use crate::coordinator::{Coordinator, InputRow, OutputRow};
 use crate::probe::Connector;
-use crate::site::WorkerMetrics;
 use crate::summary::Summary;
 use crate::worker::Worker;
 

@@ -7,7 +7,7 @@
 //! - `config`: resolved engine settings (identity, port, timeouts, retry schedules).
 //! - `egress`: the ways out a worker probes from (source address or SOCKS5 proxy, HELO, MAIL
 //!   FROM) and the per-(site, egress) key scheme of every politeness budget.
-//! - `shaping`: politeness per site (DESIGN section 5) and the per-site rule table.
+//! - `shaping`: politeness per (site, egress) and the per-site rule table.
 //! - `coordinator`: input rows in, exactly one output row per input row out.
 //! - `verdicts`: verdicts built from DNS and probe outcomes.
 //! - `summary`: counts of a run.
@@ -16,6 +16,7 @@
 //! - `worker`: consumes batches and dispatches them per site; runs the greylist scheduler.
 //! - `site`: one site's line of batches and its warm session tasks under fleet-wide leases.
 //! - `batch_run`: one batch's transactions and the settling of every item.
+//! - `context`: what a worker's tasks share (counters, a site runner's context, session slots).
 //! - `held_lease`: fleet-wide session slots kept alive by a heartbeat while a session lives.
 //! - `waiting`: what this worker's items wait for and until when (for progress displays).
 //! - `shards`: shard leases (distributed wiring): which shard queues this worker consumes.
@@ -23,6 +24,7 @@
 
 mod batch_run;
 pub mod config;
+mod context;
 pub mod coordinator;
 pub mod egress;
 pub mod embedded;
@@ -39,6 +41,6 @@ pub mod waiting;
 pub mod worker;
 
 pub use batch_run::catch_all_probe;
+pub use context::WorkerMetrics;
 pub use error::Error;
-pub use site::WorkerMetrics;
 pub use smtp_session::{client_config, connector};

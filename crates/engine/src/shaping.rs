@@ -1,8 +1,9 @@
 //! Politeness per site and egress: how many sessions, how fast, how many recipients per
 //! transaction, when to retire a session. Servers count per client address, so the session,
 //! RCPT and connection limits hold for each egress at each site, fleet-wide; the optional
-//! site totals cap all egresses together (for providers that count per sender domain). Defaults are DESIGN section 5 (measured against Postfix 3.7); a table
-//! of rules matched against a site's MX host names overrides them (providers ship built in).
+//! site totals cap all egresses together (for providers that count per sender domain). The
+//! defaults were measured against a default Postfix 3.7 (tests/interop); a table of rules
+//! matched against a site's MX host names overrides them (providers ship built in).
 //!
 //! Owns the numbers and the matching; does not enforce anything (the worker does).
 
@@ -223,7 +224,7 @@ impl Default for ShapingTable {
 }
 
 impl ShapingTable {
-    /// The built-in table with `default` applied over DESIGN's defaults and `rules` ahead of the
+    /// The built-in table with `default` applied over the built-in defaults and `rules` ahead of the
     /// provider entries.
     pub fn with_overrides(default: &ShapingOverride, rules: Vec<SiteRule>) -> Self {
         let mut table = ShapingTable::default();

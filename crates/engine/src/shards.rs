@@ -1,4 +1,4 @@
-//! Shard leases (DESIGN section 6): which shard queues this worker consumes. Each shard is a
+//! Shard leases (distributed wiring, ARCHITECTURE.md): which shard queues this worker consumes. Each shard is a
 //! lease of cap 1 on the site key `shard:<i>` in the `StateStore`, renewed every `renew_every`
 //! and lapsing after `ttl`, so a dead worker's shards free themselves and a live worker takes
 //! them over. The set held is published on a `watch` channel; the caller turns it into

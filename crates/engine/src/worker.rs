@@ -11,8 +11,9 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::Error;
 use crate::config::EngineConfig;
+use crate::context::{WorkerMetrics, WorkerParts};
 use crate::probe::Connector;
-use crate::site::{WorkerMetrics, WorkerParts, spawn_site};
+use crate::site::spawn_site;
 
 /// How often the greylist schedule is read.
 const GREYLIST_POLL: Duration = Duration::from_millis(250);
