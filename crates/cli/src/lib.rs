@@ -17,31 +17,21 @@
 //! - `demo`, `bench`: the embedded engine against a simulated fleet; `fleet_run`: what they share.
 #![forbid(unsafe_code)]
 
-mod api_limits;
-mod api_tls;
-mod bench;
+mod api;
+mod commands;
 mod config;
-mod console;
-mod coordinator;
-mod demo;
-mod doctor;
-mod fleet;
-mod fleet_run;
-mod manual;
+mod io;
 mod metrics;
-mod output;
-mod probe;
-mod progress;
-mod rows;
-mod sim;
-mod submit;
-mod verify;
-mod watch;
-mod worker;
+mod run;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use commands::{
+    bench, completions, coordinator, demo, doctor, man, probe, sim, submit, verify, watch, worker,
+};
+use io::console;
 
 /// rollcall: tells which email addresses can receive mail, without sending any.
 #[derive(Debug, Parser)]
@@ -84,7 +74,7 @@ enum Command {
     /// Follow a campaign on a coordinator until it ends; with --results, write its results.
     Watch(watch::Args),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
-    Completions(manual::CompletionsArgs),
+    Completions(completions::Args),
     /// Print the man page (roff): `rollcall man > rollcall.1; man -l rollcall.1`.
     Man,
 }
@@ -127,8 +117,8 @@ pub fn main() -> ExitCode {
             Command::Coordinator(args) => coordinator::run(args).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Watch(args) => watch::run(args).await,
-            Command::Completions(args) => manual::completions(args).await,
-            Command::Man => manual::man().await,
+            Command::Completions(args) => completions::run(args).await,
+            Command::Man => man::run().await,
         }
     });
     match result {

@@ -22,9 +22,9 @@ use rollcall_engine::config::EngineConfig;
 use rollcall_engine::egress::Egress;
 use serde::Serialize;
 
+use crate::commands::verify::load_settings;
 use crate::config::{EX_USAGE, EngineFlags};
-use crate::console::{self, shown};
-use crate::verify::load_settings;
+use crate::io::console::{self, shown};
 
 use outbound::Target;
 

@@ -15,10 +15,10 @@ use rollcall_api::v1;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::output::{InputShape, OutputFormat};
-use crate::progress::{Progress, ProgressMode};
-use crate::rows::{InputFormat, Record, RowReader, spawn_reader};
-use crate::watch::{Remote, Results, follow, report, results_sink};
+use crate::commands::watch::{Remote, Results, follow, report, results_sink};
+use crate::io::output::{InputShape, OutputFormat};
+use crate::io::progress::{Progress, ProgressMode};
+use crate::io::rows::{InputFormat, Record, RowReader, spawn_reader};
 
 /// Addresses per submitted chunk.
 const CHUNK: usize = 1_000;
@@ -114,7 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(e) => return fail(EX_NOINPUT, e),
     };
     for note in reader.notes() {
-        crate::console::err_line(format_args!("rollcall: {note}"));
+        crate::io::console::err_line(format_args!("rollcall: {note}"));
     }
     let shape = match input_format {
         InputFormat::Text => InputShape::Text,
@@ -202,7 +202,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return fail(EX_NOINPUT, format!("cannot read {}: {why}; nothing was submitted",
                 args.input.display()));
         }
-        _ = crate::verify::ctrl_c() => {
+        _ = crate::commands::verify::ctrl_c() => {
             chunker.abort();
             return fail(EX_INTERRUPTED, "interrupted; nothing was submitted");
         }

@@ -24,10 +24,10 @@ use rollcall_engine::summary::Summary;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config, EX_USAGE, EngineFlags};
-use crate::console;
-use crate::output::{FormulaGuard, InputShape, OutputFormat, RowSink, open_sink_guarded};
-use crate::progress::{Progress, ProgressMode, interrupted_line, summary_table};
-use crate::rows::{CsvChoice, InputFormat, RowReader, spawn_reader};
+use crate::io::console;
+use crate::io::output::{FormulaGuard, InputShape, OutputFormat, RowSink, open_sink_guarded};
+use crate::io::progress::{Progress, ProgressMode, interrupted_line, summary_table};
+use crate::io::rows::{CsvChoice, InputFormat, RowReader, spawn_reader};
 
 /// sysexits.h codes.
 const EX_DATAERR: u8 = 65;
@@ -98,7 +98,7 @@ pub struct Args {
     pub column: Option<String>,
 
     /// CSV field separator: `,` `;` `tab` or `|`. Default: detected from the header line.
-    #[arg(long, value_name = "CHAR", value_parser = crate::rows::parse_delimiter)]
+    #[arg(long, value_name = "CHAR", value_parser = crate::io::rows::parse_delimiter)]
     pub delimiter: Option<u8>,
 
     /// Spreadsheet formula guard for CSV output (OWASP "CSV Injection"): `on` writes a single
@@ -469,7 +469,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(e) => return fail(EX_NOINPUT, e),
     };
     for note in reader.notes() {
-        crate::console::err_line(format_args!("rollcall: {note}"));
+        crate::io::console::err_line(format_args!("rollcall: {note}"));
     }
     let shape = match input_format {
         InputFormat::Text => InputShape::Text,
@@ -661,8 +661,8 @@ mod tests {
     use tokio::net::UdpSocket;
 
     use super::*;
-    use crate::output::{CsvOutput, JsonlOutput};
-    use crate::rows::Record;
+    use crate::io::output::{CsvOutput, JsonlOutput};
+    use crate::io::rows::Record;
 
     /// A nameserver on loopback that answers every query NXDOMAIN (RFC 1035 4.1.1), so every
     /// domain is unresolvable and nothing leaves the machine.

@@ -17,10 +17,10 @@ use rollcall_sim::{Fleet, FleetSpec, SimOptions};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::output::RowSink;
-use crate::progress::Progress;
-use crate::rows::Record;
-use crate::verify::{self, Verifier};
+use crate::commands::verify::{self, Verifier};
+use crate::io::output::RowSink;
+use crate::io::progress::Progress;
+use crate::io::rows::Record;
 
 /// Rows the demo adds to the fleet's list to show that bad input is a verdict, not a crash.
 const BAD_ROWS: [&str; 3] = [

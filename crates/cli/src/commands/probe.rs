@@ -17,7 +17,7 @@ use rollcall_smtp::proto::{ClientName, Mailbox, ReversePath};
 use rollcall_smtp::{ClientConfig, Error, NotProbed, RecipientOutcome, Session, TlsMode};
 use serde_json::{Value, json};
 
-use crate::console::{self, shown};
+use crate::io::console::{self, shown};
 
 /// EX_UNAVAILABLE (sysexits.h): the host could not be reached.
 const EXIT_UNAVAILABLE: u8 = 69;

@@ -14,8 +14,8 @@ use rollcall_engine::worker::Worker;
 use rollcall_redis::RedisState;
 use tokio::sync::watch;
 
+use crate::commands::verify::load_settings;
 use crate::config::EngineFlags;
-use crate::verify::load_settings;
 
 /// Flags of `rollcall worker`.
 #[derive(Debug, clap::Args)]
@@ -23,7 +23,7 @@ pub struct Args {
     /// Broker, store, prefix, shard count and metrics listener (shared with the other
     /// distributed command).
     #[command(flatten)]
-    pub fleet: crate::fleet::FleetFlags,
+    pub fleet: crate::run::distributed::FleetFlags,
 
     /// Hold at most this many shards (ceil(shards / workers) spreads them evenly). Default:
     /// take every free shard, so a lone survivor takes over a dead fleet's shards.
@@ -141,7 +141,7 @@ async fn shutdown_signal() {
     };
     tokio::select! {
         _ = term => {}
-        _ = crate::verify::ctrl_c() => {}
+        _ = crate::commands::verify::ctrl_c() => {}
     }
 }
 

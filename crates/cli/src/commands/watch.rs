@@ -21,11 +21,11 @@ use rollcall_api::{CampaignState, Client, ClientTls, v1};
 use rollcall_core::Verdict;
 use rollcall_engine::coordinator::OutputRow;
 
-use crate::api_tls::ClientTlsFlags;
+use crate::api::tls::ClientTlsFlags;
 use crate::config::{ConfigError, EX_USAGE};
-use crate::output::{InputShape, OutputFormat, RowSink, open_sink};
-use crate::progress::{Progress, ProgressMode, group};
-use crate::rows::Record;
+use crate::io::output::{InputShape, OutputFormat, RowSink, open_sink};
+use crate::io::progress::{Progress, ProgressMode, group};
+use crate::io::rows::Record;
 
 /// Flags of `rollcall watch`.
 #[derive(Debug, clap::Args)]
@@ -193,7 +193,7 @@ pub(crate) async fn follow(
                 loop {
                     let event = tokio::select! {
                         event = stream.message() => event,
-                        _ = crate::verify::ctrl_c() => {
+                        _ = crate::commands::verify::ctrl_c() => {
                             interrupted = true;
                             break 'watch;
                         }
@@ -273,7 +273,7 @@ pub(crate) async fn follow(
         ));
         tokio::select! {
             _ = tokio::time::sleep(retry) => {}
-            _ = crate::verify::ctrl_c() => {
+            _ = crate::commands::verify::ctrl_c() => {
                 interrupted = true;
                 break 'watch;
             }
@@ -346,7 +346,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let tls = match args.remote.load_tls() {
         Ok(tls) => tls,
         Err(e) => {
-            crate::console::err_line(format_args!("rollcall: {e}"));
+            crate::io::console::err_line(format_args!("rollcall: {e}"));
             return Ok(ExitCode::from(EX_USAGE));
         }
     };

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 
 use rollcall_sim::{FleetSpec, SimOptions};
 
-use crate::fleet_run::{self, Knobs, Report};
-use crate::output::{InputShape, OutputFormat, open_sink};
-use crate::progress::{Progress, ProgressMode, group};
+use crate::io::output::{InputShape, OutputFormat, open_sink};
+use crate::io::progress::{Progress, ProgressMode, group};
+use crate::run::simulated::{self, Knobs, Report};
 
 /// The bundled demo fleet: ~100,000 addresses, ~2,000 domains, 50 sites, every behaviour.
-const DEMO_FLEET: &str = include_str!("../../sim/fleets/demo.toml");
+const DEMO_FLEET: &str = include_str!("../../../sim/fleets/demo.toml");
 
 /// Flags of `rollcall demo`.
 #[derive(Debug, clap::Args)]
@@ -58,7 +58,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         with_bad_rows: true,
         egresses: 0,
     };
-    let report = fleet_run::run(&spec, SimOptions::default(), knobs, output, &mut progress).await?;
+    let report = simulated::run(&spec, SimOptions::default(), knobs, output, &mut progress).await?;
     eprintln!("{}", report_table(&report));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

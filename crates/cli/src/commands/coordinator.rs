@@ -15,8 +15,8 @@ use anyhow::Context as _;
 use rollcall_engine::coordinator::Coordinator;
 use rollcall_service::{CoordinatorBackend, Limits};
 
+use crate::commands::verify::{load_settings, verifier};
 use crate::config::EngineFlags;
-use crate::verify::{load_settings, verifier};
 
 /// Flags of `rollcall coordinator`.
 #[derive(Debug, clap::Args)]
@@ -33,7 +33,7 @@ pub struct Args {
     /// Broker, store, prefix, shard count and metrics listener (shared with the other
     /// distributed command).
     #[command(flatten)]
-    pub fleet: crate::fleet::FleetFlags,
+    pub fleet: crate::run::distributed::FleetFlags,
 
     /// Bearer token every API call must carry. Without it the API is open to anyone who can
     /// reach `--listen`, so the coordinator refuses to start without one on an address beyond
@@ -48,7 +48,7 @@ pub struct Args {
 
     /// TLS of the API (--tls-cert, --tls-key, --tls-client-ca). Plaintext without them.
     #[command(flatten)]
-    pub tls: crate::api_tls::ServerTlsFlags,
+    pub tls: crate::api::tls::ServerTlsFlags,
 
     /// Serve the API without a token on an address beyond loopback: anyone who can reach
     /// `--listen` may submit lists and probe addresses. Only for a network you fully trust.
@@ -77,7 +77,7 @@ pub struct Args {
 
     /// Limits on submissions, running campaigns, Verify calls and the call rate.
     #[command(flatten)]
-    pub limits: crate::api_limits::ApiLimitFlags,
+    pub limits: crate::api::limits::ApiLimitFlags,
 
     #[command(flatten)]
     pub engine: Box<EngineFlags>,
@@ -88,7 +88,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Client certificates (mTLS with --tls-client-ca) authenticate callers as a token does.
     let authenticated = args.insecure_no_auth || args.tls.tls_client_ca.is_some();
     if let Some(refusal) = open_api_refusal(args.listen, args.token.as_deref(), authenticated) {
-        crate::console::err_line(format_args!("rollcall: {refusal}"));
+        crate::io::console::err_line(format_args!("rollcall: {refusal}"));
         return Ok(ExitCode::from(crate::config::EX_USAGE));
     }
     let settings = match load_settings(&args.engine) {
@@ -99,7 +99,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let tls = match args.tls.load() {
         Ok(tls) => tls,
         Err(e) => {
-            crate::console::err_line(format_args!("rollcall: {e}"));
+            crate::io::console::err_line(format_args!("rollcall: {e}"));
             return Ok(ExitCode::from(crate::config::EX_USAGE));
         }
     };
@@ -195,7 +195,7 @@ async fn shutdown_signal() {
     };
     tokio::select! {
         _ = term => {}
-        _ = crate::verify::ctrl_c() => {}
+        _ = crate::commands::verify::ctrl_c() => {}
     }
     tracing::info!("shutting down: draining the API");
 }
