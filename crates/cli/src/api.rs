@@ -2,5 +2,7 @@
 //! coordinator's call and submission limits (`limits`). The protocol and the server are
 //! `rollcall_api`'s.
 
+pub mod follow;
 pub mod limits;
+pub mod remote;
 pub mod tls;

@@ -21,9 +21,6 @@ use serde::{Deserialize, Deserializer};
 /// Where the commented example of every setting lives (named in errors and `--help`).
 pub(crate) const EXAMPLE_CONFIG: &str = "deploy/config/rollcall.example.toml";
 
-/// EX_USAGE (sysexits.h): the exit code for bad flags or config.
-pub(crate) const EX_USAGE: u8 = 64;
-
 /// A bad config file, flag or env var. Displayed as one line: the setting, what is wrong, the fix.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -20,7 +20,8 @@
 mod api;
 mod commands;
 mod config;
-mod io;
+mod exit;
+pub mod io;
 mod metrics;
 mod run;
 
@@ -86,7 +87,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // --help and --version are not errors; a bad flag is a usage error: EX_USAGE
             // (64) as `--help` documents, not clap's own 2.
-            let code = if e.use_stderr() { 64 } else { 0 };
+            let code = if e.use_stderr() { exit::EX_USAGE } else { 0 };
             let _ = e.print();
             return ExitCode::from(code);
         }
@@ -102,7 +103,7 @@ pub fn main() -> ExitCode {
             console::err_line(format_args!(
                 "rollcall: cannot start the async runtime: {e}"
             ));
-            return ExitCode::from(70);
+            return ExitCode::from(exit::EX_SOFTWARE);
         }
     };
     let result = runtime.block_on(async move {

@@ -15,8 +15,10 @@ use anyhow::Context as _;
 use rollcall_engine::coordinator::Coordinator;
 use rollcall_service::{CoordinatorBackend, Limits};
 
-use crate::commands::verify::{load_settings, verifier};
 use crate::config::EngineFlags;
+use crate::exit::EX_USAGE;
+use crate::run::settings::{load_settings, verifier};
+use crate::run::signals::shutdown_signal;
 
 /// Flags of `rollcall coordinator`.
 #[derive(Debug, clap::Args)]
@@ -89,7 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let authenticated = args.insecure_no_auth || args.tls.tls_client_ca.is_some();
     if let Some(refusal) = open_api_refusal(args.listen, args.token.as_deref(), authenticated) {
         crate::io::console::err_line(format_args!("rollcall: {refusal}"));
-        return Ok(ExitCode::from(crate::config::EX_USAGE));
+        return Ok(ExitCode::from(EX_USAGE));
     }
     let settings = match load_settings(&args.engine) {
         Ok(settings) => settings,
@@ -100,7 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(tls) => tls,
         Err(e) => {
             crate::io::console::err_line(format_args!("rollcall: {e}"));
-            return Ok(ExitCode::from(crate::config::EX_USAGE));
+            return Ok(ExitCode::from(EX_USAGE));
         }
     };
     args.fleet.install_metrics()?;
@@ -139,8 +141,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let service =
         rollcall_api::VerifierService::new(backend.clone()).with_limits(args.limits.calls());
     let served =
-        rollcall_api::serve_service_with_tls(listener, service, args.token, tls, shutdown_signal())
-            .await;
+        rollcall_api::serve_service_with_tls(listener, service, args.token, tls, draining()).await;
     // The server has drained: stop the campaign runs. Their batches stay on the queue, the
     // workers go on recording results, and the store still says "running": the next
     // coordinator picks them up.
@@ -182,21 +183,9 @@ async fn sample_backlog(
     }
 }
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = crate::commands::verify::ctrl_c() => {}
-    }
+/// Completes on SIGTERM or SIGINT (Ctrl-C), and says the API is draining.
+async fn draining() {
+    shutdown_signal().await;
     tracing::info!("shutting down: draining the API");
 }
 

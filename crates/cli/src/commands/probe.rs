@@ -17,12 +17,8 @@ use rollcall_smtp::proto::{ClientName, Mailbox, ReversePath};
 use rollcall_smtp::{ClientConfig, Error, NotProbed, RecipientOutcome, Session, TlsMode};
 use serde_json::{Value, json};
 
+use crate::exit::{EX_UNAVAILABLE, EX_USAGE};
 use crate::io::console::{self, shown};
-
-/// EX_UNAVAILABLE (sysexits.h): the host could not be reached.
-const EXIT_UNAVAILABLE: u8 = 69;
-/// EX_USAGE.
-const EXIT_USAGE: u8 = 64;
 
 /// Flags of `rollcall probe`.
 #[derive(Debug, clap::Args)]
@@ -87,7 +83,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         console::err_line(format_args!(
             "rollcall probe: --helo {helo:?} is not a valid host name or address literal"
         ));
-        return Ok(ExitCode::from(EXIT_USAGE));
+        return Ok(ExitCode::from(EX_USAGE));
     };
     let mail_from = args
         .mail_from
@@ -97,7 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         console::err_line(format_args!(
             "rollcall probe: --mail-from {mail_from:?} is not a valid address (use <> for the null sender)"
         ));
-        return Ok(ExitCode::from(EXIT_USAGE));
+        return Ok(ExitCode::from(EX_USAGE));
     };
     let (addr, server_name) = resolve(&args.host).await?;
 
@@ -135,7 +131,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 console::out_line(report(&args.host, None, &rows, Some(&e)));
             }
             console::err_line(format_args!("rollcall probe: {}", shown(&e.to_string())));
-            return Ok(ExitCode::from(EXIT_UNAVAILABLE));
+            return Ok(ExitCode::from(EX_UNAVAILABLE));
         }
     };
     let mut error = session.handshake().await.err();

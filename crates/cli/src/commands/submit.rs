@@ -13,23 +13,30 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use rollcall_api::v1;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::commands::watch::{Remote, Results, follow, report, results_sink};
-use crate::io::output::{InputShape, OutputFormat};
-use crate::io::progress::{Progress, ProgressMode};
-use crate::io::rows::{InputFormat, Record, RowReader, spawn_reader};
+use crate::api::follow::{Results, follow, report, results_sink};
+use crate::api::remote::Remote;
+use crate::exit::{EX_INTERRUPTED, EX_NOINPUT, EX_USAGE, fail};
+use crate::io::flags::{InputFlags, OutputFlags, ProgressFlags, flag};
+use crate::io::list;
+use crate::io::progress::Progress;
+use crate::io::rows::{CsvChoice, Record, RowReader, spawn_reader};
+use crate::run::signals::ctrl_c;
 
 /// Addresses per submitted chunk.
 const CHUNK: usize = 1_000;
-const EX_USAGE: u8 = 64;
-const EX_NOINPUT: u8 = 66;
-/// The input's content is unusable (no address column, an unreadable CSV header).
-const EX_DATAERR: u8 = 65;
-const EX_INTERRUPTED: u8 = 130;
 
 /// Flags of `rollcall submit`.
 #[derive(Debug, clap::Args)]
+#[command(
+    // -o without --wait would silently write nothing.
+    mut_args(flag("output", |a| a
+        .help("Where --wait writes results; - or absent: standard output")
+        .requires("wait"))),
+    mut_args(flag("progress", |a| a.help("Progress on stderr (with --wait): auto, bar, log or off"))),
+)]
 pub struct Args {
     /// The list: a .txt (or any) file with one address per line, a .csv, a .jsonl/.ndjson
     /// file, or - for standard input (read as text unless --input-format).
@@ -47,21 +54,11 @@ pub struct Args {
     #[arg(long)]
     pub wait: bool,
 
-    /// Where --wait writes results; - or absent: standard output.
-    #[arg(short, long, value_name = "OUT", requires = "wait")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub results: OutputFlags,
 
-    /// Output format. Default: jsonl for a .jsonl/.ndjson OUT, else csv.
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<OutputFormat>,
-
-    /// Input format, when the extension does not tell (.csv, .jsonl/.ndjson, else text).
-    #[arg(long, value_name = "FORMAT")]
-    pub input_format: Option<InputFormat>,
-
-    /// The CSV column or JSONL field holding the address.
-    #[arg(long, value_name = "NAME")]
-    pub column: Option<String>,
+    #[command(flatten)]
+    pub list: InputFlags,
 
     /// This campaign's bound on retry waits (greylisting, deferrals), counted from each
     /// address's first wait: past it the address ends as unknown with the reason it was waiting
@@ -69,19 +66,8 @@ pub struct Args {
     #[arg(long, value_name = "DURATION|off", value_parser = crate::config::parse_max_wait)]
     pub max_wait: Option<crate::config::MaxWait>,
 
-    /// Progress on stderr (with --wait): auto, bar, log or off.
-    #[arg(
-        long,
-        value_name = "MODE",
-        default_value = "auto",
-        env = "ROLLCALL_PROGRESS"
-    )]
-    pub progress: ProgressMode,
-}
-
-fn fail(code: u8, message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
-    eprintln!("rollcall: {message}");
-    Ok(ExitCode::from(code))
+    #[command(flatten)]
+    pub progress: ProgressFlags,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -90,40 +76,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(tls) => tls,
         Err(e) => return fail(EX_USAGE, e),
     };
-    let stdin = args.input.as_os_str() == "-";
-    let input_format = args
-        .input_format
-        .unwrap_or_else(|| InputFormat::from_path(&args.input));
-    let source: Box<dyn std::io::Read + Send> = if stdin {
-        Box::new(std::io::stdin())
-    } else {
-        match std::fs::File::open(&args.input) {
-            Ok(file) => Box::new(file),
-            Err(e) => {
-                return fail(
-                    EX_NOINPUT,
-                    format!("cannot open {}: {e}", args.input.display()),
-                );
-            }
-        }
+    let choice = CsvChoice {
+        column: args.list.column.as_deref(),
+        delimiter: None,
     };
-    let reader = match RowReader::open(source, input_format, args.column.as_deref()) {
-        Ok(reader) => reader,
-        Err(e) if e.is_usage() => return fail(EX_USAGE, e),
-        Err(e) if e.is_data() => return fail(EX_DATAERR, e),
-        Err(e) => return fail(EX_NOINPUT, e),
-    };
-    for note in reader.notes() {
-        crate::io::console::err_line(format_args!("rollcall: {note}"));
-    }
-    let shape = match input_format {
-        InputFormat::Text => InputShape::Text,
-        InputFormat::Csv => InputShape::Csv(reader.columns().to_vec()),
-        InputFormat::Jsonl => InputShape::Jsonl,
+    let list = match list::open(&args.input, args.list.input_format, choice, false) {
+        Ok(list) => list,
+        Err(failure) => return failure.exit(),
     };
     // Open the output before uploading: a bad -o should not leave a campaign behind.
     let sink = if args.wait {
-        Some(results_sink(args.output.as_deref(), args.format, shape)?)
+        Some(results_sink(
+            args.results.output.as_deref(),
+            args.results.format,
+            list.shape,
+        )?)
     } else {
         None
     };
@@ -135,47 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
 
     let mut client = args.remote.connect(tls.as_ref()).await?;
-    let (rows_tx, mut rows_rx) = mpsc::channel(CHUNK);
-    let reading = spawn_reader(reader, rows_tx);
-    let (chunk_tx, chunk_rx) = mpsc::channel::<Vec<String>>(4);
-    let (failed_tx, failed_rx) = oneshot::channel::<String>();
-    let (kept_tx, kept_rx) = oneshot::channel::<Vec<(u64, Record)>>();
-    let keep = args.wait;
-    let chunker = tokio::spawn(async move {
-        let mut kept = Vec::new();
-        let mut chunk = Vec::with_capacity(CHUNK);
-        while let Some(row) = rows_rx.recv().await {
-            if keep {
-                kept.push((row.row, row.payload));
-            }
-            chunk.push(row.text);
-            if chunk.len() == CHUNK && chunk_tx.send(std::mem::take(&mut chunk)).await.is_err() {
-                return;
-            }
-        }
-        match reading.await {
-            Ok(Ok(_)) => {
-                if !chunk.is_empty() && chunk_tx.send(chunk).await.is_err() {
-                    return;
-                }
-                let _ = kept_tx.send(kept);
-                // Dropping `chunk_tx` ends the upload.
-            }
-            Ok(Err(e)) => {
-                let _ = failed_tx.send(e.to_string());
-                // Keep the upload open: the caller abandons the call, so the coordinator sees a
-                // broken stream rather than a shorter list.
-                let _hold = chunk_tx;
-                std::future::pending::<()>().await;
-            }
-            Err(_) => {
-                let _ = failed_tx.send("the input reader stopped".to_string());
-                let _hold = chunk_tx;
-                std::future::pending::<()>().await;
-            }
-        }
-    });
-
+    let chunks = Chunks::spawn(list.reader, args.wait);
     let options = v1::SubmitCampaignRequest {
         payload: Some(v1::submit_campaign_request::Payload::Options(
             v1::CampaignOptions {
@@ -189,7 +116,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         )),
     };
     let requests = futures_util::stream::once(async move { options }).chain(
-        ReceiverStream::new(chunk_rx).map(|addresses| v1::SubmitCampaignRequest {
+        ReceiverStream::new(chunks.chunks).map(|addresses| v1::SubmitCampaignRequest {
             payload: Some(v1::submit_campaign_request::Payload::Chunk(
                 v1::AddressChunk { addresses },
             )),
@@ -197,17 +124,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let submitted = tokio::select! {
         response = client.submit_campaign(requests) => response,
-        Ok(why) = failed_rx => {
-            chunker.abort();
+        Ok(why) = chunks.failed => {
+            chunks.task.abort();
             return fail(EX_NOINPUT, format!("cannot read {}: {why}; nothing was submitted",
                 args.input.display()));
         }
-        _ = crate::commands::verify::ctrl_c() => {
-            chunker.abort();
+        _ = ctrl_c() => {
+            chunks.task.abort();
             return fail(EX_INTERRUPTED, "interrupted; nothing was submitted");
         }
     };
-    chunker.abort();
+    chunks.task.abort();
     let submitted = submitted
         .context("the coordinator did not take the list")?
         .into_inner();
@@ -220,8 +147,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{campaign}");
         return Ok(ExitCode::SUCCESS);
     };
-    let inputs = kept_rx.await.unwrap_or_default();
-    let mut progress = Progress::new(args.progress, Some(inputs.len() as u64));
+    let inputs = chunks.kept.await.unwrap_or_default();
+    let mut progress = Progress::new(args.progress.progress, Some(inputs.len() as u64));
     let followed = follow(
         &mut client,
         &campaign,
@@ -231,4 +158,61 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     )
     .await?;
     Ok(report(&campaign, &followed))
+}
+
+/// The list cut into chunks of `CHUNK` addresses as it is read.
+struct Chunks {
+    chunks: mpsc::Receiver<Vec<String>>,
+    /// Why the list could not be read to its end; the upload is then never ended.
+    failed: oneshot::Receiver<String>,
+    /// With `keep`, every row's number and fields, once the whole list is read.
+    kept: oneshot::Receiver<Vec<(u64, Record)>>,
+    task: JoinHandle<()>,
+}
+
+impl Chunks {
+    fn spawn(reader: RowReader, keep: bool) -> Chunks {
+        let (rows_tx, mut rows_rx) = mpsc::channel(CHUNK);
+        let reading = spawn_reader(reader, rows_tx);
+        let (chunk_tx, chunk_rx) = mpsc::channel::<Vec<String>>(4);
+        let (failed_tx, failed_rx) = oneshot::channel::<String>();
+        let (kept_tx, kept_rx) = oneshot::channel::<Vec<(u64, Record)>>();
+        let task = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            let mut chunk = Vec::with_capacity(CHUNK);
+            while let Some(row) = rows_rx.recv().await {
+                if keep {
+                    kept.push((row.row, row.payload));
+                }
+                chunk.push(row.text);
+                if chunk.len() == CHUNK && chunk_tx.send(std::mem::take(&mut chunk)).await.is_err()
+                {
+                    return;
+                }
+            }
+            let why = match reading.await {
+                Ok(Ok(_)) => {
+                    if !chunk.is_empty() && chunk_tx.send(chunk).await.is_err() {
+                        return;
+                    }
+                    let _ = kept_tx.send(kept);
+                    // Dropping `chunk_tx` ends the upload.
+                    return;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "the input reader stopped".to_string(),
+            };
+            let _ = failed_tx.send(why);
+            // Keep the upload open: the caller abandons the call, so the coordinator sees a
+            // broken stream rather than a shorter list.
+            let _hold = chunk_tx;
+            std::future::pending::<()>().await;
+        });
+        Chunks {
+            chunks: chunk_rx,
+            failed: failed_rx,
+            kept: kept_rx,
+            task,
+        }
+    }
 }

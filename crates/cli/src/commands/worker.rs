@@ -14,8 +14,9 @@ use rollcall_engine::worker::Worker;
 use rollcall_redis::RedisState;
 use tokio::sync::watch;
 
-use crate::commands::verify::load_settings;
 use crate::config::EngineFlags;
+use crate::run::settings::load_settings;
+use crate::run::signals::shutdown_signal;
 
 /// Flags of `rollcall worker`.
 #[derive(Debug, clap::Args)]
@@ -126,23 +127,6 @@ pub(crate) async fn run_with_shards(
     leases_stop.send_replace(true);
     let _ = lease_loop.await;
     result.context("the worker failed")
-}
-
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = crate::commands::verify::ctrl_c() => {}
-    }
 }
 
 fn default_worker_id() -> String {

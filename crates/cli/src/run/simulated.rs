@@ -17,10 +17,12 @@ use rollcall_sim::{Fleet, FleetSpec, SimOptions};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::commands::verify::{self, Verifier};
 use crate::io::output::RowSink;
 use crate::io::progress::Progress;
 use crate::io::rows::Record;
+use crate::run::embedded::{RowOrder, run_verification};
+use crate::run::settings::Verifier;
+use crate::run::signals::ctrl_c;
 
 /// Rows the demo adds to the fleet's list to show that bad input is a verdict, not a crash.
 const BAD_ROWS: [&str; 3] = [
@@ -286,13 +288,13 @@ pub(crate) async fn run(
         inner: output,
     };
     let cpu_before = cpu_seconds();
-    let summary = verify::run_verification(
+    let summary = run_verification(
         verifier,
         rx,
         &mut judge,
         progress,
-        verify::RowOrder::Completion,
-        verify::ctrl_c(),
+        RowOrder::Completion,
+        ctrl_c(),
     )
     .await?;
     let cpu = cpu_seconds() - cpu_before;
