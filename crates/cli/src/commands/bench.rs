@@ -8,9 +8,8 @@ use std::process::ExitCode;
 
 use rollcall_sim::{FleetSpec, SimOptions};
 
-use crate::commands::demo::report_table;
 use crate::io::progress::{Progress, ProgressMode};
-use crate::run::simulated::{self, Knobs};
+use crate::run::simulated::{self, Knobs, report_table};
 
 /// Flags of `rollcall bench`.
 #[derive(Debug, clap::Args)]

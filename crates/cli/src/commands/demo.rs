@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use rollcall_sim::{FleetSpec, SimOptions};
 
 use crate::io::output::{InputShape, OutputFormat, open_sink};
-use crate::io::progress::{Progress, ProgressMode, group};
-use crate::run::simulated::{self, Knobs, Report};
+use crate::io::progress::{Progress, ProgressMode};
+use crate::run::simulated::{self, Knobs, report_table};
 
 /// The bundled demo fleet: ~100,000 addresses, ~2,000 domains, 50 sites, every behaviour.
 const DEMO_FLEET: &str = include_str!("../../../sim/fleets/demo.toml");
@@ -73,81 +73,4 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// The human summary of a fleet run.
-pub(crate) fn report_table(r: &Report) -> String {
-    let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<28} {v}\n"));
-    line(
-        "addresses (+ bad/dup rows)",
-        format!("{} (+{})", group(r.addresses), r.rows - r.addresses),
-    );
-    for (status, n) in &r.by_status {
-        line(status, group(*n));
-    }
-    line(
-        "accuracy vs ground truth",
-        format!(
-            "{:.4} ({} compared, {} mismatches)",
-            r.accuracy,
-            group(r.compared),
-            r.mismatches
-        ),
-    );
-    line("503 replies received", r.smtp_503.to_string());
-    line("pipelining violations", r.pipelining_violations.to_string());
-    line("error-budget trips", r.error_budget_trips.to_string());
-    line("DATA commands", r.data_commands.to_string());
-    line(
-        "max sessions per host",
-        format!("{} (cap {})", r.max_conns_per_host, r.session_cap),
-    );
-    line(
-        "sessions opened",
-        format!(
-            "{} ({:.0} addresses per session)",
-            group(r.connections),
-            r.addresses_per_session
-        ),
-    );
-    line("connections refused", r.connections_refused.to_string());
-    if r.clients.len() > 1 {
-        for (ip, c) in &r.clients {
-            line(
-                &format!("egress {ip}"),
-                format!(
-                    "{} sessions, {} RCPTs, max {} at once at a host, {} rate-limited",
-                    group(c.connections),
-                    group(c.rcpts),
-                    c.max_concurrent,
-                    c.rate_limited
-                ),
-            );
-        }
-    }
-    line("elapsed", format!("{:.1} s", r.elapsed_s));
-    line("throughput", format!("{:.0} addresses/s", r.rate_per_s));
-    line(
-        "bound (no greylist waits)",
-        format!(
-            "{:.0} addresses/s (ratio {:.2})",
-            r.bound_per_s, r.ratio_to_bound
-        ),
-    );
-    line(
-        "CPU",
-        format!(
-            "{:.1} s ({:.1} ms per 1,000 addresses)",
-            r.cpu_s, r.cpu_ms_per_1000
-        ),
-    );
-    line(
-        "peak RSS (fleet + engine)",
-        format!("{:.0} MB", r.peak_rss_mb),
-    );
-    for example in &r.mismatch_examples {
-        out.push_str(&format!("  mismatch: {example}\n"));
-    }
-    out
 }

@@ -103,25 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut client = args.remote.connect(tls.as_ref()).await?;
     let chunks = Chunks::spawn(list.reader, args.wait);
-    let options = v1::SubmitCampaignRequest {
-        payload: Some(v1::submit_campaign_request::Payload::Options(
-            v1::CampaignOptions {
-                name,
-                max_wait_secs: args.max_wait.map(|crate::config::MaxWait(wait)| {
-                    // 0 is "no bound"; a bound is at least a second.
-                    wait.map_or(0, |d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX))
-                }),
-                ..Default::default()
-            },
-        )),
-    };
-    let requests = futures_util::stream::once(async move { options }).chain(
-        ReceiverStream::new(chunks.chunks).map(|addresses| v1::SubmitCampaignRequest {
-            payload: Some(v1::submit_campaign_request::Payload::Chunk(
-                v1::AddressChunk { addresses },
-            )),
-        }),
-    );
+    let requests = campaign_requests(name, args.max_wait, chunks.chunks);
     let submitted = tokio::select! {
         response = client.submit_campaign(requests) => response,
         Ok(why) = chunks.failed => {
@@ -158,6 +140,33 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     )
     .await?;
     Ok(report(&campaign, &followed))
+}
+
+/// The upload: the campaign's options first, then the list's chunks as they are read.
+fn campaign_requests(
+    name: String,
+    max_wait: Option<crate::config::MaxWait>,
+    chunks: mpsc::Receiver<Vec<String>>,
+) -> impl futures_util::Stream<Item = v1::SubmitCampaignRequest> {
+    let options = v1::SubmitCampaignRequest {
+        payload: Some(v1::submit_campaign_request::Payload::Options(
+            v1::CampaignOptions {
+                name,
+                max_wait_secs: max_wait.map(|crate::config::MaxWait(wait)| {
+                    // 0 is "no bound"; a bound is at least a second.
+                    wait.map_or(0, |d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX))
+                }),
+                ..Default::default()
+            },
+        )),
+    };
+    futures_util::stream::once(async move { options }).chain(ReceiverStream::new(chunks).map(
+        |addresses| v1::SubmitCampaignRequest {
+            payload: Some(v1::submit_campaign_request::Payload::Chunk(
+                v1::AddressChunk { addresses },
+            )),
+        },
+    ))
 }
 
 /// The list cut into chunks of `CHUNK` addresses as it is read.
