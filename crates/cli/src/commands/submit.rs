@@ -1,6 +1,6 @@
 //! `rollcall submit`: streams a list (text, CSV or JSONL, read as `rollcall verify` reads it)
 //! to a coordinator in chunks of `CHUNK` addresses and prints the new campaign's id and counts.
-//! With `--wait` it then follows the campaign (see `watch`) and writes every result with the
+//! With `--wait` it then follows the campaign (`api::follow`) and writes every result with the
 //! input's own row numbers and fields.
 //!
 //! Owns the upload only. A list that cannot be read to its end is not submitted at all: the

@@ -1,3 +1,6 @@
+//! Tests of the input formats: text, CSV (delimiter and address column detection, malformed
+//! records) and JSONL, each read through `RowReader` as `verify` reads it.
+
 use super::*;
 
 fn read_all(input: &[u8], format: InputFormat, column: Option<&str>) -> Vec<InputRow<Record>> {
