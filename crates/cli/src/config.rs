@@ -21,9 +21,6 @@ use serde::{Deserialize, Deserializer};
 /// Where the commented example of every setting lives (named in errors and `--help`).
 pub(crate) const EXAMPLE_CONFIG: &str = "deploy/config/rollcall.example.toml";
 
-/// EX_USAGE (sysexits.h): the exit code for bad flags or config.
-pub(crate) const EX_USAGE: u8 = 64;
-
 /// A bad config file, flag or env var. Displayed as one line: the setting, what is wrong, the fix.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -417,6 +414,28 @@ pub(crate) fn build_engine_config(
     default_helo: &str,
 ) -> Result<Settings, ConfigError> {
     let mut engine = EngineConfig::default();
+    let helo_defaulted = merge_identity(&mut engine, file, flags, default_helo)?;
+    merge_smtp(&mut engine, file, flags)?;
+    merge_retry(&mut engine, file, flags);
+    let allow_private = flags.allow_private || file.dns.allow_private_targets.unwrap_or(false);
+    engine.allow_private_targets = allow_private;
+    engine.shaping = ShapingTable::with_overrides(&file.shaping.default, file.shaping.site.clone());
+    merge_engine(&mut engine, file, flags)?;
+    let resolver = resolver_config(file, flags, allow_private)?;
+    Ok(Settings {
+        engine,
+        resolver,
+        helo_defaulted,
+    })
+}
+
+/// The HELO name, MAIL FROM and egresses; true when the HELO name is `default_helo`.
+fn merge_identity(
+    engine: &mut EngineConfig,
+    file: &Config,
+    flags: &EngineFlags,
+    default_helo: &str,
+) -> Result<bool, ConfigError> {
     let id = &file.identity;
     let helo = flags.helo.clone().or_else(|| id.helo.clone());
     let helo_defaulted = helo.is_none();
@@ -433,7 +452,15 @@ pub(crate) fn build_engine_config(
         &engine.helo_name,
         &engine.mail_from,
     )?;
+    Ok(helo_defaulted)
+}
 
+/// The SMTP port, STARTTLS and the timeouts.
+fn merge_smtp(
+    engine: &mut EngineConfig,
+    file: &Config,
+    flags: &EngineFlags,
+) -> Result<(), ConfigError> {
     let smtp = &file.smtp;
     engine.smtp_port = flags.smtp_port.or(smtp.port).unwrap_or(engine.smtp_port);
     if engine.smtp_port == 0 {
@@ -471,7 +498,11 @@ pub(crate) fn build_engine_config(
             *slot = value;
         }
     }
+    Ok(())
+}
 
+/// The greylist and deferral retry schedules and the bound on retry waits.
+fn merge_retry(engine: &mut EngineConfig, file: &Config, flags: &EngineFlags) {
     let retry = &file.retry;
     if let Some(list) = flags
         .greylist_retry
@@ -492,11 +523,14 @@ pub(crate) fn build_engine_config(
     if let Some(MaxWait(max_wait)) = flags.max_wait.or(retry.max_wait) {
         engine.max_wait = max_wait;
     }
+}
 
-    let allow_private = flags.allow_private || file.dns.allow_private_targets.unwrap_or(false);
-    engine.allow_private_targets = allow_private;
-    engine.shaping = ShapingTable::with_overrides(&file.shaping.default, file.shaping.site.clone());
-
+/// Batch size, rows in flight, worker prefetch and the catch-all cache.
+fn merge_engine(
+    engine: &mut EngineConfig,
+    file: &Config,
+    flags: &EngineFlags,
+) -> Result<(), ConfigError> {
     let eng = &file.engine;
     engine.batch_size = flags
         .batch_size
@@ -517,7 +551,15 @@ pub(crate) fn build_engine_config(
             return Err(invalid(setting, "is 0", "give a positive number"));
         }
     }
+    Ok(())
+}
 
+/// The resolver: nameservers, timeout, attempts, private targets.
+fn resolver_config(
+    file: &Config,
+    flags: &EngineFlags,
+    allow_private: bool,
+) -> Result<ResolverConfig, ConfigError> {
     let dns = &file.dns;
     let mut resolver = ResolverConfig {
         nameservers: if flags.dns.is_empty() {
@@ -538,11 +580,7 @@ pub(crate) fn build_engine_config(
         reason: e.to_string(),
         fix: "see the [dns] section of the example config",
     })?;
-    Ok(Settings {
-        engine,
-        resolver,
-        helo_defaulted,
-    })
+    Ok(resolver)
 }
 
 fn invalid(setting: &'static str, reason: &str, fix: &'static str) -> ConfigError {

@@ -1,47 +1,48 @@
-//! The `rollcall` command line (clap). Thin: parses flags and config, wires crates together.
+//! The `rollcall` command line (clap): parses flags and config, wires the crates together. The
+//! `Cli` and its `Command` enum are here; everything else is in one of six places.
 //!
 //! Layout:
-//! - `coordinator`, `worker`, `fleet`: the distributed wiring; `submit`, `watch`: its clients;
-//!   `api_tls`: the TLS flags of the gRPC API (server and client); `api_limits`: its call and
-//!   submission limits; `metrics`: the Prometheus exporter.
-//! - `probe`: one SMTP session against one host, transcript and per-address replies.
-//! - `doctor`: checks each egress before a run (HELO name, reverse DNS, sender domain,
-//!   outbound SMTP to given targets).
-//! - `manual`: shell completions and the man page, generated from the clap definition.
-//! - `sim`: runs the simulated mail fleet standalone.
-//! - `verify`: verifies a list in this process; the run loop shared with `demo`.
-//! - `config`: the config file, the engine flags and env vars, and their merge.
-//! - `rows`: input formats (text, CSV, JSONL). `output`: output formats (CSV, JSONL).
-//! - `progress`: the progress bar or log lines, and the summary table.
-//! - `console`: lines for the operator that survive a closed pipe; terminal-safe server text.
-//! - `demo`, `bench`: the embedded engine against a simulated fleet; `fleet_run`: what they share.
+//! - `commands`: one module per command, each with its flags (`Args`) and `run`: `verify`,
+//!   `demo`, `bench` (the embedded engine); `coordinator`, `worker` (the distributed wiring);
+//!   `submit`, `watch` (its clients); `probe` (one SMTP session); `doctor` (checks each egress
+//!   before a run; `doctor::names`, `doctor::outbound`); `sim` (the simulated fleet alone);
+//!   `completions`, `man` (generated from the clap definition).
+//! - `io` (public): `rows` input formats (text, CSV, JSONL; `rows::columns` picks the
+//!   delimiter and address column, `rows::lines` turns a line or record into a row,
+//!   `rows::csv_record` splits CSV); `output` output formats (CSV, JSONL); `list` opens the list
+//!   a command was given; `flags` the input, output and progress flags, declared once;
+//!   `progress` the bar or log lines and the summary table; `console` lines for the operator
+//!   that survive a closed pipe, terminal-safe server text.
+//! - `run`: the plumbing of the commands that run the engine: `settings` (config file and flags
+//!   merged, the engine's ports built), `signals` (Ctrl-C, SIGTERM), `embedded` (the run loop
+//!   shared by `verify`, `demo` and `bench`) and its `reorder` buffer, `distributed` (broker,
+//!   store, prefix and shards of a distributed process), `simulated` (the embedded engine
+//!   against a simulated fleet, judged against its ground truth: `demo` and `bench`).
+//! - `api`: the gRPC API from the command line: `tls` (server and client TLS flags), `limits`
+//!   (the coordinator's call and submission limits), `remote` (where the coordinator is, how to
+//!   reach it), `follow` (following a campaign, reconnecting; `watch` and `submit --wait`).
+//! - `config`: the config file, the engine flags and env vars, and their merge (`config::egress`
+//!   the egresses).
+//! - `exit`: every exit code, one name each, and the one line that goes with a failure.
+//! - `metrics`: the Prometheus exporter.
 #![forbid(unsafe_code)]
 
-mod api_limits;
-mod api_tls;
-mod bench;
+mod api;
+mod commands;
 mod config;
-mod console;
-mod coordinator;
-mod demo;
-mod doctor;
-mod fleet;
-mod fleet_run;
-mod manual;
+mod exit;
+pub mod io;
 mod metrics;
-mod output;
-mod probe;
-mod progress;
-mod rows;
-mod sim;
-mod submit;
-mod verify;
-mod watch;
-mod worker;
+mod run;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use commands::{
+    bench, completions, coordinator, demo, doctor, man, probe, sim, submit, verify, watch, worker,
+};
+use io::console;
 
 /// rollcall: tells which email addresses can receive mail, without sending any.
 #[derive(Debug, Parser)]
@@ -84,7 +85,7 @@ enum Command {
     /// Follow a campaign on a coordinator until it ends; with --results, write its results.
     Watch(watch::Args),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
-    Completions(manual::CompletionsArgs),
+    Completions(completions::Args),
     /// Print the man page (roff): `rollcall man > rollcall.1; man -l rollcall.1`.
     Man,
 }
@@ -96,7 +97,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // --help and --version are not errors; a bad flag is a usage error: EX_USAGE
             // (64) as `--help` documents, not clap's own 2.
-            let code = if e.use_stderr() { 64 } else { 0 };
+            let code = if e.use_stderr() { exit::EX_USAGE } else { 0 };
             let _ = e.print();
             return ExitCode::from(code);
         }
@@ -112,7 +113,7 @@ pub fn main() -> ExitCode {
             console::err_line(format_args!(
                 "rollcall: cannot start the async runtime: {e}"
             ));
-            return ExitCode::from(70);
+            return ExitCode::from(exit::EX_SOFTWARE);
         }
     };
     let result = runtime.block_on(async move {
@@ -127,8 +128,8 @@ pub fn main() -> ExitCode {
             Command::Coordinator(args) => coordinator::run(args).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Watch(args) => watch::run(args).await,
-            Command::Completions(args) => manual::completions(args).await,
-            Command::Man => manual::man().await,
+            Command::Completions(args) => completions::run(args).await,
+            Command::Man => man::run().await,
         }
     });
     match result {

@@ -109,7 +109,15 @@ fn spawn_process_sampler() {
 
 /// Describes every rollcall metric (help text and unit) on the installed recorder.
 pub(crate) fn describe() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_verification();
+    describe_egress();
+    describe_sessions();
+    describe_fleet();
+}
+
+/// Verdicts written and the SMTP replies and sessions behind them.
+fn describe_verification() {
+    use metrics::{Unit, describe_counter};
     describe_counter!(
         "rollcall_verifications_total",
         Unit::Count,
@@ -130,6 +138,11 @@ pub(crate) fn describe() {
         Unit::Count,
         "SMTP sessions opened (connected and greeted)"
     );
+}
+
+/// Counters per egress (an operator-named way out).
+fn describe_egress() {
+    use metrics::{Unit, describe_counter};
     describe_counter!(
         "rollcall_egress_sessions_opened_total",
         Unit::Count,
@@ -155,6 +168,11 @@ pub(crate) fn describe() {
         Unit::Count,
         "Greylist retries pinned to an egress this worker does not have (retried from another)"
     );
+}
+
+/// Open sessions, transactions, and how long SMTP steps and DNS lookups take.
+fn describe_sessions() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(
         "rollcall_smtp_sessions_active",
         Unit::Count,
@@ -180,6 +198,11 @@ pub(crate) fn describe() {
         Unit::Seconds,
         "Time to resolve a domain's mail targets (MX, then A/AAAA)"
     );
+}
+
+/// The work queue, campaigns, circuits, the greylist backlog and the workers.
+fn describe_fleet() {
+    use metrics::{Unit, describe_counter, describe_gauge};
     describe_counter!(
         "rollcall_queue_published_total",
         Unit::Count,

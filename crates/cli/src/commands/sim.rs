@@ -14,8 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rollcall_sim::{FleetSpec, SimOptions};
 
-/// EX_USAGE (sysexits.h).
-const EXIT_USAGE: u8 = 64;
+use crate::exit::EX_USAGE;
 
 /// Flags of `rollcall sim`.
 #[derive(Debug, clap::Args)]
@@ -71,7 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(e) => {
             eprintln!("rollcall sim: {e} (fix --fleet {})", args.fleet.display());
-            return Ok(ExitCode::from(EXIT_USAGE));
+            return Ok(ExitCode::from(EX_USAGE));
         }
     };
     let opts = SimOptions {

@@ -17,12 +17,8 @@ use rollcall_smtp::proto::{ClientName, Mailbox, ReversePath};
 use rollcall_smtp::{ClientConfig, Error, NotProbed, RecipientOutcome, Session, TlsMode};
 use serde_json::{Value, json};
 
-use crate::console::{self, shown};
-
-/// EX_UNAVAILABLE (sysexits.h): the host could not be reached.
-const EXIT_UNAVAILABLE: u8 = 69;
-/// EX_USAGE.
-const EXIT_USAGE: u8 = 64;
+use crate::exit::{EX_UNAVAILABLE, EX_USAGE};
+use crate::io::console::{self, shown};
 
 /// Flags of `rollcall probe`.
 #[derive(Debug, clap::Args)]
@@ -87,7 +83,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         console::err_line(format_args!(
             "rollcall probe: --helo {helo:?} is not a valid host name or address literal"
         ));
-        return Ok(ExitCode::from(EXIT_USAGE));
+        return Ok(ExitCode::from(EX_USAGE));
     };
     let mail_from = args
         .mail_from
@@ -97,36 +93,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         console::err_line(format_args!(
             "rollcall probe: --mail-from {mail_from:?} is not a valid address (use <> for the null sender)"
         ));
-        return Ok(ExitCode::from(EXIT_USAGE));
+        return Ok(ExitCode::from(EX_USAGE));
     };
     let (addr, server_name) = resolve(&args.host).await?;
 
-    let mut config = ClientConfig::new(helo_name);
-    let timeout = Duration::from_secs(args.timeout.max(1));
-    config.connect_timeout = timeout;
-    config.greeting_timeout = timeout;
-    config.command_timeout = timeout;
-    config.tls_handshake_timeout = timeout;
-    config.tls = match args.tls {
-        TlsArg::Opportunistic => TlsMode::Opportunistic,
-        TlsArg::Require => TlsMode::Require,
-        TlsArg::Never => TlsMode::Never,
-    };
-    config.transcript_lines = 10_000;
+    let config = client_config(&args, helo_name);
 
     // Local checks first: an invalid address is reported, never sent.
-    let mut rows: Vec<Row> = Vec::new();
-    let mut valid: Vec<(usize, Mailbox)> = Vec::new();
-    for a in &args.addresses {
-        match Mailbox::parse(a) {
-            Ok(m) => valid.push((rows.len(), m)),
-            Err(e) => {
-                rows.push(not_probed(a, format!("invalid address: {e}")));
-                continue;
-            }
-        }
-        rows.push(not_probed(a, "not probed".into()));
-    }
+    let (mut rows, valid) = local_checks(&args.addresses);
 
     let mut session = match Session::open(addr, server_name.as_deref(), &config).await {
         Ok(s) => s,
@@ -135,7 +109,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 console::out_line(report(&args.host, None, &rows, Some(&e)));
             }
             console::err_line(format_args!("rollcall probe: {}", shown(&e.to_string())));
-            return Ok(ExitCode::from(EXIT_UNAVAILABLE));
+            return Ok(ExitCode::from(EX_UNAVAILABLE));
         }
     };
     let mut error = session.handshake().await.err();
@@ -160,6 +134,42 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The session's settings from the flags: one timeout for every phase, the STARTTLS mode, a
+/// transcript long enough for any session.
+fn client_config(args: &Args, helo_name: ClientName) -> ClientConfig {
+    let mut config = ClientConfig::new(helo_name);
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    config.connect_timeout = timeout;
+    config.greeting_timeout = timeout;
+    config.command_timeout = timeout;
+    config.tls_handshake_timeout = timeout;
+    config.tls = match args.tls {
+        TlsArg::Opportunistic => TlsMode::Opportunistic,
+        TlsArg::Require => TlsMode::Require,
+        TlsArg::Never => TlsMode::Never,
+    };
+    config.transcript_lines = 10_000;
+    config
+}
+
+/// One row per address, in order, every one "not probed" until a reply says otherwise; the
+/// addresses that parse, with their row, to be probed. An invalid address is never sent.
+fn local_checks(addresses: &[String]) -> (Vec<Row>, Vec<(usize, Mailbox)>) {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut valid: Vec<(usize, Mailbox)> = Vec::new();
+    for a in addresses {
+        match Mailbox::parse(a) {
+            Ok(m) => valid.push((rows.len(), m)),
+            Err(e) => {
+                rows.push(not_probed(a, format!("invalid address: {e}")));
+                continue;
+            }
+        }
+        rows.push(not_probed(a, "not probed".into()));
+    }
+    (rows, valid)
 }
 
 /// One transaction per domain, in order of first appearance. Returns what ended the session

@@ -22,14 +22,12 @@ use rollcall_engine::config::EngineConfig;
 use rollcall_engine::egress::Egress;
 use serde::Serialize;
 
-use crate::config::{EX_USAGE, EngineFlags};
-use crate::console::{self, shown};
-use crate::verify::load_settings;
+use crate::config::EngineFlags;
+use crate::exit::EX_USAGE;
+use crate::io::console::{self, shown};
+use crate::run::settings::load_settings;
 
 use outbound::Target;
-
-/// At least one check failed.
-const EXIT_FAILED: u8 = 1;
 
 const AFTER_HELP: &str = "\
 Checks, for every egress (the [[egress]] tables, --egress IP, or the one default egress):
@@ -213,7 +211,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     report(&checks, egresses.len(), args.json);
     let failed = checks.iter().any(|c| c.status == Status::Fail);
     Ok(if failed {
-        ExitCode::from(EXIT_FAILED)
+        // At least one check failed.
+        ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })

@@ -1,5 +1,5 @@
 //! `rollcall worker`: one worker of the distributed wiring. Takes shard leases in Redis,
-//! consumes those shards from RabbitMQ, probes, and records results in Redis (DESIGN section 6).
+//! consumes those shards from RabbitMQ, probes, and records results in Redis.
 //! Owns the wiring and the shutdown order only; the work itself is `rollcall_engine::worker`,
 //! the leases `rollcall_engine::shards`.
 
@@ -15,7 +15,8 @@ use rollcall_redis::RedisState;
 use tokio::sync::watch;
 
 use crate::config::EngineFlags;
-use crate::verify::load_settings;
+use crate::run::settings::load_settings;
+use crate::run::signals::shutdown_signal;
 
 /// Flags of `rollcall worker`.
 #[derive(Debug, clap::Args)]
@@ -23,7 +24,7 @@ pub struct Args {
     /// Broker, store, prefix, shard count and metrics listener (shared with the other
     /// distributed command).
     #[command(flatten)]
-    pub fleet: crate::fleet::FleetFlags,
+    pub fleet: crate::run::distributed::FleetFlags,
 
     /// Hold at most this many shards (ceil(shards / workers) spreads them evenly). Default:
     /// take every free shard, so a lone survivor takes over a dead fleet's shards.
@@ -126,23 +127,6 @@ pub(crate) async fn run_with_shards(
     leases_stop.send_replace(true);
     let _ = lease_loop.await;
     result.context("the worker failed")
-}
-
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = crate::verify::ctrl_c() => {}
-    }
 }
 
 fn default_worker_id() -> String {

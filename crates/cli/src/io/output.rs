@@ -25,7 +25,7 @@ use rollcall_engine::coordinator::OutputRow;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::rows::{Fields, InputFormat, Record};
+use crate::io::rows::{Fields, InputFormat, Record};
 
 /// How results are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

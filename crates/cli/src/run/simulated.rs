@@ -13,14 +13,17 @@ use rollcall_dns::{MxResolver, Resolution, ResolverConfig};
 use rollcall_engine::WorkerMetrics;
 use rollcall_engine::config::EngineConfig;
 use rollcall_engine::coordinator::{InputRow, OutputRow};
+use rollcall_engine::summary::Summary;
 use rollcall_sim::{Fleet, FleetSpec, SimOptions};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::output::RowSink;
-use crate::progress::Progress;
-use crate::rows::Record;
-use crate::verify::{self, Verifier};
+use crate::io::output::RowSink;
+use crate::io::progress::{Progress, group};
+use crate::io::rows::Record;
+use crate::run::embedded::{RowOrder, run_verification};
+use crate::run::settings::Verifier;
+use crate::run::signals::ctrl_c;
 
 /// Rows the demo adds to the fleet's list to show that bad input is a verdict, not a crash.
 const BAD_ROWS: [&str; 3] = [
@@ -225,52 +228,11 @@ pub(crate) async fn run(
         ..ResolverConfig::default()
     };
     let resolver = MxResolver::new(resolver_config.clone())?;
-
-    // The list, in the fleet's order, plus bad rows and duplicates when asked.
-    let mut list: Vec<String> = fleet.addresses().to_vec();
-    let mut expect = Expect {
-        rows: HashMap::with_capacity(list.len()),
-    };
-    for (i, truth) in fleet.truth().iter().enumerate() {
-        let wanted = if truth.deterministic {
-            parse_truth(&truth.status, &truth.reason)
-        } else {
-            None
-        };
-        expect.rows.insert(i as u64 + 1, wanted);
-    }
-    let addresses = list.len() as u64;
-    if knobs.with_bad_rows {
-        for bad in BAD_ROWS {
-            list.push(bad.to_string());
-            expect.rows.insert(
-                list.len() as u64,
-                Some((Status::Undeliverable, Reason::InvalidSyntax)),
-            );
-        }
-        for i in [0usize, list.len() / 3] {
-            let again = list[i].clone();
-            let wanted = expect.rows.get(&(i as u64 + 1)).cloned().flatten();
-            list.push(again);
-            expect.rows.insert(list.len() as u64, wanted);
-        }
-    }
+    let addresses = fleet.addresses().len() as u64;
+    let (list, expect) = list_with_truth(&fleet, knobs.with_bad_rows);
     let bound = bound_per_s(&fleet, spec, &resolver_config, &knobs).await;
 
-    let (tx, rx) = mpsc::channel(1024);
-    let rows = list.clone();
-    tokio::spawn(async move {
-        for (i, text) in rows.into_iter().enumerate() {
-            let row = InputRow {
-                row: i as u64 + 1,
-                text,
-                payload: Record::plain(),
-            };
-            if tx.send(row).await.is_err() {
-                return;
-            }
-        }
-    });
+    let rx = feed(list);
     let metrics = Arc::new(WorkerMetrics::default());
     let verifier = Verifier {
         engine: Arc::new(config),
@@ -286,67 +248,131 @@ pub(crate) async fn run(
         inner: output,
     };
     let cpu_before = cpu_seconds();
-    let summary = verify::run_verification(
+    let summary = run_verification(
         verifier,
         rx,
         &mut judge,
         progress,
-        verify::RowOrder::Completion,
-        verify::ctrl_c(),
+        RowOrder::Completion,
+        ctrl_c(),
     )
     .await?;
     let cpu = cpu_seconds() - cpu_before;
     let counters = fleet.counters();
     fleet.shutdown().await;
+    Ok(Report::new(
+        addresses, &summary, judge, &counters, &knobs, bound, cpu,
+    ))
+}
 
-    let t = &counters.totals;
-    let elapsed = summary.elapsed.as_secs_f64().max(1e-9);
-    let rate = summary.out as f64 / elapsed;
-    let mut by_status = BTreeMap::new();
-    for (name, n) in rollcall_engine::summary::Summary::STATUS_NAMES
-        .iter()
-        .zip(summary.by_status)
-    {
-        by_status.insert(*name, n);
-    }
-    Ok(Report {
-        addresses,
-        rows: summary.out,
-        by_status,
-        by_reason: summary.by_reason.clone(),
-        accuracy: if judge.compared == 0 {
-            0.0
+/// The fleet's list, in the fleet's order, plus bad rows and duplicates when asked, and the
+/// verdict expected for each row.
+fn list_with_truth(fleet: &Fleet, with_bad_rows: bool) -> (Vec<String>, Expect) {
+    let mut list: Vec<String> = fleet.addresses().to_vec();
+    let mut expect = Expect {
+        rows: HashMap::with_capacity(list.len()),
+    };
+    for (i, truth) in fleet.truth().iter().enumerate() {
+        let wanted = if truth.deterministic {
+            parse_truth(&truth.status, &truth.reason)
         } else {
-            (judge.compared - judge.mismatches) as f64 / judge.compared as f64
-        },
-        compared: judge.compared,
-        mismatches: judge.mismatches,
-        mismatch_examples: judge.examples,
-        smtp_503: t.replies_503,
-        pipelining_violations: t.pipelining_violations,
-        pregreet_violations: t.pregreet_violations,
-        error_budget_trips: t.error_budget_trips,
-        data_commands: t.data_commands,
-        max_conns_per_host: counters
-            .hosts
-            .values()
-            .map(|h| h.max_concurrent_per_ip)
-            .max()
-            .unwrap_or(0),
-        session_cap: knobs.sessions,
-        connections: t.connections,
-        connections_refused: t.connections_refused,
-        transactions: t.transactions,
-        addresses_per_session: summary.out as f64 / (t.connections.max(1)) as f64,
-        elapsed_s: elapsed,
-        rate_per_s: rate,
-        bound_per_s: bound,
-        ratio_to_bound: if bound > 0.0 { rate / bound } else { 0.0 },
-        cpu_s: cpu,
-        cpu_ms_per_1000: cpu * 1000.0 / (summary.out.max(1) as f64 / 1000.0),
-        peak_rss_mb: peak_rss_mb(),
-        clients: counters.clients.clone(),
-    })
+            None
+        };
+        expect.rows.insert(i as u64 + 1, wanted);
+    }
+    if with_bad_rows {
+        for bad in BAD_ROWS {
+            list.push(bad.to_string());
+            expect.rows.insert(
+                list.len() as u64,
+                Some((Status::Undeliverable, Reason::InvalidSyntax)),
+            );
+        }
+        for i in [0usize, list.len() / 3] {
+            let again = list[i].clone();
+            let wanted = expect.rows.get(&(i as u64 + 1)).cloned().flatten();
+            list.push(again);
+            expect.rows.insert(list.len() as u64, wanted);
+        }
+    }
+    (list, expect)
+}
+
+/// The rows of `list`, numbered from 1, as the run loop takes them.
+fn feed(list: Vec<String>) -> mpsc::Receiver<InputRow<Record>> {
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        for (i, text) in list.into_iter().enumerate() {
+            let row = InputRow {
+                row: i as u64 + 1,
+                text,
+                payload: Record::plain(),
+            };
+            if tx.send(row).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Report {
+    /// What the run measured: the summary, the judge's comparison, the fleet's counters.
+    fn new(
+        addresses: u64,
+        summary: &Summary,
+        judge: Judge,
+        counters: &rollcall_sim::Counters,
+        knobs: &Knobs,
+        bound: f64,
+        cpu: f64,
+    ) -> Report {
+        let t = &counters.totals;
+        let elapsed = summary.elapsed.as_secs_f64().max(1e-9);
+        let rate = summary.out as f64 / elapsed;
+        let mut by_status = BTreeMap::new();
+        for (name, n) in Summary::STATUS_NAMES.iter().zip(summary.by_status) {
+            by_status.insert(*name, n);
+        }
+        Report {
+            addresses,
+            rows: summary.out,
+            by_status,
+            by_reason: summary.by_reason.clone(),
+            accuracy: if judge.compared == 0 {
+                0.0
+            } else {
+                (judge.compared - judge.mismatches) as f64 / judge.compared as f64
+            },
+            compared: judge.compared,
+            mismatches: judge.mismatches,
+            mismatch_examples: judge.examples,
+            smtp_503: t.replies_503,
+            pipelining_violations: t.pipelining_violations,
+            pregreet_violations: t.pregreet_violations,
+            error_budget_trips: t.error_budget_trips,
+            data_commands: t.data_commands,
+            max_conns_per_host: counters
+                .hosts
+                .values()
+                .map(|h| h.max_concurrent_per_ip)
+                .max()
+                .unwrap_or(0),
+            session_cap: knobs.sessions,
+            connections: t.connections,
+            connections_refused: t.connections_refused,
+            transactions: t.transactions,
+            addresses_per_session: summary.out as f64 / (t.connections.max(1)) as f64,
+            elapsed_s: elapsed,
+            rate_per_s: rate,
+            bound_per_s: bound,
+            ratio_to_bound: if bound > 0.0 { rate / bound } else { 0.0 },
+            cpu_s: cpu,
+            cpu_ms_per_1000: cpu * 1000.0 / (summary.out.max(1) as f64 / 1000.0),
+            peak_rss_mb: peak_rss_mb(),
+            clients: counters.clients.clone(),
+        }
+    }
 }
 
 /// The throughput bound of `docs/BENCHMARKS.md`: a site with C sessions, a round-trip
@@ -421,4 +447,81 @@ pub(crate) fn peak_rss_mb() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// The human summary of a fleet run.
+pub(crate) fn report_table(r: &Report) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<28} {v}\n"));
+    line(
+        "addresses (+ bad/dup rows)",
+        format!("{} (+{})", group(r.addresses), r.rows - r.addresses),
+    );
+    for (status, n) in &r.by_status {
+        line(status, group(*n));
+    }
+    line(
+        "accuracy vs ground truth",
+        format!(
+            "{:.4} ({} compared, {} mismatches)",
+            r.accuracy,
+            group(r.compared),
+            r.mismatches
+        ),
+    );
+    line("503 replies received", r.smtp_503.to_string());
+    line("pipelining violations", r.pipelining_violations.to_string());
+    line("error-budget trips", r.error_budget_trips.to_string());
+    line("DATA commands", r.data_commands.to_string());
+    line(
+        "max sessions per host",
+        format!("{} (cap {})", r.max_conns_per_host, r.session_cap),
+    );
+    line(
+        "sessions opened",
+        format!(
+            "{} ({:.0} addresses per session)",
+            group(r.connections),
+            r.addresses_per_session
+        ),
+    );
+    line("connections refused", r.connections_refused.to_string());
+    if r.clients.len() > 1 {
+        for (ip, c) in &r.clients {
+            line(
+                &format!("egress {ip}"),
+                format!(
+                    "{} sessions, {} RCPTs, max {} at once at a host, {} rate-limited",
+                    group(c.connections),
+                    group(c.rcpts),
+                    c.max_concurrent,
+                    c.rate_limited
+                ),
+            );
+        }
+    }
+    line("elapsed", format!("{:.1} s", r.elapsed_s));
+    line("throughput", format!("{:.0} addresses/s", r.rate_per_s));
+    line(
+        "bound (no greylist waits)",
+        format!(
+            "{:.0} addresses/s (ratio {:.2})",
+            r.bound_per_s, r.ratio_to_bound
+        ),
+    );
+    line(
+        "CPU",
+        format!(
+            "{:.1} s ({:.1} ms per 1,000 addresses)",
+            r.cpu_s, r.cpu_ms_per_1000
+        ),
+    );
+    line(
+        "peak RSS (fleet + engine)",
+        format!("{:.0} MB", r.peak_rss_mb),
+    );
+    for example in &r.mismatch_examples {
+        out.push_str(&format!("  mismatch: {example}\n"));
+    }
+    out
 }

@@ -16,7 +16,9 @@ use rollcall_engine::coordinator::Coordinator;
 use rollcall_service::{CoordinatorBackend, Limits};
 
 use crate::config::EngineFlags;
-use crate::verify::{load_settings, verifier};
+use crate::exit::EX_USAGE;
+use crate::run::settings::{load_settings, verifier};
+use crate::run::signals::shutdown_signal;
 
 /// Flags of `rollcall coordinator`.
 #[derive(Debug, clap::Args)]
@@ -33,7 +35,7 @@ pub struct Args {
     /// Broker, store, prefix, shard count and metrics listener (shared with the other
     /// distributed command).
     #[command(flatten)]
-    pub fleet: crate::fleet::FleetFlags,
+    pub fleet: crate::run::distributed::FleetFlags,
 
     /// Bearer token every API call must carry. Without it the API is open to anyone who can
     /// reach `--listen`, so the coordinator refuses to start without one on an address beyond
@@ -48,7 +50,7 @@ pub struct Args {
 
     /// TLS of the API (--tls-cert, --tls-key, --tls-client-ca). Plaintext without them.
     #[command(flatten)]
-    pub tls: crate::api_tls::ServerTlsFlags,
+    pub tls: crate::api::tls::ServerTlsFlags,
 
     /// Serve the API without a token on an address beyond loopback: anyone who can reach
     /// `--listen` may submit lists and probe addresses. Only for a network you fully trust.
@@ -77,7 +79,7 @@ pub struct Args {
 
     /// Limits on submissions, running campaigns, Verify calls and the call rate.
     #[command(flatten)]
-    pub limits: crate::api_limits::ApiLimitFlags,
+    pub limits: crate::api::limits::ApiLimitFlags,
 
     #[command(flatten)]
     pub engine: Box<EngineFlags>,
@@ -88,8 +90,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Client certificates (mTLS with --tls-client-ca) authenticate callers as a token does.
     let authenticated = args.insecure_no_auth || args.tls.tls_client_ca.is_some();
     if let Some(refusal) = open_api_refusal(args.listen, args.token.as_deref(), authenticated) {
-        crate::console::err_line(format_args!("rollcall: {refusal}"));
-        return Ok(ExitCode::from(crate::config::EX_USAGE));
+        crate::io::console::err_line(format_args!("rollcall: {refusal}"));
+        return Ok(ExitCode::from(EX_USAGE));
     }
     let settings = match load_settings(&args.engine) {
         Ok(settings) => settings,
@@ -99,8 +101,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let tls = match args.tls.load() {
         Ok(tls) => tls,
         Err(e) => {
-            crate::console::err_line(format_args!("rollcall: {e}"));
-            return Ok(ExitCode::from(crate::config::EX_USAGE));
+            crate::io::console::err_line(format_args!("rollcall: {e}"));
+            return Ok(ExitCode::from(EX_USAGE));
         }
     };
     args.fleet.install_metrics()?;
@@ -139,8 +141,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let service =
         rollcall_api::VerifierService::new(backend.clone()).with_limits(args.limits.calls());
     let served =
-        rollcall_api::serve_service_with_tls(listener, service, args.token, tls, shutdown_signal())
-            .await;
+        rollcall_api::serve_service_with_tls(listener, service, args.token, tls, draining()).await;
     // The server has drained: stop the campaign runs. Their batches stay on the queue, the
     // workers go on recording results, and the store still says "running": the next
     // coordinator picks them up.
@@ -182,21 +183,9 @@ async fn sample_backlog(
     }
 }
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = crate::verify::ctrl_c() => {}
-    }
+/// Completes on SIGTERM or SIGINT (Ctrl-C), and says the API is draining.
+async fn draining() {
+    shutdown_signal().await;
     tracing::info!("shutting down: draining the API");
 }
 

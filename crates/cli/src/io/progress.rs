@@ -154,7 +154,7 @@ impl Progress {
             bar.set_message(message);
         } else if self.log && self.last_log.elapsed() >= LOG_EVERY {
             self.last_log = Instant::now();
-            crate::console::err_line(format_args!("rollcall: {}", self.line()));
+            crate::io::console::err_line(format_args!("rollcall: {}", self.line()));
         }
     }
 
@@ -187,8 +187,8 @@ impl Progress {
     /// Prints a line on stderr without tearing the bar.
     pub fn println(&self, line: &str) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| crate::console::err_line(line)),
-            None => crate::console::err_line(line),
+            Some(bar) => bar.suspend(|| crate::io::console::err_line(line)),
+            None => crate::io::console::err_line(line),
         }
     }
 

@@ -8,9 +8,8 @@ use std::process::ExitCode;
 
 use rollcall_sim::{FleetSpec, SimOptions};
 
-use crate::demo::report_table;
-use crate::fleet_run::{self, Knobs};
-use crate::progress::{Progress, ProgressMode};
+use crate::io::progress::{Progress, ProgressMode};
+use crate::run::simulated::{self, Knobs, report_table};
 
 /// Flags of `rollcall bench`.
 #[derive(Debug, clap::Args)]
@@ -110,7 +109,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         with_bad_rows: false,
         egresses: args.egress,
     };
-    let report = fleet_run::run(&spec, SimOptions::default(), knobs, None, &mut progress).await?;
+    let report = simulated::run(&spec, SimOptions::default(), knobs, None, &mut progress).await?;
     eprintln!("{}", report_table(&report));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
