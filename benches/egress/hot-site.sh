@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Egress scale-out at a hot site, distributed (docs/BENCHMARKS.md, "Egress scale-out"): the
-# fleet benches/egress/hot-site.fleet.toml (100,000 addresses, the largest site about 40 % of
+# fleet benches/egress/hot-site.fleet.toml (100,000 addresses, the largest site 42 % of
 # them, every server limiting per client IP like Postfix anvil) served by `rollcall sim`, a
 # `rollcall coordinator` and workers over the local RabbitMQ and Redis, the list submitted with
 # `rollcall submit --wait`. Two runs, each on a fresh fleet and prefix:

@@ -33,9 +33,10 @@ pub struct SiteShaping {
     /// RCPT commands to the site from all egresses together, when capped (same burst as
     /// `rcpt_rate` unless set).
     pub site_rcpt_rate: Option<RateLimit>,
-    /// Shards the site's batches are spread over in the distributed wiring (1: one worker
-    /// serves the site and keeps its sessions warm; more: several workers probe it, each from
-    /// its own egresses). For hot sites whose capacity is in egress addresses.
+    /// Shards the site's batches are spread over in the distributed wiring from its first
+    /// batch (1: one worker serves the site and keeps its sessions warm; more: several workers
+    /// probe it, each from its own egresses). The coordinator spreads a site over every shard
+    /// anyway once it holds more than one shard's share of a campaign.
     pub shards: u32,
     pub rcpt_per_transaction: u32,
     pub transactions_per_session: u32,
