@@ -17,6 +17,11 @@ circles:
 machete:
     bash scripts/machete.sh
 
+# Lines per crate, the largest files and the longest functions (exit 1 if a function of engine
+# or cli is over 80 lines).
+shape:
+    python3 scripts/code-shape.py --max-fn 80 engine cli
+
 # Install/start the interop Postfix on loopback and run the interop tests against it.
 interop:
     bash tests/interop/postfix.sh up
