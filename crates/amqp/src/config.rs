@@ -7,7 +7,7 @@ use crate::Error;
 
 /// Settings of an `AmqpQueue`. Every process of a fleet must use the same `prefix`, `shards`,
 /// `delivery_limit` and `delays` (the broker refuses a declare that disagrees with the existing
-/// topology); `prefetch`, `confirm_window` and the timeouts are per process.
+/// topology); `prefetch` and the timeouts are per process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmqpConfig {
     /// `amqp://user:pass@host:port/vhost` (`%2f` is the default vhost `/`).
@@ -24,8 +24,6 @@ pub struct AmqpConfig {
     /// The retry ladder: fixed delays, one TTL queue each. `publish_after` rounds a delay up to
     /// the next rung (and down to the last rung when it is longer than all of them).
     pub delays: Vec<Duration>,
-    /// Unconfirmed publishes a `Publisher` keeps in flight before it waits for the oldest.
-    pub confirm_window: usize,
     /// How long a publish keeps retrying (through reconnects) before it reports an error.
     pub publish_timeout: Duration,
     /// Longest wait between two reconnect attempts (the backoff doubles up to this).
@@ -46,7 +44,6 @@ impl Default for AmqpConfig {
                 .into_iter()
                 .map(Duration::from_secs)
                 .collect(),
-            confirm_window: 256,
             publish_timeout: Duration::from_secs(60),
             reconnect_max_backoff: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
@@ -117,9 +114,6 @@ impl AmqpConfig {
         if self.delays.windows(2).any(|w| w[0] >= w[1]) {
             return bad("delays", "must be strictly increasing");
         }
-        if self.confirm_window == 0 {
-            return bad("confirm_window", "must be at least 1");
-        }
         if self.publish_timeout.is_zero() || self.connect_timeout.is_zero() {
             return bad("publish_timeout", "timeouts must be above 0");
         }
@@ -152,7 +146,6 @@ mod tests {
                 c.delays = vec![Duration::from_secs(5), Duration::from_secs(1)]
             }),
             ("delays", |c| c.delays = vec![Duration::from_micros(1500)]),
-            ("confirm_window", |c| c.confirm_window = 0),
         ];
         for (setting, spoil) in cases {
             let mut c = AmqpConfig::default();

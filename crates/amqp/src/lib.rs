@@ -13,10 +13,9 @@
 //! - `topology`: names, the retry ladder, idempotent declare and delete.
 //! - `link`: one connection with its channels and shard consumers.
 //! - `queue`: `AmqpQueue` (the `WorkQueue`), the reconnect supervisor, `QueueStats`.
-//! - `shared`: what a queue shares with its publishers and ackers: link, counters, depth cache,
+//! - `shared`: what a queue shares with its clones and ackers: link, counters, depth cache,
 //!   confirmed publishing.
 //! - `acker`: settling one delivery.
-//! - `publisher`: `Publisher`, bulk publishing with a confirm window.
 //! - `error`: the crate's `Error`.
 
 #![forbid(unsafe_code)]
@@ -26,7 +25,6 @@ mod acker;
 mod config;
 mod error;
 mod link;
-mod publisher;
 mod queue;
 mod routing;
 mod shared;
@@ -34,7 +32,6 @@ mod topology;
 
 pub use config::AmqpConfig;
 pub use error::Error;
-pub use publisher::Publisher;
 pub use queue::{AmqpQueue, QueueStats};
 pub use routing::{shard_of, shard_of_lane};
 pub use topology::Topology;

@@ -1,9 +1,9 @@
 //! `AmqpQueue`: the `WorkQueue` over RabbitMQ. Owns the handle, the supervisor that replaces
 //! the link after a failure, the shards this process is asked to consume and the `WorkQueue`
-//! calls. What the handle's clones, publishers and ackers share (the current link, the
-//! delivery channel that `next()` reads, the depth cache, the counters, confirmed publishing)
-//! lives in `shared`; the windowed `Publisher` in `publisher`; names and declares in
-//! `topology`.
+//! calls. What the handle's clones and ackers share (the current link, the delivery channel
+//! that `next()` reads, the depth cache, the counters, confirmed publishing) lives in `shared`;
+//! names and declares in `topology`. Each publish waits for its own confirm; a caller with many
+//! batches keeps several publishes in flight (the engine's coordinator keeps a window of them).
 //!
 //! Failure model: the supervisor checks the link every 200 ms; when the connection or one of
 //! its channels is gone it reconnects with exponential backoff, declares the topology again and
@@ -27,7 +27,6 @@ use tokio::time::{Instant, sleep};
 
 use crate::acker::AmqpAcker;
 use crate::link::{Incoming, Link};
-use crate::publisher::Publisher;
 use crate::shared::{Counters, DepthCache, HEALTH_INTERVAL, Shared, bump, destination, encode};
 use crate::{AmqpConfig, Error, Topology, shard_of};
 
@@ -148,21 +147,6 @@ impl AmqpQueue {
     /// The shards this queue is asked to consume.
     pub fn consumed_shards(&self) -> Vec<u32> {
         self.shared.wanted_shards().into_iter().collect()
-    }
-
-    /// A windowed publisher for bulk publishing (see `Publisher`).
-    pub fn publisher(&self) -> Publisher {
-        Publisher::new(self.shared.clone())
-    }
-
-    /// Publishes all `batches` with a confirm window and returns once the broker confirmed
-    /// every one of them.
-    pub async fn publish_many(&self, batches: &[Batch]) -> Result<(), QueueError> {
-        let mut publisher = self.publisher();
-        for batch in batches {
-            publisher.send(batch).await?;
-        }
-        publisher.flush().await
     }
 
     /// Counts messages waiting in the shard queues and the retry ladder now (not cached), and

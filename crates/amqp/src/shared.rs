@@ -1,8 +1,7 @@
-//! `Shared`: the state one `AmqpQueue` shares with its clones, its `Publisher`s and its
-//! `AmqpAcker`s: the current link, the shards asked for, the delivery channel `next()` reads,
-//! the counters and the depth cache; publishing one message until the broker confirms it, and
-//! where a batch goes. The handle, the reconnect supervisor and the `WorkQueue` calls are
-//! `queue`'s; the windowed publisher is `publisher`'s.
+//! `Shared`: the state one `AmqpQueue` shares with its clones and its `AmqpAcker`s: the current
+//! link, the shards asked for, the delivery channel `next()` reads, the counters and the depth
+//! cache; publishing one message until the broker confirms it, and where a batch goes. The
+//! handle, the reconnect supervisor and the `WorkQueue` calls are `queue`'s.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,10 +60,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn current_link(&self) -> Option<Arc<Link>> {
-        self.current()
-    }
-
     pub(crate) fn current(&self) -> Option<Arc<Link>> {
         self.link.borrow().clone()
     }

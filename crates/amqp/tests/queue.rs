@@ -7,7 +7,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{batch, cleanup, config, connect, recv};
+use common::{batch, cleanup, config, connect, publish_all, recv};
 use rollcall_amqp::{AmqpQueue, Error, shard_of};
 use rollcall_core::ports::WorkQueue;
 
@@ -210,22 +210,15 @@ async fn publish_after_arrives_later_through_the_ladder() {
 }
 
 #[tokio::test]
-async fn two_thousand_windowed_publishes_are_consumed_exactly_once() {
+async fn two_thousand_concurrent_publishes_are_consumed_exactly_once() {
     let shards = 4;
     let Some(queue) = connect(config(shards)).await else {
         return;
     };
     let total = 2000u64;
-    let mut publisher = queue.publisher();
-    for i in 0..total {
-        publisher
-            .send(&batch(&format!("mx{}.bulk.test", i % 97), i, 1))
-            .await
-            .unwrap();
-    }
-    publisher.flush().await.unwrap();
-    assert_eq!(publisher.confirmed(), total);
-    assert_eq!(publisher.in_flight(), 0);
+    let batches = (0..total).map(|i| batch(&format!("mx{}.bulk.test", i % 97), i, 1));
+    publish_all(&queue, batches, Duration::ZERO).await.unwrap();
+    assert_eq!(queue.stats().published, total);
     assert_eq!(queue.refresh_depth().await.unwrap(), total);
     // Each shard holds what `shard_of` routes to it.
     let depths = queue.depths().expect("counted just now");

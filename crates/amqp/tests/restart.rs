@@ -12,7 +12,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{batch, cleanup, config, connect, recv};
+use common::{batch, cleanup, config, connect, publish_all, recv};
 use rollcall_core::ports::WorkQueue;
 
 /// The tests of this binary restart the one broker: one at a time.
@@ -70,7 +70,7 @@ async fn broker_restart_is_survived() {
     let _restart_guard = StartAppOnDrop;
     rabbitmqctl("stop_app").await;
 
-    // Single confirmed publishes, then a windowed burst, all during the outage.
+    // Single confirmed publishes, then a concurrent burst, all during the outage.
     let publishing = tokio::spawn({
         let queue = queue.clone();
         async move {
@@ -79,13 +79,8 @@ async fn broker_restart_is_survived() {
                     .publish(&batch(&format!("mx{i}.r.test"), i, 1))
                     .await?;
             }
-            let mut publisher = queue.publisher();
-            for i in 25..125 {
-                publisher
-                    .send(&batch(&format!("mx{i}.r.test"), i, 1))
-                    .await?;
-            }
-            publisher.flush().await
+            let burst = (25..125).map(|i| batch(&format!("mx{i}.r.test"), i, 1));
+            publish_all(&queue, burst, Duration::ZERO).await
         }
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -133,17 +128,10 @@ async fn retries_in_the_ladder_across_a_restart_arrive_soon_after() {
         .consume_shards(&(0..8).collect::<Vec<_>>())
         .await
         .unwrap();
-    let mut publisher = queue.publisher();
-    for i in 0..RETRIES {
-        publisher
-            .send_after(
-                &batch(&format!("mx{i}.ladder.test"), i, 1),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-    }
-    publisher.flush().await.unwrap();
+    let retries = (0..RETRIES).map(|i| batch(&format!("mx{i}.ladder.test"), i, 1));
+    publish_all(&queue, retries, Duration::from_secs(5))
+        .await
+        .unwrap();
 
     let _restart_guard = StartAppOnDrop;
     rabbitmqctl("stop_app").await;

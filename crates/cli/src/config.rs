@@ -7,7 +7,8 @@
 //! "file < env/flags" is `build_engine_config`'s.
 //!
 //! Owns parsing and validation; does not run anything. Every error names the setting and the
-//! fix on one line (`ConfigError`), and the command exits 64 (EX_USAGE) on it.
+//! fix on one line (`ConfigError`, in `config::error`), and the command exits 64 (EX_USAGE) on
+//! it. The HELO and MAIL FROM checks are `config::identity`, the egresses `config::egress`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -18,35 +19,14 @@ use rollcall_engine::config::{EngineConfig, TlsMode, parse_duration, parse_durat
 use rollcall_engine::shaping::{ShapingOverride, ShapingTable, SiteRule};
 use serde::{Deserialize, Deserializer};
 
-/// Where the commented example of every setting lives (named in errors and `--help`).
-pub(crate) const EXAMPLE_CONFIG: &str = "deploy/config/rollcall.example.toml";
+mod egress;
+mod error;
+mod identity;
 
-/// A bad config file, flag or env var. Displayed as one line: the setting, what is wrong, the fix.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source} (fix: check the --config path)")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The TOML does not parse or does not fit the schema (unknown key, wrong type, bad value).
-    #[error("config{file} line {line}: `{setting}`: {message} (see {EXAMPLE_CONFIG})")]
-    Parse {
-        /// ` FILE` or empty.
-        file: String,
-        line: usize,
-        setting: String,
-        message: String,
-    },
-    /// A value that parsed but cannot be used.
-    #[error("invalid setting `{setting}`: {reason} (fix: {fix})")]
-    Invalid {
-        setting: &'static str,
-        reason: String,
-        fix: &'static str,
-    },
-}
+pub use egress::EgressSection;
+pub use error::ConfigError;
+use error::invalid;
+use identity::{check_helo, check_mail_from};
 
 /// The config file, as written. Every section and key is optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -583,49 +563,6 @@ fn resolver_config(
     Ok(resolver)
 }
 
-fn invalid(setting: &'static str, reason: &str, fix: &'static str) -> ConfigError {
-    ConfigError::Invalid {
-        setting,
-        reason: reason.to_string(),
-        fix,
-    }
-}
-
-/// RFC 5321 4.1.1.1: EHLO takes a domain (or an address literal, which we do not send).
-fn check_helo(name: &str) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::Invalid {
-            setting: "identity.helo",
-            reason: format!("`{}` is not a host name", name.escape_debug()),
-            fix: "set --helo / ROLLCALL_HELO / identity.helo to a name that resolves to your egress IP",
-        })
-    }
-}
-
-fn check_mail_from(from: &str) -> Result<String, ConfigError> {
-    let from = from.trim();
-    if from == "<>" {
-        return Ok(String::new());
-    }
-    match rollcall_core::EmailAddress::parse(from) {
-        Ok(address) => Ok(address.to_string()),
-        Err(e) => Err(ConfigError::Invalid {
-            setting: "identity.mail_from",
-            reason: format!("`{}`: {}", from.escape_debug(), e.message()),
-            fix: "give an address at a domain you own, or <> for the null sender",
-        }),
-    }
-}
-
 /// The HELO name used when none is configured: the host name when it is fully qualified (what
 /// an MTA would announce), else `rollcall.invalid`, which tells the truth that none was set.
 pub(crate) fn default_helo_name() -> String {
@@ -636,9 +573,6 @@ pub(crate) fn default_helo_name() -> String {
         .find(|name| name.contains('.') && check_helo(name).is_ok())
         .unwrap_or_else(|| EngineConfig::default().helo_name)
 }
-
-mod egress;
-pub use egress::EgressSection;
 
 #[cfg(test)]
 mod tests;

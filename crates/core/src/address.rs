@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -129,6 +130,17 @@ impl EmailAddress {
     /// The normalised domain.
     pub fn domain(&self) -> &Domain {
         &self.domain
+    }
+
+    /// The key a campaign dedupes its rows by: a 64-bit hash of the local part lowercased and
+    /// the normalised domain. Local parts are case-sensitive in theory (RFC 5321 2.4) and never
+    /// in practice; probing `John@` and `john@` twice would only cost the site's patience. The
+    /// hash is stable within a build (`DefaultHasher::new`), which is as long as a key is kept.
+    pub fn dedupe_key(&self) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        self.local.to_lowercase().hash(&mut hasher);
+        self.domain.as_str().hash(&mut hasher);
+        hasher.finish()
     }
 
     /// True when the local part is ASCII. When false, probing needs a server that advertises

@@ -10,7 +10,6 @@
 //! Does not talk SMTP, does not decide verdicts from replies (the worker does).
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -371,16 +370,6 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
     }
 }
 
-/// A stable 64-bit key for dedupe: the address with its local part lowercased too. Local parts
-/// are case-sensitive in theory (RFC 5321 2.4) and never in practice; probing `John@` and
-/// `john@` twice would only cost the site's patience.
-fn dedupe_key(address: &EmailAddress) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    address.local_part().to_lowercase().hash(&mut hasher);
-    address.domain().as_str().hash(&mut hasher);
-    hasher.finish()
-}
-
 impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
     fn new_item(&mut self) -> ItemId {
         self.next_item += 1;
@@ -430,7 +419,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 return Ok(());
             }
         };
-        let key = dedupe_key(&address);
+        let key = address.dedupe_key();
         if let Some(&seen) = self.dedupe.get(&key) {
             let item = ItemId(u64::from(seen));
             if let Some(compact) = self.finished(item) {

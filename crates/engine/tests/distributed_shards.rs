@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollcall_amqp::{AmqpConfig, AmqpQueue};
-use rollcall_core::ports::{Batch, BatchItem, MxHost, Progress, StateStore};
+use rollcall_core::ports::{Batch, BatchItem, MxHost, Progress, StateStore, WorkQueue};
 use rollcall_core::{CampaignId, ItemId};
 use rollcall_engine::WorkerMetrics;
 use rollcall_engine::config::EngineConfig;
@@ -333,10 +333,9 @@ impl Setup {
             .campaign_add_total(&campaign, total)
             .await
             .unwrap();
-        self.publisher
-            .publish_many(&batches)
-            .await
-            .expect("published");
+        for batch in &batches {
+            self.publisher.publish(batch).await.expect("published");
+        }
         (campaign, total, batches.len())
     }
 

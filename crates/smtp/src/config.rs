@@ -2,8 +2,8 @@
 //! address or SOCKS5 proxy).
 //!
 //! Owns the defaults and why they are what they are, and which settings exclude each other
-//! ([`ClientConfig::validate`]). Does not own pool retirement limits (`pool::RetirePolicy`) or
-//! the proxy URL syntax (`proxy::Socks5Proxy`).
+//! ([`ClientConfig::validate`]). Does not own when a warm session is retired (the engine's
+//! `Shaping`) or the proxy URL syntax (`proxy::Socks5Proxy`).
 
 use std::net::IpAddr;
 use std::time::Duration;

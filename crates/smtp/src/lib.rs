@@ -2,7 +2,8 @@
 //!
 //! Every byte written comes from the sans-IO state machine in `rollcall-smtp-proto`; this crate
 //! adds the socket (direct, or through a SOCKS5 proxy), STARTTLS (tokio-rustls, ring), per-phase
-//! timeouts, transcripts and the warm session pool with its retirement rules.
+//! timeouts and transcripts. Which warm session to reuse and when to retire it is the engine's
+//! (`rollcall-engine`'s site runner), not this crate's.
 //!
 //! Layout:
 //! - `config`: `ClientConfig` (EHLO name, timeouts, TLS mode, egress address or SOCKS5 proxy)
@@ -13,7 +14,6 @@
 //!   SOCKS5 handshake (tokio-socks) whose tunnel carries SMTP and STARTTLS unchanged.
 //! - `session`: `Session`: opening (greeting, EHLO/HELO, STARTTLS, EHLO), QUIT, what it learned.
 //! - `transaction`: `Session::probe`: MAIL, RCPTs (pipelined or lockstep), RSET; the outcome.
-//! - `pool`: `SessionPool` and `RetirePolicy`.
 //! - `tls`: rustls configuration and the recorded certificate check.
 //! - `transcript`: bounded `C:`/`S:` transcript.
 //! - `error`: `Error` and `Phase`.
@@ -23,7 +23,6 @@
 mod config;
 mod connection;
 mod error;
-mod pool;
 mod proxy;
 mod session;
 mod tls;
@@ -32,7 +31,6 @@ mod transcript;
 
 pub use config::{ClientConfig, TlsMode};
 pub use error::{Error, Phase};
-pub use pool::{RetirePolicy, RetireReason, SessionPool};
 pub use proxy::Socks5Proxy;
 pub use session::{Session, SessionStats};
 pub use tls::TlsInfo;

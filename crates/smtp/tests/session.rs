@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use fake::{Action, Fake, config, greeting, postfix, reply};
 use rollcall_smtp::proto::{Mailbox, ReversePath};
-use rollcall_smtp::{
-    Error, NotProbed, Phase, RecipientOutcome, RetirePolicy, RetireReason, Session, SessionPool,
-    TlsMode,
-};
+use rollcall_smtp::{Error, NotProbed, Phase, RecipientOutcome, Session, TlsMode};
 
 const KNOWN: &[&str] = &["alice@example.test", "bob@example.test"];
 
@@ -211,10 +208,6 @@ async fn service_closing_421_mid_transaction() {
     assert!(matches!(out.error, Some(Error::ServiceClosing(ref r)) if r.code == 421));
     assert!(!s.is_usable());
     assert!(s.stats().closed_by_421);
-    assert_eq!(
-        RetirePolicy::default().check(&s, tokio::time::Instant::now()),
-        Some(RetireReason::Closed)
-    );
     assert!(matches!(s.probe(&from(), &r).await, Err(Error::Closed)));
 }
 
@@ -466,40 +459,4 @@ async fn egress_address_is_bound() {
         seen.peer.map(|p| p.ip().to_string()).as_deref(),
         Some("127.0.0.2")
     );
-}
-
-#[tokio::test]
-async fn pool_reuses_and_retires_on_rejected_budget() {
-    let fake = Fake::start(greeting(), None, postfix(true, false, KNOWN)).await;
-    let mut pool = SessionPool::new(RetirePolicy::default());
-    let s = Session::connect(fake.addr, None, &config()).await.unwrap();
-    assert!(pool.checkin(s).is_none());
-    assert_eq!(pool.idle_count(fake.addr), 1);
-
-    let mut s = pool.checkout(fake.addr).expect("warm session");
-    assert!(pool.checkout(fake.addr).is_none());
-    let unknown: Vec<String> = (0..8).map(|i| format!("nobody{i}@example.test")).collect();
-    let unknown: Vec<&str> = unknown.iter().map(String::as_str).collect();
-    let out = s.probe(&from(), &rcpts(&unknown)).await.unwrap();
-    assert!(out.recipients.iter().all(|o| code(o) == Some(550)));
-    let (mut s, reason) = pool.checkin(s).expect("retired");
-    assert_eq!(reason, RetireReason::RejectedRcpts);
-    s.quit().await.unwrap();
-    assert_eq!(fake.connections(), 1);
-}
-
-#[tokio::test(start_paused = true)]
-async fn pool_evicts_idle_sessions() {
-    let fake = Fake::start(greeting(), None, postfix(true, false, KNOWN)).await;
-    let mut pool = SessionPool::new(RetirePolicy::default());
-    let s = Session::connect(fake.addr, None, &config()).await.unwrap();
-    assert!(pool.checkin(s).is_none());
-    tokio::time::advance(Duration::from_secs(5)).await;
-    pool.evict_expired();
-    assert_eq!(pool.len(), 1);
-    tokio::time::advance(Duration::from_secs(5)).await;
-    assert!(pool.checkout(fake.addr).is_none());
-    let retired = pool.drain_retired();
-    assert_eq!(retired.len(), 1);
-    assert_eq!(retired[0].1, RetireReason::Idle);
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use rollcall_amqp::{AmqpConfig, AmqpQueue};
-use rollcall_core::ports::{Batch, BatchItem, Delivery, MxHost, WorkQueue};
+use rollcall_core::ports::{Batch, BatchItem, Delivery, MxHost, QueueError, WorkQueue};
 use rollcall_core::{CampaignId, ItemId};
 
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -114,6 +114,47 @@ pub fn batch(site: &str, first: u64, n: u64) -> Batch {
         max_wait_ms: None,
         egress: None,
         lane: 0,
+    }
+}
+
+/// Publishes `batches` (through the ladder when `delay` is not zero) with up to `WINDOW`
+/// publishes awaiting their confirm at once, as the engine's coordinator does; returns once the
+/// broker confirmed every one.
+pub async fn publish_all(
+    queue: &AmqpQueue,
+    batches: impl IntoIterator<Item = Batch>,
+    delay: Duration,
+) -> Result<(), QueueError> {
+    const WINDOW: usize = 256;
+    let mut in_flight = tokio::task::JoinSet::new();
+    for batch in batches {
+        while in_flight.len() >= WINDOW {
+            settle(in_flight.join_next().await)?;
+        }
+        let queue = queue.clone();
+        in_flight.spawn(async move {
+            if delay.is_zero() {
+                queue.publish(&batch).await
+            } else {
+                queue.publish_after(&batch, delay).await
+            }
+        });
+    }
+    while let Some(published) = in_flight.join_next().await {
+        settle(Some(published))?;
+    }
+    Ok(())
+}
+
+fn settle(
+    published: Option<Result<Result<(), QueueError>, tokio::task::JoinError>>,
+) -> Result<(), QueueError> {
+    match published {
+        Some(Ok(outcome)) => outcome,
+        Some(Err(join)) => Err(QueueError::Transport(format!(
+            "a publish task failed: {join}"
+        ))),
+        None => Ok(()),
     }
 }
 

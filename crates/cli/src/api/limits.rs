@@ -1,13 +1,13 @@
 //! The coordinator's limits on what clients can make the fleet do: bytes per submission,
 //! campaigns running at once, concurrent `Verify` calls and calls per minute per token.
 //! Flattened into `rollcall coordinator`; the limits themselves are enforced by
-//! `rollcall_service::Limits` (what a campaign may hold, how many run) and
+//! `rollcall_campaigns::Limits` (what a campaign may hold, how many run) and
 //! `rollcall_api::CallLimits` (per call). Over a limit a client gets RESOURCE_EXHAUSTED.
 
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 
 use rollcall_api::CallLimits;
-use rollcall_service::Limits;
+use rollcall_campaigns::Limits;
 
 /// Flags of the API limits.
 #[derive(Debug, Clone, clap::Args)]

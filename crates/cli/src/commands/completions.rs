@@ -1,12 +1,9 @@
 //! `rollcall completions SHELL`: the shell completion script, generated from the command line's
-//! own definition (clap), so it never drifts from `--help`. Owns nothing else.
+//! own definition (clap, handed in by `cli`), so it never drifts from `--help`. Owns nothing
+//! else.
 
 use std::io::Write as _;
 use std::process::ExitCode;
-
-use clap::CommandFactory as _;
-
-use crate::Cli;
 
 /// Flags of `rollcall completions`.
 #[derive(Debug, clap::Args)]
@@ -17,9 +14,9 @@ pub struct Args {
     shell: clap_complete::Shell,
 }
 
-/// Writes the completion script for `args.shell` to standard output.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut command = Cli::command();
+/// Writes the completion script of `command` (the whole command line) for `args.shell` to
+/// standard output.
+pub async fn run(args: Args, mut command: clap::Command) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     clap_complete::generate(args.shell, &mut command, "rollcall", &mut out);
     out.flush()?;

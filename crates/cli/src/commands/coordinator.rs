@@ -2,18 +2,18 @@
 //! Clients submit lists (`rollcall submit`), the coordinator resolves, dedupes and publishes
 //! batches to RabbitMQ, and reads back the results the workers record in Redis.
 //!
-//! Owns the wiring and the shutdown order only; campaigns are run by `rollcall_service`, the
+//! Owns the wiring and the shutdown order only; campaigns are run by `rollcall_campaigns`, the
 //! API by `rollcall_api`. Campaigns are kept in Redis (records, input rows, results): a
 //! restarted coordinator picks up the running ones where they were and reads the finished
-//! ones back (see `rollcall_service`).
+//! ones back (see `rollcall_campaigns`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use rollcall_campaigns::{CoordinatorBackend, Limits};
 use rollcall_engine::coordinator::Coordinator;
-use rollcall_service::{CoordinatorBackend, Limits};
 
 use crate::config::EngineFlags;
 use crate::exit::EX_USAGE;

@@ -6,11 +6,12 @@
 //!
 //! Owns the flags, the order of the checks, the report (one line per check, or one JSON array)
 //! and the exit code: 0 when nothing failed, 1 when a check failed, 64 for bad flags or
-//! config. The DNS checks are in `doctor::names`, the targets and the SMTP check in
-//! `doctor::outbound`; DNS answers come from `rollcall_dns::MxResolver` (the configured
+//! config. What one check found is `doctor::finding`, the DNS checks are in `doctor::names`, the
+//! targets and the SMTP check in `doctor::outbound`; DNS answers come from `rollcall_dns::MxResolver` (the configured
 //! nameservers), sessions from `rollcall_smtp::Session`. Server and DNS text reach the
 //! terminal only through `console::shown`.
 
+mod finding;
 mod names;
 mod outbound;
 
@@ -27,6 +28,7 @@ use crate::exit::EX_USAGE;
 use crate::io::console::{self, shown};
 use crate::run::settings::load_settings;
 
+use finding::{Finding, Status};
 use outbound::Target;
 
 const AFTER_HELP: &str = "\
@@ -72,60 +74,6 @@ pub struct Args {
     /// Boxed: the engine flags are large, and `Command` holds one variant per command.
     #[command(flatten)]
     engine: Box<EngineFlags>,
-}
-
-/// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Status {
-    Pass,
-    Fail,
-    Skip,
-}
-
-impl Status {
-    fn label(self) -> &'static str {
-        match self {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-            Status::Skip => "SKIP",
-        }
-    }
-}
-
-/// What one check found, before it is attributed to an egress.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Finding {
-    pub status: Status,
-    pub detail: String,
-    /// What to do about a FAIL (or a SKIP that the operator can lift).
-    pub fix: Option<String>,
-}
-
-impl Finding {
-    pub fn pass(detail: impl Into<String>) -> Finding {
-        Finding {
-            status: Status::Pass,
-            detail: detail.into(),
-            fix: None,
-        }
-    }
-
-    pub fn fail(detail: impl Into<String>, fix: impl Into<String>) -> Finding {
-        Finding {
-            status: Status::Fail,
-            detail: detail.into(),
-            fix: Some(fix.into()),
-        }
-    }
-
-    pub fn skip(detail: impl Into<String>, fix: Option<String>) -> Finding {
-        Finding {
-            status: Status::Skip,
-            detail: detail.into(),
-            fix,
-        }
-    }
 }
 
 /// One line of the report.

@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use rollcall_engine::egress::{self, Egress};
 use serde::Deserialize;
 
-use super::{ConfigError, check_helo, check_mail_from, invalid};
+use super::error::{ConfigError, invalid};
+use super::identity::{check_helo, check_mail_from};
 
 /// One `[[egress]]` table, as written.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

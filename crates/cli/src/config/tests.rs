@@ -1,5 +1,6 @@
 //! Config parsing, validation and precedence.
 
+use super::error::EXAMPLE_CONFIG;
 use super::*;
 use clap::Parser;
 

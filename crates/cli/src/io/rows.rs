@@ -10,25 +10,29 @@
 //! bounded by `MAX_LINE`, so memory is too. Blank lines are not records. A UTF-8 byte order
 //! mark before the first line is dropped in every format. Owns the reader (CSV splitting is in
 //! `csv_record`, choosing the delimiter and the address column in `columns`, turning a line or
-//! a record into a row in `lines`); does not judge addresses (the engine does) and does not
+//! a record into a row in `lines`, the row's payload and `MAX_LINE` in `record`, `InputError`
+//! in `error`); does not judge addresses (the engine does) and does not
 //! write anything (`output` does).
 
 mod columns;
 mod csv_record;
+mod error;
 mod lines;
+mod record;
 
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use rollcall_engine::coordinator::InputRow;
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 pub use columns::{DELIMITERS, address_column, delimiter_name, parse_delimiter};
 use columns::{SAMPLE_RECORDS, column_by_values, detect_delimiter};
 use csv_record::{BOM, Broken, CsvRecord, CsvRecords};
+pub use error::InputError;
 pub use lines::decode;
 use lines::{csv_row, jsonl_row, read_line, text_row};
+pub use record::{Fields, MAX_LINE, Record};
 
 /// How the input is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,79 +59,6 @@ impl InputFormat {
         }
     }
 }
-
-/// The fields of an input row besides its address text, to be written back out.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fields {
-    /// Plain text input (or a caller with nothing to keep, like the demo).
-    None,
-    /// The CSV record's fields, in header order (more or fewer than the header when malformed).
-    Csv(Vec<String>),
-    /// The JSONL line: the object, or the line as a string when it was not an object.
-    Json(Value),
-}
-
-/// The payload of an input row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    pub fields: Fields,
-    /// What was wrong with the record, if anything (shown in the output's `detail`).
-    pub malformed: Option<String>,
-}
-
-impl Record {
-    /// A record with nothing to write back (input the caller made, like the demo's list).
-    #[allow(dead_code)] // until `rollcall demo` uses it
-    pub fn plain() -> Record {
-        Record {
-            fields: Fields::None,
-            malformed: None,
-        }
-    }
-}
-
-/// Input that cannot be read at all (as opposed to a malformed record, which is a row).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum InputError {
-    #[error("cannot read the input: {0}")]
-    Io(#[from] io::Error),
-    #[error("column `{column}` is not in the CSV header (columns: {columns}); fix: --column NAME")]
-    NoColumn { column: String, columns: String },
-    #[error(
-        "--column applies to CSV and JSONL input; for a CSV or JSONL file with another extension add --input-format csv or jsonl"
-    )]
-    ColumnOnText,
-    /// The CSV header cannot be read, so no record can be: the run stops before it starts.
-    #[error("the CSV header (line {line}) {problem}; fix the file's first line")]
-    Header { line: u64, problem: String },
-    /// No column's sampled values are mostly addresses: verifying any of them would call every
-    /// row invalid.
-    #[error(
-        "no CSV column holds mostly email addresses in the first {sampled} records (columns: \
-         {columns}); fix: --column NAME, or --delimiter if the columns are not split right"
-    )]
-    NoAddressColumn { sampled: usize, columns: String },
-}
-
-impl InputError {
-    /// True when the user can fix it with a flag (exit code 64).
-    pub fn is_usage(&self) -> bool {
-        matches!(self, InputError::NoColumn { .. } | InputError::ColumnOnText)
-    }
-
-    /// True when the input's content is unusable (exit code 65, EX_DATAERR).
-    pub fn is_data(&self) -> bool {
-        matches!(
-            self,
-            InputError::Header { .. } | InputError::NoAddressColumn { .. }
-        )
-    }
-}
-
-/// A line longer than this is malformed (and only its start is kept): bounds memory on a file
-/// that is not line-oriented at all.
-pub const MAX_LINE: usize = 64 * 1024;
 
 type Source = Box<dyn Read + Send>;
 

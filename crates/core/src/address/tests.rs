@@ -264,6 +264,19 @@ fn display_form_reparses_to_the_same_address() {
     }
 }
 
+#[test]
+fn dedupe_key_folds_case_and_display_forms_only() {
+    let key = |input: &str| ok(input).dedupe_key();
+    let first = key("John.Doe@Example.COM");
+    assert_eq!(key("john.doe@example.com"), first);
+    assert_eq!(key("Doe <JOHN.DOE@example.com>"), first);
+    assert_eq!(key("\"john.doe\"@example.com"), first);
+    assert_ne!(key("john.doe@example.org"), first);
+    assert_ne!(key("jane.doe@example.com"), first);
+    // The hash keeps the parts apart: moving a character across the `@` is another address.
+    assert_ne!(key("ab@c.example"), key("a@bc.example"));
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;

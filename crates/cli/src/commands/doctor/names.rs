@@ -14,7 +14,7 @@ use futures_util::future::join_all;
 use rollcall_dns::{MxHost, MxResolver, Records};
 use rollcall_engine::egress::Egress;
 
-use super::Finding;
+use super::finding::Finding;
 
 /// PTR names followed forward, at most (an address rarely has more than one).
 const MAX_PTR_NAMES: usize = 4;
@@ -261,7 +261,7 @@ fn list<T: Display>(items: &[T]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Status;
+    use super::super::finding::Status;
     use super::*;
 
     fn ip(s: &str) -> IpAddr {

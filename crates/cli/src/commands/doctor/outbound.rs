@@ -17,7 +17,7 @@ use rollcall_engine::config::EngineConfig;
 use rollcall_engine::egress::Egress;
 use rollcall_smtp::{Error, Phase, Session};
 
-use super::Finding;
+use super::finding::Finding;
 
 /// MX hosts of a `--target-domain` tested, at most (most preferred first).
 const MAX_DOMAIN_HOSTS: usize = 5;
@@ -327,7 +327,7 @@ fn advice(error: &Error, egress: &Egress, port: u16) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Status;
+    use super::super::finding::Status;
     use super::*;
 
     #[test]

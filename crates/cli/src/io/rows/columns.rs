@@ -3,10 +3,12 @@
 //! agree, else the column whose values are mostly addresses. Owns choosing only; reading the
 //! records is `csv_record`'s, turning them into rows `lines`'.
 
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead};
 
 use super::csv_record::{BOM, CsvRecord};
-use super::{InputError, MAX_LINE, Source, decode};
+use super::error::InputError;
+use super::lines::decode;
+use super::record::MAX_LINE;
 
 /// CSV header names taken as the address column, in order of preference, compared with case,
 /// spaces, `-`, `_` and `.` left out (`E-mail Address` is `emailaddress`): the names of the
@@ -33,7 +35,7 @@ pub const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 /// The delimiter of the header line (the first line, at most `MAX_LINE` bytes looked at): the
 /// candidate that splits it into the most fields outside quotes; `,` on a tie or a one-column
 /// header.
-pub(super) fn detect_delimiter(input: &mut BufReader<Source>) -> Result<u8, InputError> {
+pub(super) fn detect_delimiter(input: &mut impl BufRead) -> Result<u8, InputError> {
     let buf = loop {
         match input.fill_buf() {
             Ok(buf) => break buf,

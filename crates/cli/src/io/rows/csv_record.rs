@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::io::{self, BufRead};
 
-use super::MAX_LINE;
+use super::record::MAX_LINE;
 
 /// The UTF-8 byte order mark that spreadsheets put before the first line.
 pub(super) const BOM: &[u8] = b"\xef\xbb\xbf";

@@ -9,7 +9,7 @@ use rollcall_engine::coordinator::InputRow;
 use serde_json::Value;
 
 use super::csv_record::{Broken, CsvRecord};
-use super::{Fields, MAX_LINE, Record};
+use super::record::{Fields, MAX_LINE, Record};
 
 /// JSONL fields taken as the address when `--column` is not given.
 const ADDRESS_FIELDS: [&str; 2] = ["email", "address"];

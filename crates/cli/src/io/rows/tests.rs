@@ -1,6 +1,8 @@
 //! Tests of the input formats: text, CSV (delimiter and address column detection, malformed
 //! records) and JSONL, each read through `RowReader` as `verify` reads it.
 
+use serde_json::Value;
+
 use super::*;
 
 fn read_all(input: &[u8], format: InputFormat, column: Option<&str>) -> Vec<InputRow<Record>> {

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use futures_util::{StreamExt, stream};
 use rollcall_api::{AddressChunks, BackendError, CampaignBackend, SubmitOptions};
+use rollcall_campaigns::{CoordinatorBackend, Limits};
 use rollcall_core::ports::{MemoryQueue, MemoryState, StateStore};
 use rollcall_dns::{MxResolver, ResolverConfig};
 use rollcall_engine::config::EngineConfig;
 use rollcall_engine::coordinator::Coordinator;
 use rollcall_redis::RedisState;
-use rollcall_service::{CoordinatorBackend, Limits};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use futures_util::stream;
 use rollcall_api::{AddressChunks, BackendError, CampaignBackend, CampaignState, SubmitOptions};
+use rollcall_campaigns::{CoordinatorBackend, Limits};
 use rollcall_core::CampaignId;
 use rollcall_core::ports::{CampaignPhase, CampaignRecord, MemoryQueue, MemoryState, StateStore};
 use rollcall_dns::{MxResolver, ResolverConfig};
 use rollcall_engine::config::EngineConfig;
 use rollcall_engine::coordinator::Coordinator;
-use rollcall_service::{CoordinatorBackend, Limits};
 
 /// A backend whose DNS is a loopback socket that never answers.
 async fn backend(

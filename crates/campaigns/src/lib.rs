@@ -21,7 +21,7 @@ mod campaign;
 
 pub use backend::{CoordinatorBackend, Limits};
 
-/// Why the service could not be set up.
+/// Why the coordinator backend could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

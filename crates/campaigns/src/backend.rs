@@ -33,7 +33,6 @@
 //! stored input and results are deleted then too).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -518,7 +517,7 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
                 .map_err(unavailable)?;
             campaign.record().total += chunk.len() as u64;
             for text in chunk {
-                match classify(&text, &mut seen) {
+                match count_entry(&text, &mut seen) {
                     Entry::Accepted => accepted += 1,
                     Entry::Duplicate => duplicate += 1,
                     Entry::Invalid => invalid += 1,
@@ -608,21 +607,20 @@ async fn collect(campaign: &Campaign, mut output: mpsc::Receiver<OutputRow<()>>)
     }
 }
 
-/// How one submitted entry counts, and the dedupe key of the coordinator.
+/// How one submitted entry counts in the submission's totals.
 enum Entry {
     Accepted,
     Duplicate,
     Invalid,
 }
 
-fn classify(text: &str, seen: &mut HashSet<u64>) -> Entry {
+/// Counts one entry as the coordinator will treat it: unparsable, a repeat of an address seen
+/// in this submission (by the coordinator's key, `EmailAddress::dedupe_key`), or new.
+fn count_entry(text: &str, seen: &mut HashSet<u64>) -> Entry {
     let Ok(address) = EmailAddress::parse(text) else {
         return Entry::Invalid;
     };
-    let mut hasher = DefaultHasher::new();
-    address.local_part().to_lowercase().hash(&mut hasher);
-    address.domain().as_str().hash(&mut hasher);
-    if seen.insert(hasher.finish()) {
+    if seen.insert(address.dedupe_key()) {
         Entry::Accepted
     } else {
         Entry::Duplicate
@@ -784,19 +782,19 @@ mod tests {
     fn entries_count_like_the_coordinator_dedupes() {
         let mut seen = HashSet::new();
         assert!(matches!(
-            classify("a@example.com", &mut seen),
+            count_entry("a@example.com", &mut seen),
             Entry::Accepted
         ));
         assert!(matches!(
-            classify("A@Example.COM", &mut seen),
+            count_entry("A@Example.COM", &mut seen),
             Entry::Duplicate
         ));
         assert!(matches!(
-            classify("b@example.com", &mut seen),
+            count_entry("b@example.com", &mut seen),
             Entry::Accepted
         ));
         assert!(matches!(
-            classify("not an address", &mut seen),
+            count_entry("not an address", &mut seen),
             Entry::Invalid
         ));
     }

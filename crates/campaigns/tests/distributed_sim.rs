@@ -18,13 +18,13 @@ use rollcall_amqp::{AmqpConfig, AmqpQueue};
 use rollcall_api::convert::{campaign_state_from_wire, reason_from_wire, status_from_wire};
 use rollcall_api::v1;
 use rollcall_api::{CampaignBackend, CampaignState};
+use rollcall_campaigns::{CoordinatorBackend, Limits};
 use rollcall_dns::{MxResolver, ResolverConfig};
 use rollcall_engine::WorkerMetrics;
 use rollcall_engine::config::EngineConfig;
 use rollcall_engine::coordinator::Coordinator;
 use rollcall_engine::worker::Worker;
 use rollcall_redis::RedisState;
-use rollcall_service::{CoordinatorBackend, Limits};
 use rollcall_sim::{FleetSpec, SimOptions};
 use tokio::sync::{oneshot, watch};
 
