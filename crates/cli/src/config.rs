@@ -141,10 +141,42 @@ impl From<TlsSetting> for TlsMode {
     }
 }
 
+/// The `--lab` preset (config/lab.toml): what a lab aimed at `rollcall sim` needs.
+pub const LAB_PRESET: &str = include_str!("config/lab.toml");
+
 impl Config {
     /// Parses a config file's text. Pure: no I/O, no env.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| parse_error(text, &e))
+    }
+
+    /// The config of a command: the file at `path` (none: every setting at its default), over
+    /// the `--lab` preset when `lab` is set (a setting in the file wins over the preset's).
+    pub fn load(path: Option<&Path>, lab: bool) -> Result<Config, ConfigError> {
+        match (path, lab) {
+            (None, false) => Ok(Config::default()),
+            (None, true) => Config::from_toml(LAB_PRESET),
+            (Some(path), false) => Config::from_file(path),
+            (Some(path), true) => {
+                // Checked alone first, so its errors name its own lines.
+                Config::from_file(path)?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Config::over_lab(&text)
+            }
+        }
+    }
+
+    /// `text` (a valid config) laid over the `--lab` preset, table by table.
+    fn over_lab(text: &str) -> Result<Config, ConfigError> {
+        let table = |t: &str| t.parse::<toml::Table>().map_err(|e| parse_error(t, &e));
+        let mut merged = table(LAB_PRESET)?;
+        overlay(&mut merged, table(text)?);
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e| parse_error(text, &e))
     }
 
     /// Reads and parses a config file.
@@ -167,6 +199,19 @@ impl Config {
             },
             other => other,
         })
+    }
+}
+
+/// Lays `top` over `base`: tables merge key by key, any other value of `top` replaces
+/// `base`'s (an array of tables such as `[[shaping.site]]` too).
+fn overlay(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(under)), toml::Value::Table(over)) => overlay(under, over),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 
@@ -287,6 +332,13 @@ pub struct EngineFlags {
     /// TOML config file; every setting is shown, commented, in deploy/config/rollcall.example.toml.
     #[arg(long, value_name = "FILE", env = "ROLLCALL_CONFIG")]
     pub config: Option<PathBuf>,
+
+    /// A lab aimed at `rollcall sim` on this machine, in one flag: DNS 127.0.0.1:5353 and SMTP
+    /// port 2525 (the sim's defaults), private MX targets allowed, retries after 7s, 15s, 30s
+    /// (at most 1m of waiting), permissive politeness (8 sessions, 60,000 RCPT/min per site).
+    /// The config file, ROLLCALL_* variables and flags override it. Never for real servers.
+    #[arg(long, env = "ROLLCALL_LAB")]
+    pub lab: bool,
 
     /// DNS server to query for MX records, ADDR or ADDR:PORT (port 53 by default); repeat for
     /// more. Default: the system's resolvers (/etc/resolv.conf). [config: dns.servers]

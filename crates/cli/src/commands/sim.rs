@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -65,6 +65,35 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{s}` is too long"))
 }
 
+/// The longest greylist delay the `--lab` retries (7s, 15s, 30s) get past.
+const LAB_GREYLIST_REACH: Duration = Duration::from_secs(52);
+
+/// The `rollcall verify` command line that verifies this fleet's list against it.
+fn verify_command(list: Option<&Path>, dns: SocketAddr, smtp_port: Option<u16>) -> String {
+    let list = list.map_or_else(
+        || "LIST.txt (write it with --addresses LIST.txt)".to_string(),
+        |p| shell_word(&p.display().to_string()),
+    );
+    let mut command = format!("rollcall verify {list} --lab -o results.csv");
+    if dns != SocketAddr::from(([127, 0, 0, 1], 5353)) {
+        command.push_str(&format!(" --dns {dns}"));
+    }
+    if let Some(port) = smtp_port.filter(|p| *p != 2525) {
+        command.push_str(&format!(" --smtp-port {port}"));
+    }
+    command
+}
+
+/// `word` as one shell word: as it is when plain, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._/-+:@%=,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = match FleetSpec::from_file(&args.fleet) {
         Ok(s) => s,
@@ -110,6 +139,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         fleet.addresses().len(),
         fleet.greylist_delay()
     )?;
+    let port = fleet.hosts().first().map(|h| h.addr.port());
+    writeln!(
+        stdout,
+        "verify   {}",
+        verify_command(args.addresses.as_deref(), fleet.dns_addr(), port)
+    )?;
+    if fleet.greylist_delay() > LAB_GREYLIST_REACH {
+        writeln!(
+            stdout,
+            "         (--lab retries greylisted addresses for 1m at most: restart with \
+             --greylist-delay 5s to see them pass)"
+        )?;
+    }
     drop(stdout);
 
     tokio::signal::ctrl_c()
@@ -148,5 +190,25 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn the_verify_command_names_only_what_differs_from_the_lab_preset() {
+        let default_dns = SocketAddr::from(([127, 0, 0, 1], 5353));
+        assert_eq!(
+            verify_command(Some(Path::new("list.txt")), default_dns, Some(2525)),
+            "rollcall verify list.txt --lab -o results.csv"
+        );
+        assert_eq!(
+            verify_command(
+                Some(Path::new("my list.txt")),
+                SocketAddr::from(([127, 0, 0, 1], 40053)),
+                Some(2600)
+            ),
+            "rollcall verify 'my list.txt' --lab -o results.csv --dns 127.0.0.1:40053 \
+             --smtp-port 2600"
+        );
+        assert!(verify_command(None, default_dns, Some(2525)).contains("--addresses"));
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
     }
 }

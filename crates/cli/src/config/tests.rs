@@ -280,6 +280,50 @@ fn example_config_parses_and_builds() {
 }
 
 #[test]
+fn the_lab_preset_sets_what_a_sim_lab_needs_and_a_file_overrides_it() {
+    let lab = Config::load(None, true).unwrap();
+    let settings = build_engine_config(&lab, &EngineFlags::default(), "lab.test").unwrap();
+    assert!(settings.engine.allow_private_targets);
+    assert_eq!(settings.engine.smtp_port, 2525);
+    assert_eq!(
+        settings.resolver.nameservers,
+        vec!["127.0.0.1:5353".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(settings.engine.greylist_retry[0], Duration::from_secs(7));
+    assert_eq!(settings.engine.shaping.default.max_sessions, 8);
+    let plain = build_engine_config(&Config::default(), &EngineFlags::default(), "x.test").unwrap();
+    assert!(
+        !plain.engine.allow_private_targets,
+        "the preset only with --lab"
+    );
+
+    let dir = std::env::temp_dir().join(format!("rollcall-lab-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("over-lab.toml");
+    std::fs::write(
+        &path,
+        "[smtp]\nport = 2600\n\n[shaping.default]\nmax_sessions = 3\n",
+    )
+    .unwrap();
+    let over = Config::load(Some(&path), true).unwrap();
+    let settings = build_engine_config(&over, &EngineFlags::default(), "lab.test").unwrap();
+    assert_eq!(settings.engine.smtp_port, 2600, "the file's setting wins");
+    assert_eq!(settings.engine.shaping.default.max_sessions, 3);
+    assert_eq!(
+        settings.engine.shaping.default.rcpt_per_transaction, 100,
+        "the preset's other settings of a table the file also sets stay"
+    );
+    assert!(settings.engine.allow_private_targets);
+    std::fs::write(&path, "[smtp]\nport = \"x\"\n").unwrap();
+    let err = Config::load(Some(&path), true).unwrap_err().to_string();
+    assert!(
+        err.contains("line 2"),
+        "a bad file under --lab names its own line: {err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn missing_file_says_so() {
     let err = Config::from_file(Path::new("/nonexistent/rollcall.toml")).unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }));

@@ -47,10 +47,7 @@ pub fn verifier(settings: config::Settings) -> Result<Verifier, SetupError> {
 /// Loads the config file named by the flags (if any) and merges it with the flags. Prints the
 /// one-line error and gives the exit code on failure.
 pub fn load_settings(flags: &EngineFlags) -> Result<config::Settings, ExitCode> {
-    let file = match &flags.config {
-        Some(path) => Config::from_file(path),
-        None => Ok(Config::default()),
-    };
+    let file = Config::load(flags.config.as_deref(), flags.lab);
     let settings = file
         .and_then(|file| config::build_engine_config(&file, flags, &config::default_helo_name()));
     match settings {
