@@ -414,3 +414,42 @@ fn rows_come_out_in_input_order_unless_told_otherwise() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_summary_json_counts_what_the_output_holds() {
+    let dir = scratch("summary-json");
+    let (input, out, summary) = (
+        dir.join("list.txt"),
+        dir.join("out.csv"),
+        dir.join("summary.json"),
+    );
+    std::fs::write(
+        &input,
+        "a@nowhere.invalid\nnot an address\nb@nowhere.invalid\nA@nowhere.invalid\n",
+    )
+    .unwrap();
+    let run = verify(&input, &out, &["--summary-json", summary.to_str().unwrap()]);
+    assert!(run.status.success(), "{run:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(json["rows"], 4, "{json}");
+    assert_eq!(json["written"], 4, "{json}");
+    assert_eq!(json["duplicates"], 1, "A@ is a@ again: {json}");
+    assert_eq!(json["by_status"]["undeliverable"], 4, "{json}");
+    assert_eq!(json["by_reason"]["invalid_syntax"], 1, "{json}");
+    assert_eq!(json["by_reason"]["no_such_domain"], 3, "{json}");
+    assert_eq!(json["interrupted"], false);
+    assert_eq!(json["exit_code"], 0);
+    assert_eq!(csv_cells(&out).len(), 5, "a header and the four rows");
+
+    // A summary that cannot be written is an I/O error, said as such.
+    let run = verify(
+        &input,
+        &out,
+        &["--summary-json", "/nonexistent/dir/summary.json"],
+    );
+    assert_eq!(run.status.code(), Some(74), "{run:?}");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("cannot write the summary"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -122,6 +122,12 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", env = "ROLLCALL_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
+    /// Also write the summary as JSON to FILE when the run ends (rows, rows written,
+    /// duplicates, counts by status and by reason, whether it was interrupted, elapsed seconds,
+    /// the exit code), for a scheduled job to check without parsing stderr.
+    #[arg(long, value_name = "FILE", env = "ROLLCALL_SUMMARY_JSON")]
+    pub summary_json: Option<PathBuf>,
+
     /// Boxed: the engine flags are large, and `Command` holds one variant per command.
     #[command(flatten)]
     pub engine: Box<EngineFlags>,
@@ -178,7 +184,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(RunError::Output(e)) => return fail(EX_IOERR, format!("cannot write the output: {e}")),
         Err(e @ RunError::Engine(_)) => return fail(EX_SOFTWARE, e),
     };
-    finish(&summary, stopped_by, reading).await
+    finish(&args, &summary, stopped_by, reading).await
 }
 
 /// Opens the list, refusing an output that would overwrite it.
@@ -225,31 +231,74 @@ fn open_output(
         .map_err(|e| Failure::new(EX_IOERR, format!("cannot write the output: {e}")))
 }
 
-/// Prints the summary and gives the exit code of a run that went to its end or was stopped.
+/// Prints the summary (and writes it as JSON when asked) and gives the exit code of a run that
+/// went to its end or was stopped.
 async fn finish(
+    args: &Args,
     summary: &Summary,
     stopped_by: Option<Stop>,
     reading: oneshot::Receiver<Result<u64, InputError>>,
 ) -> anyhow::Result<ExitCode> {
     console::err_line(summary_table(summary));
-    if summary.interrupted {
-        console::err_line(format_args!("rollcall: {}", interrupted_line(summary)));
-        return Ok(ExitCode::from(match stopped_by {
+    let (code, problem) = if summary.interrupted {
+        let code = match stopped_by {
             Some(Stop::Terminate) => EX_TERMINATED,
             Some(Stop::Interrupt) | None => EX_INTERRUPTED,
-        }));
-    }
-    // The engine has seen the end of the input; the reader says whether that was the real end.
-    match reading.await {
-        Ok(Err(e)) => fail(
-            EX_IOERR,
-            format!(
-                "{e}; the output holds the {} rows read before it",
-                summary.out
+        };
+        (code, Some(interrupted_line(summary)))
+    } else {
+        // The engine has seen the end of the input; the reader says whether that was the
+        // real end.
+        match reading.await {
+            Ok(Err(e)) => (
+                EX_IOERR,
+                Some(format!(
+                    "{e}; the output holds the {} rows read before it",
+                    summary.out
+                )),
             ),
-        ),
-        _ => Ok(ExitCode::SUCCESS),
+            _ => (0, None),
+        }
+    };
+    if let Some(path) = &args.summary_json
+        && let Err(e) = write_summary_json(path, args, summary, code)
+    {
+        let message = format!("cannot write the summary to {}: {e}", path.display());
+        return fail(if code == 0 { EX_IOERR } else { code }, message);
     }
+    match problem {
+        Some(message) => fail(code, message),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// `--summary-json FILE`: what the summary table says, for a program (a cron job's check).
+fn write_summary_json(
+    path: &Path,
+    args: &Args,
+    summary: &Summary,
+    exit_code: u8,
+) -> std::io::Result<()> {
+    let by_status: serde_json::Map<String, serde_json::Value> = Summary::STATUS_NAMES
+        .iter()
+        .zip(summary.by_status)
+        .map(|(name, n)| ((*name).to_string(), n.into()))
+        .collect();
+    let json = serde_json::json!({
+        "input": args.input.display().to_string(),
+        "output": args.results.output.as_ref().map(|p| p.display().to_string()),
+        "rows": summary.rows,
+        "written": summary.out,
+        "duplicates": summary.duplicates,
+        "by_status": by_status,
+        "by_reason": summary.by_reason,
+        "interrupted": summary.interrupted,
+        "elapsed_secs": summary.elapsed.as_secs_f64(),
+        "exit_code": exit_code,
+    });
+    let mut text = serde_json::to_string_pretty(&json).map_err(std::io::Error::other)?;
+    text.push('\n');
+    std::fs::write(path, text)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
