@@ -453,3 +453,43 @@ fn the_summary_json_counts_what_the_output_holds() {
     assert!(stderr.contains("cannot write the summary"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_results_file_verified_again_keeps_its_old_results_apart_from_the_new() {
+    let dir = scratch("again");
+    let (input, once, twice, thrice) = (
+        dir.join("list.csv"),
+        dir.join("once.csv"),
+        dir.join("twice.csv"),
+        dir.join("thrice.csv"),
+    );
+    std::fs::write(&input, "name,email\nAnn,ann@nowhere.invalid\n").unwrap();
+    let run = verify(&input, &once, &[]);
+    assert!(run.status.success(), "{run:?}");
+    let header = csv_cells(&once)[0].clone();
+    for name in ["status", "normalized", "domain", "is_role", "is_catch_all", "row"] {
+        column(&header, name);
+    }
+
+    let run = verify(&once, &twice, &[]);
+    assert!(run.status.success(), "{run:?}");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("rollcall_status"), "said: {stderr}");
+    let cells = csv_cells(&twice);
+    let header = &cells[0];
+    assert_eq!(header[..header.len() / 2 + 1], csv_cells(&once)[0][..], "old columns kept");
+    assert_eq!(
+        header.iter().filter(|c| *c == "status").count(),
+        1,
+        "no column twice: {header:?}"
+    );
+    assert_eq!(cells[1][column(header, "rollcall_reason")], "no_such_domain");
+    assert_eq!(cells[1][column(header, "rollcall_domain")], "nowhere.invalid");
+
+    let run = verify(&twice, &thrice, &[]);
+    assert_eq!(run.status.code(), Some(65), "{run:?}");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("rollcall_status"), "names the columns: {stderr}");
+    assert!(!thrice.exists(), "a refused run leaves no output file");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

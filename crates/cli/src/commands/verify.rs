@@ -15,12 +15,15 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::EngineFlags;
 use crate::exit::{
-    EX_CANTCREAT, EX_INTERRUPTED, EX_IOERR, EX_SOFTWARE, EX_TERMINATED, EX_USAGE, Failure, fail,
+    EX_CANTCREAT, EX_DATAERR, EX_INTERRUPTED, EX_IOERR, EX_SOFTWARE, EX_TERMINATED, EX_USAGE,
+    Failure, fail,
 };
 use crate::io::console;
 use crate::io::flags::{InputFlags, OutputFlags, ProgressFlags, flag};
 use crate::io::list::{self, is_stdio};
-use crate::io::output::{FormulaGuard, InputShape, OutputFormat, RowSink, open_sink_guarded};
+use crate::io::output::{
+    FormulaGuard, InputShape, OutputFormat, RowSink, open_sink_guarded, result_prefix,
+};
 use crate::io::progress::{Progress, interrupted_line, summary_table};
 use crate::io::rows::{CsvChoice, InputError, Record, spawn_reader};
 use crate::run::embedded::{INPUT_CHANNEL, RowOrder, RunError, run_verification};
@@ -215,6 +218,26 @@ fn open_output(
         .results
         .format
         .unwrap_or_else(|| OutputFormat::from_path(output));
+    // Before the output file is made: a refused run leaves none behind.
+    if let (InputShape::Csv(columns), OutputFormat::Csv) = (&shape, format) {
+        match result_prefix(columns) {
+            Ok("") => {}
+            Ok(prefix) => console::err_line(format_args!(
+                "rollcall: the input already has result columns (a results file?); the new \
+                 results are in the columns {prefix}status, {prefix}reason, ..."
+            )),
+            Err(taken) => {
+                return Err(Failure::new(
+                    EX_DATAERR,
+                    format!(
+                        "the input already has the columns {}; remove them (or verify the \
+                         original list) so the new results do not stand beside old ones",
+                        taken.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
     let out: Box<dyn Write + Send> = match output {
         None => Box::new(std::io::stdout()),
         Some(path) => match File::create(path) {

@@ -3,10 +3,15 @@
 //! `sort -t, -k row` or a `jq -s 'sort_by(.row)'` restores it).
 //!
 //! CSV columns: the input's columns (CSV input: its header; text input: `address`; JSONL input:
-//! `address,input` with the original object as JSON), then
-//! `status,reason,mx,smtp_code,enhanced_code,flags,duplicate,detail,smtp_text,row`.
-//! JSONL fields: `row, address, status, reason, mx, smtp_code, enhanced_code, smtp_text, flags,
-//! duplicate, detail`, and `input` (the original fields) for CSV and JSONL input.
+//! `address,input` with the original object as JSON), then `VERDICT_COLUMNS`:
+//! `status,reason,normalized,domain,mx,egress,smtp_code,enhanced_code,flags,is_disposable,
+//! is_role,is_free,is_catch_all,duplicate,detail,smtp_text,row`. After a CSV input that already
+//! has a column of one of those names (a results file verified again) they are all named with
+//! `rollcall_` before them; when those names are taken too, the run is refused.
+//! JSONL fields: `row, address, status, reason, normalized, domain, mx, egress, smtp_code,
+//! enhanced_code, smtp_text, flags, is_disposable, is_role, is_free, is_catch_all, duplicate,
+//! detail`, and `input` (the original fields) for CSV and JSONL input; `normalized`, `domain`
+//! and `egress` are absent when there is nothing to say.
 //!
 //! CSV output is guarded against spreadsheet formulas (OWASP "CSV Injection"): a cell that
 //! starts with `=`, `+`, `-`, `@`, a tab or a CR, whatever it holds (an input field, a server's
@@ -20,7 +25,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::Path;
 
-use rollcall_core::Verdict;
+use rollcall_core::{EmailAddress, Flag, Verdict};
 use rollcall_engine::coordinator::OutputRow;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -69,18 +74,58 @@ fn defused(cell: &str) -> Cow<'_, str> {
 }
 
 /// Verdict columns appended after the input's columns, in this order.
-pub const VERDICT_COLUMNS: [&str; 10] = [
+pub const VERDICT_COLUMNS: [&str; 17] = [
     "status",
     "reason",
+    "normalized",
+    "domain",
     "mx",
+    "egress",
     "smtp_code",
     "enhanced_code",
     "flags",
+    "is_disposable",
+    "is_role",
+    "is_free",
+    "is_catch_all",
     "duplicate",
     "detail",
     "smtp_text",
     "row",
 ];
+
+/// What the verdict columns are called after an input that already has columns of those
+/// names (a results file verified again): this before each.
+pub const RESULT_PREFIX: &str = "rollcall_";
+
+/// The prefix of the verdict columns after an input with `columns`: none, or `RESULT_PREFIX`
+/// when an input column is named like a verdict column (compared without case); `Err` with
+/// the names taken when even the prefixed names are.
+pub fn result_prefix(columns: &[String]) -> Result<&'static str, Vec<String>> {
+    let taken = |prefix: &str| -> Vec<String> {
+        VERDICT_COLUMNS
+            .iter()
+            .map(|c| format!("{prefix}{c}"))
+            .filter(|c| columns.iter().any(|i| i.trim().eq_ignore_ascii_case(c)))
+            .collect()
+    };
+    if taken("").is_empty() {
+        return Ok("");
+    }
+    match taken(RESULT_PREFIX) {
+        clash if clash.is_empty() => Ok(RESULT_PREFIX),
+        clash => Err(clash),
+    }
+}
+
+/// The address as verified (the domain case-folded, an IDN as its A-label) and its domain;
+/// empty for what is not an address.
+fn normalized(text: &str) -> (String, String) {
+    match EmailAddress::parse(text) {
+        Ok(address) => (address.to_string(), address.domain().as_str().to_string()),
+        Err(_) => (String::new(), String::new()),
+    }
+}
 
 /// Where output rows go.
 pub trait RowSink<P> {
@@ -155,7 +200,24 @@ impl<W: Write> CsvOutput<W> {
             InputShape::Csv(columns) => columns.iter().map(String::as_str).collect(),
             InputShape::Jsonl => vec!["address", "input"],
         };
-        header.extend(VERDICT_COLUMNS);
+        let prefix = match &shape {
+            InputShape::Csv(columns) => result_prefix(columns).map_err(|taken| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the input already has the columns {}; remove them (or verify the \
+                         original list) so the results do not stand beside old ones",
+                        taken.join(", ")
+                    ),
+                )
+            })?,
+            _ => "",
+        };
+        let verdict_columns: Vec<String> = VERDICT_COLUMNS
+            .iter()
+            .map(|c| format!("{prefix}{c}"))
+            .collect();
+        header.extend(verdict_columns.iter().map(String::as_str));
         // The input's header is input too.
         let header: Vec<Cow<'_, str>> = match guard {
             FormulaGuard::On => header.into_iter().map(defused).collect(),
@@ -210,13 +272,22 @@ impl<W: Write> RowSink<Record> for CsvOutput<W> {
         {
             detail = format!("{detail} (record: {})", row.text);
         }
+        let (normalized, domain) = normalized(&row.text);
+        let flag = |f: Flag| v.flags.contains(f).to_string();
         self.fields.extend([
             v.status().as_str().to_string(),
             v.reason().as_str().to_string(),
+            normalized,
+            domain,
             e.mx_host.clone().unwrap_or_default(),
+            e.egress.clone().unwrap_or_default(),
             e.smtp_code.map(|c| c.to_string()).unwrap_or_default(),
             e.enhanced_code.map(|c| c.to_string()).unwrap_or_default(),
             flags(v).join(";"),
+            flag(Flag::Disposable),
+            flag(Flag::RoleAccount),
+            flag(Flag::FreeProvider),
+            flag(Flag::CatchAllDomain),
             row.duplicate.to_string(),
             detail,
             e.smtp_text
@@ -266,6 +337,11 @@ struct JsonRow<'a> {
     address: &'a str,
     status: &'static str,
     reason: &'static str,
+    /// The address as verified; absent for what is not an address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    normalized: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<String>,
     mx: Option<&'a str>,
     /// The egress the address was probed through (absent when it was not probed).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -274,6 +350,10 @@ struct JsonRow<'a> {
     enhanced_code: Option<String>,
     smtp_text: Option<&'a str>,
     flags: Vec<&'static str>,
+    is_disposable: bool,
+    is_role: bool,
+    is_free: bool,
+    is_catch_all: bool,
     duplicate: bool,
     detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -289,17 +369,24 @@ impl<W: Write> RowSink<Record> for JsonlOutput<W> {
             Fields::Json(value) => Some(value.clone()),
             Fields::Csv(fields) => Some(csv_object(&self.columns, fields)),
         };
+        let (normalized, domain) = normalized(&row.text);
         let line = JsonRow {
             row: row.row,
             address: &row.text,
             status: v.status().as_str(),
             reason: v.reason().as_str(),
+            normalized: (!normalized.is_empty()).then_some(normalized),
+            domain: (!domain.is_empty()).then_some(domain),
             mx: e.mx_host.as_deref(),
             egress: e.egress.as_deref(),
             smtp_code: e.smtp_code,
             enhanced_code: e.enhanced_code.map(|c| c.to_string()),
             smtp_text: e.smtp_text.as_ref().map(|t| t.as_str()),
             flags: flags(v),
+            is_disposable: v.flags.contains(Flag::Disposable),
+            is_role: v.flags.contains(Flag::RoleAccount),
+            is_free: v.flags.contains(Flag::FreeProvider),
+            is_catch_all: v.flags.contains(Flag::CatchAllDomain),
             duplicate: row.duplicate,
             detail: detail(&row.payload, v),
             input,
@@ -424,9 +511,11 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "address,status,reason,mx,smtp_code,enhanced_code,flags,duplicate,detail,smtp_text,row",
-                "info@example.com,undeliverable,mailbox_not_found,mx1.example.com,550,5.1.1,\
-                 role_account;free_provider,true,,5.1.1 <info@example.com>: User unknown,7",
+                "address,status,reason,normalized,domain,mx,egress,smtp_code,enhanced_code,flags,\
+                 is_disposable,is_role,is_free,is_catch_all,duplicate,detail,smtp_text,row",
+                "info@example.com,undeliverable,mailbox_not_found,info@example.com,example.com,\
+                 mx1.example.com,,550,5.1.1,role_account;free_provider,false,true,true,false,true,,\
+                 5.1.1 <info@example.com>: User unknown,7",
             ]
         );
     }
@@ -447,15 +536,15 @@ mod tests {
             &[out_row(2, "Ann,", record, verdict, false)],
         );
         let mut reader = csv::Reader::from_reader(text.as_bytes());
-        assert_eq!(reader.headers().unwrap().len(), 12);
+        assert_eq!(reader.headers().unwrap().len(), 2 + VERDICT_COLUMNS.len());
         let rec = reader.records().next().unwrap().unwrap();
         assert_eq!(&rec[0], "Ann");
         assert_eq!(&rec[1], "");
         assert_eq!(&rec[3], "invalid_syntax");
-        assert_eq!(&rec[4], "");
-        assert_eq!(&rec[6], "");
+        assert_eq!(&rec[4], "", "not an address: nothing normalized");
+        assert_eq!(&rec[6], "", "no MX");
         assert_eq!(
-            &rec[9],
+            &rec[16],
             "malformed input: the record has 1 fields, the header 2; comma"
         );
     }
@@ -493,9 +582,10 @@ mod tests {
         assert_eq!(row[1], "'+1@example.com");
         assert_eq!(row[2], "a=b");
         assert_eq!(row[3], "'\t=1+1");
-        assert_eq!(row[6], "'@mx.example.com");
-        assert_eq!(row[12], "'-2+3 @SUM(A1:A9) user unknown");
-        assert_eq!(row[13], "1");
+        assert_eq!(row[6], "'+1@example.com", "normalized");
+        assert_eq!(row[8], "'@mx.example.com");
+        assert_eq!(row[19], "'-2+3 @SUM(A1:A9) user unknown");
+        assert_eq!(row[20], "1");
         // No cell is left that a spreadsheet would run.
         assert!(
             guarded
@@ -510,7 +600,7 @@ mod tests {
         let raw = cells(String::from_utf8(out.writer.into_inner().unwrap()).unwrap());
         assert_eq!(raw[0][0], "=cmd");
         assert_eq!(raw[1][1], "+1@example.com");
-        assert_eq!(raw[1][12], "-2+3 @SUM(A1:A9) user unknown");
+        assert_eq!(raw[1][19], "-2+3 @SUM(A1:A9) user unknown");
     }
 
     #[test]
@@ -532,11 +622,17 @@ mod tests {
                 "address": "info@example.com",
                 "status": "undeliverable",
                 "reason": "mailbox_not_found",
+                "normalized": "info@example.com",
+                "domain": "example.com",
                 "mx": "mx1.example.com",
                 "smtp_code": 550,
                 "enhanced_code": "5.1.1",
                 "smtp_text": "5.1.1 <info@example.com>: User unknown",
                 "flags": ["role_account", "free_provider"],
+                "is_disposable": false,
+                "is_role": true,
+                "is_free": true,
+                "is_catch_all": false,
                 "duplicate": false,
                 "detail": null,
             })
@@ -564,6 +660,52 @@ mod tests {
     }
 
     #[test]
+    fn result_columns_never_collide_with_the_inputs() {
+        let columns = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(result_prefix(&columns(&["name", "email"])), Ok(""));
+        // A results file verified again: its old result columns stay, the new ones get a prefix.
+        let once: Vec<&str> = ["email"].into_iter().chain(VERDICT_COLUMNS).collect();
+        assert_eq!(result_prefix(&columns(&once)), Ok(RESULT_PREFIX));
+        assert_eq!(
+            result_prefix(&columns(&["email", " Status "])),
+            Ok(RESULT_PREFIX)
+        );
+        let text = csv_text(
+            InputShape::Csv(columns(&once)),
+            &[out_row(
+                1,
+                "info@example.com",
+                Record::plain(),
+                rejected(),
+                false,
+            )],
+        );
+        let header = text.lines().next().unwrap();
+        assert!(header.starts_with("email,status,reason,"), "{header}");
+        assert!(
+            header.ends_with(",rollcall_smtp_text,rollcall_row"),
+            "{header}"
+        );
+        // ... and a third time: refused, naming the columns in the way.
+        let twice: Vec<String> = once
+            .iter()
+            .map(|c| c.to_string())
+            .chain(
+                VERDICT_COLUMNS
+                    .iter()
+                    .map(|c| format!("{RESULT_PREFIX}{c}")),
+            )
+            .collect();
+        let taken = result_prefix(&twice).unwrap_err();
+        assert_eq!(taken.len(), VERDICT_COLUMNS.len());
+        assert_eq!(taken[0], "rollcall_status");
+        let refused = CsvOutput::new(Vec::new(), InputShape::Csv(twice))
+            .err()
+            .unwrap();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
     fn jsonl_line_order_is_the_documented_order() {
         let lines = {
             let mut out = JsonlOutput::new(Vec::new(), InputShape::Text);
@@ -582,11 +724,17 @@ mod tests {
             "\"address\"",
             "\"status\"",
             "\"reason\"",
+            "\"normalized\"",
+            "\"domain\"",
             "\"mx\"",
             "\"smtp_code\"",
             "\"enhanced_code\"",
             "\"smtp_text\"",
             "\"flags\"",
+            "\"is_disposable\"",
+            "\"is_role\"",
+            "\"is_free\"",
+            "\"is_catch_all\"",
             "\"duplicate\"",
             "\"detail\"",
         ];
