@@ -467,7 +467,14 @@ fn a_results_file_verified_again_keeps_its_old_results_apart_from_the_new() {
     let run = verify(&input, &once, &[]);
     assert!(run.status.success(), "{run:?}");
     let header = csv_cells(&once)[0].clone();
-    for name in ["status", "normalized", "domain", "is_role", "is_catch_all", "row"] {
+    for name in [
+        "status",
+        "normalized",
+        "domain",
+        "is_role",
+        "is_catch_all",
+        "row",
+    ] {
         column(&header, name);
     }
 
@@ -477,19 +484,68 @@ fn a_results_file_verified_again_keeps_its_old_results_apart_from_the_new() {
     assert!(stderr.contains("rollcall_status"), "said: {stderr}");
     let cells = csv_cells(&twice);
     let header = &cells[0];
-    assert_eq!(header[..header.len() / 2 + 1], csv_cells(&once)[0][..], "old columns kept");
+    assert_eq!(
+        header[..header.len() / 2 + 1],
+        csv_cells(&once)[0][..],
+        "old columns kept"
+    );
     assert_eq!(
         header.iter().filter(|c| *c == "status").count(),
         1,
         "no column twice: {header:?}"
     );
-    assert_eq!(cells[1][column(header, "rollcall_reason")], "no_such_domain");
-    assert_eq!(cells[1][column(header, "rollcall_domain")], "nowhere.invalid");
+    assert_eq!(
+        cells[1][column(header, "rollcall_reason")],
+        "no_such_domain"
+    );
+    assert_eq!(
+        cells[1][column(header, "rollcall_domain")],
+        "nowhere.invalid"
+    );
 
     let run = verify(&twice, &thrice, &[]);
     assert_eq!(run.status.code(), Some(65), "{run:?}");
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("rollcall_status"), "names the columns: {stderr}");
+    assert!(
+        stderr.contains("rollcall_status"),
+        "names the columns: {stderr}"
+    );
     assert!(!thrice.exists(), "a refused run leaves no output file");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn verbose_logs_come_without_colour_when_not_on_a_terminal() {
+    let dir = scratch("verbose");
+    let (input, out) = (dir.join("list.txt"), dir.join("out.csv"));
+    std::fs::write(&input, "a@x.example\n").unwrap();
+    let run = rollcall()
+        .arg("-vv")
+        .arg("verify")
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .args(["--progress", "off", "--helo", "probe.rollcall.test"])
+        .args(["--dns", "127.0.0.1:9", "--dns-timeout", "1s"])
+        .env_remove("ROLLCALL_LOG")
+        .output()
+        .expect("rollcall runs");
+    assert!(run.status.success(), "{run:?}");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains(" DEBUG "),
+        "-vv shows debug lines: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour into a pipe: {stderr:?}"
+    );
+
+    let both = rollcall()
+        .args(["-q", "-v", "verify"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(64), "-q and -v together: {both:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

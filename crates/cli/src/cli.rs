@@ -17,6 +17,17 @@ use crate::commands::{
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    /// More log lines on stderr: -v info, -vv debug, -vvv trace (the default shows warnings
+    /// and errors). ROLLCALL_LOG (a tracing filter, e.g. `info,rollcall_engine=debug`) takes
+    /// over when neither -v nor -q is given.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Errors only in the log lines on stderr (progress and the summary are set apart: see
+    /// --progress).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +69,17 @@ enum Command {
 }
 
 impl Cli {
+    /// The log filter -v / -q ask for, if they ask.
+    pub(crate) fn log_filter(&self) -> Option<&'static str> {
+        match (self.quiet, self.verbose) {
+            (true, _) => Some("error"),
+            (false, 0) => None,
+            (false, 1) => Some("info"),
+            (false, 2) => Some("debug"),
+            (false, _) => Some("trace"),
+        }
+    }
+
     /// Runs the command given. `completions` and `man` are handed the command line's own clap
     /// definition, so what they print never drifts from `--help`.
     pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
