@@ -27,7 +27,7 @@ fn batch(n: u64) -> Batch {
         items: (0..100)
             .map(|i| BatchItem {
                 item: ItemId(n * 100 + i),
-                address: format!("first.last{i}@{domain}"),
+                address: format!("first.last{i}@{domain}").parse().unwrap(),
                 attempts: 0,
                 greylist_round: 0,
                 waiting_since_ms: None,

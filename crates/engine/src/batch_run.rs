@@ -200,10 +200,12 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
                 }
                 Opened::Forbidden(why) => {
                     for item in remaining.drain(..) {
-                        let verdict =
-                            Verdict::new(Reason::ForbiddenTarget, evidence_for(&item.address))
-                                .with_flags(context_for(&item.address, None).flags)
-                                .with_detail(format!("not probed: {why}, a private address"));
+                        let verdict = Verdict::new(
+                            Reason::ForbiddenTarget,
+                            Evidence::for_address(&item.address),
+                        )
+                        .with_flags(context_for(&item.address, None).flags)
+                        .with_detail(format!("not probed: {why}, a private address"));
                         out.results.push(result(item, verdict));
                     }
                     break;
@@ -256,7 +258,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         // `slots[i]`: where item `i` of the chunk is among the items sent, or why it is not.
         let mut slots: Vec<Result<usize, String>> = Vec::with_capacity(chunk.len());
         for item in &chunk {
-            match Mailbox::parse(&item.address) {
+            match item.address.to_mailbox() {
                 Ok(mailbox) => {
                     slots.push(Ok(rcpts.len() - usize::from(probe_sent)));
                     rcpts.push(mailbox);
@@ -565,7 +567,7 @@ fn unsendable(
     catch_all: Option<bool>,
     base: &EvidenceBase<'_>,
 ) {
-    let mut evidence = evidence_for(&item.address);
+    let mut evidence = Evidence::for_address(&item.address);
     evidence.mx_host = Some(base.host.to_string());
     let verdict = Verdict::new(Reason::Unverifiable, evidence)
         .with_flags(context_for(&item.address, catch_all).flags)
@@ -733,7 +735,7 @@ fn short_duration(d: Duration) -> String {
 }
 
 fn failure_verdict(item: &BatchItem, failure: &ProbeFailure, reply: Option<&Reply>) -> Verdict {
-    let mut evidence = evidence_for(&item.address);
+    let mut evidence = Evidence::for_address(&item.address);
     if let Some(reply) = reply {
         evidence.set_reply(reply.code, reply.enhanced, &reply.text());
     }
@@ -745,7 +747,7 @@ fn failure_verdict(item: &BatchItem, failure: &ProbeFailure, reply: Option<&Repl
 
 /// The verdict once retries of `kind` are used up (`unknown/greylisted`, `unknown/deferred`).
 fn exhausted(item: &BatchItem, kind: RetryKind, reply: Option<&Reply>) -> Verdict {
-    let mut evidence = evidence_for(&item.address);
+    let mut evidence = Evidence::for_address(&item.address);
     if let Some(reply) = reply {
         evidence.set_reply(reply.code, reply.enhanced, &reply.text());
     }
@@ -757,26 +759,13 @@ fn exhausted(item: &BatchItem, kind: RetryKind, reply: Option<&Reply>) -> Verdic
     )
 }
 
-fn evidence_for(address: &str) -> Evidence {
-    match EmailAddress::parse(address) {
-        Ok(parsed) => Evidence::for_address(&parsed),
-        Err(_) => Evidence::for_input(address),
-    }
-}
-
-fn context_for(address: &str, catch_all: Option<bool>) -> DomainContext {
+fn context_for(address: &EmailAddress, catch_all: Option<bool>) -> DomainContext {
     let catch_all = match catch_all {
         Some(true) => CatchAll::Yes,
         Some(false) => CatchAll::No,
         None => CatchAll::Unknown,
     };
-    match EmailAddress::parse(address) {
-        Ok(parsed) => DomainContext::for_address(&parsed, catch_all),
-        Err(_) => DomainContext {
-            catch_all,
-            ..DomainContext::default()
-        },
-    }
+    DomainContext::for_address(address, catch_all)
 }
 
 /// The verdict of a probed item: core's `verdict_for` over the evidence of this transaction.
@@ -787,7 +776,7 @@ fn verdict(
     reply: Option<&Reply>,
     catch_all: Option<bool>,
 ) -> Verdict {
-    let mut evidence = evidence_for(&item.address);
+    let mut evidence = Evidence::for_address(&item.address);
     evidence.site = Some(base.site.to_string());
     evidence.mx_host = Some(base.host.to_string());
     evidence.ip = Some(base.addr.ip());
@@ -805,7 +794,7 @@ fn verdict(
 fn result(item: BatchItem, verdict: Verdict) -> ItemResult {
     ItemResult {
         item: item.item,
-        address: item.address,
+        address: item.address.to_string(),
         verdict: add_detail(verdict, item.note),
     }
 }

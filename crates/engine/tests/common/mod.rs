@@ -216,7 +216,7 @@ pub fn batch(campaign: &CampaignId, domain: &str, locals: &[String]) -> Batch {
             .enumerate()
             .map(|(i, local)| BatchItem {
                 item: ItemId(i as u64 + 1),
-                address: format!("{local}@{domain}"),
+                address: format!("{local}@{domain}").parse().unwrap(),
                 attempts: 0,
                 greylist_round: 0,
                 waiting_since_ms: None,
