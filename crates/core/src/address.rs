@@ -21,6 +21,7 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::str::FromStr;
 
+use rollcall_smtp_proto::{Mailbox, PathError};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Domain;
@@ -147,6 +148,13 @@ impl EmailAddress {
     /// SMTPUTF8 (RFC 6531); without it the address is `unknown/unverifiable`.
     pub fn is_ascii_local(&self) -> bool {
         self.local.is_ascii()
+    }
+
+    /// The address as the protocol crate's `Mailbox`, what RCPT TO carries. That crate checks
+    /// it once more for the wire (no control character, the RFC 5321 lengths), so nothing
+    /// reaches a socket unchecked, whoever wrote the batch it came in.
+    pub fn to_mailbox(&self) -> Result<Mailbox, PathError> {
+        Mailbox::parse(&self.to_string())
     }
 
     /// The address for display: local part and the Unicode form of the domain.

@@ -1,42 +1,41 @@
 //! Classification of one SMTP reply: what it means for the address (or session) it answers.
 //!
-//! Owns `classify`; its vocabulary (`SmtpCommandKind`, `RetryKind`, `Classification`) is in
-//! `classify/meaning.rs`. A reply is data, never an error: a 550 is evidence about a mailbox. The decision reads (command, basic code,
-//! enhanced code) first, from the table in `classify/rules.rs`, and the text last, only in the
-//! rows where servers are known to use one code for different things (Exchange Online's
-//! `5.4.1` for a missing recipient, Yandex's `5.7.1 No such user!`, `4.7.1` for greylisting,
-//! rate limits and relaying alike...). It does not combine replies into a verdict (`decision`
-//! does) and does not parse the wire format (the smtp-proto crate does).
+//! Owns `classify`; its vocabulary (`RetryKind`, `Classification`) is in `classify/meaning.rs`,
+//! and the reply and the command it answers are smtp-proto's `Reply` and `CommandKind`. A reply
+//! is data, never an error: a 550 is evidence about a mailbox. The decision reads (command,
+//! basic code, enhanced code) first, from the table in `classify/rules.rs`, and the text last,
+//! only in the rows where servers are known to use one code for different things (Exchange
+//! Online's `5.4.1` for a missing recipient, Yandex's `5.7.1 No such user!`, `4.7.1` for
+//! greylisting, rate limits and relaying alike...). It does not combine replies into a verdict
+//! (`decision` does) and does not parse the wire format (the smtp-proto crate does).
 
-use crate::enhanced_code::EnhancedCode;
+use rollcall_smtp_proto::{CommandKind, EnhancedCode, Reply};
 
 mod meaning;
 mod rules;
 
-pub use meaning::{Classification, RetryKind, SmtpCommandKind};
+pub use meaning::{Classification, RetryKind};
 
-/// Classifies one reply.
+/// Classifies one reply to `command`.
 ///
-/// `enhanced` is the RFC 3463 code the reply parser found; when it is `None` the code is looked
-/// for at the start of `text` and in qmail's trailing `(#5.1.1)` form. An enhanced code whose
-/// class disagrees with the basic code is ignored (RFC 3463 2: the classes must match). `text`
-/// is the reply text without the codes; for a multi-line reply, its lines joined by white
-/// space. It is matched case-insensitively and only where the table says so.
-pub fn classify(
-    command: SmtpCommandKind,
-    code: u16,
-    enhanced: Option<EnhancedCode>,
-    text: &str,
-) -> Classification {
+/// The enhanced code is the one the reply parser found; when it found none, the code is looked
+/// for at the start of the reply's text and in qmail's trailing `(#5.1.1)` form. An enhanced
+/// code whose class disagrees with the basic code is ignored (RFC 3463 2: the classes must
+/// match). The text is `Reply::text` (the lines joined by a space, bounded); it is matched
+/// case-insensitively and only where the table says so.
+pub fn classify(command: CommandKind, reply: &Reply) -> Classification {
+    let code = reply.code;
     if !(200..=599).contains(&code) {
         return Classification::ProtocolError;
     }
     let class = (code / 100) as u8;
-    let enhanced = enhanced
+    let text = reply.text();
+    let enhanced = reply
+        .enhanced
         .or_else(|| EnhancedCode::parse_prefix(text.trim_start()).map(|(c, _)| c))
-        .or_else(|| EnhancedCode::find_qmail_suffix(text))
+        .or_else(|| EnhancedCode::find_qmail_suffix(&text))
         .filter(|e| e.class == class);
-    let text = normalise_text(text);
+    let text = normalise_text(&text);
     rules::decide(command, code, enhanced, &text)
 }
 
@@ -56,10 +55,14 @@ fn normalise_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use SmtpCommandKind::*;
+    use CommandKind::*;
 
-    fn c(command: SmtpCommandKind, code: u16, enhanced: &str, text: &str) -> String {
-        classify(command, code, EnhancedCode::parse(enhanced), text).label()
+    fn c(command: CommandKind, code: u16, enhanced: &str, text: &str) -> String {
+        classify(
+            command,
+            &Reply::new(code, EnhancedCode::parse(enhanced), text),
+        )
+        .label()
     }
 
     #[test]

@@ -13,10 +13,11 @@
 //! - `ids`: `CampaignId`, `ItemId`.
 //! - `role`, `domain_lists`: role local parts; embedded disposable and free-provider lists.
 //! - `flags`: `Flag`, `Flags`.
-//! - `enhanced_code`: RFC 3463 `EnhancedCode`.
 //! - `verdict`: `Status`, `Reason`, `Evidence`, `Verdict`.
 //! - `classify`: one reply to a `Classification`, from a table (`classify/rules.rs`); its
-//!   vocabulary (`SmtpCommandKind`, `RetryKind`, `Classification`) in `classify/meaning.rs`.
+//!   vocabulary (`RetryKind`, `Classification`) in `classify/meaning.rs`. The reply itself, the
+//!   command it answers and its enhanced code are `rollcall-smtp-proto`'s `Reply`,
+//!   `CommandKind` and `EnhancedCode` (re-exported here; that crate is sans-IO too).
 //! - `decision`: `verdict_for`, an RCPT classification plus context to a `Verdict`.
 //! - `error`: the crate's `Error`.
 //! - `ports`: the `WorkQueue` (`ports/queue.rs`, `Batch` in `ports/batch.rs`) and `StateStore`
@@ -30,7 +31,6 @@ pub mod classify;
 pub mod decision;
 pub mod domain;
 pub mod domain_lists;
-pub mod enhanced_code;
 pub mod error;
 pub mod flags;
 pub mod ids;
@@ -41,15 +41,17 @@ pub mod syntax;
 pub mod verdict;
 
 pub use address::EmailAddress;
-pub use classify::{Classification, RetryKind, SmtpCommandKind, classify};
+pub use classify::{Classification, RetryKind, classify};
 pub use decision::{CatchAll, DomainContext, verdict_for};
 pub use domain::Domain;
 pub use domain_lists::{is_disposable, is_free_provider};
-pub use enhanced_code::EnhancedCode;
 pub use error::Error;
 pub use flags::{Flag, Flags};
 pub use ids::{CampaignId, ItemId};
 pub use role::is_role_local_part;
+/// The reply vocabulary, owned by the protocol crate: one `Reply`, one `EnhancedCode`, one
+/// `CommandKind` across the workspace.
+pub use rollcall_smtp_proto::{CommandKind, EnhancedCode, Reply};
 pub use site::{Provider, Site};
 pub use syntax::{SyntaxError, SyntaxReason};
 pub use verdict::{Evidence, Reason, ReplyText, Status, Verdict};

@@ -10,10 +10,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use rollcall_smtp_proto::EnhancedCode;
 use serde::{Deserialize, Serialize};
 
 use crate::address::EmailAddress;
-use crate::enhanced_code::EnhancedCode;
 use crate::error::Error;
 use crate::flags::Flags;
 use crate::syntax::{SyntaxError, SyntaxReason, is_forbidden_char};
@@ -481,6 +481,17 @@ mod tests {
         }
         assert!("MailboxNotFound".parse::<Reason>().is_err());
         assert!("".parse::<Status>().is_err());
+    }
+
+    #[test]
+    fn enhanced_code_serde_as_dotted_string() {
+        let c = EnhancedCode::new(4, 7, 1);
+        assert_eq!(serde_json::to_string(&c).unwrap(), "\"4.7.1\"");
+        assert_eq!(
+            serde_json::from_str::<EnhancedCode>("\"4.7.1\"").unwrap(),
+            c
+        );
+        assert!(serde_json::from_str::<EnhancedCode>("\"9.9.9\"").is_err());
     }
 
     #[test]

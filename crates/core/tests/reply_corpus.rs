@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use rollcall_core::{EnhancedCode, SmtpCommandKind, classify};
+use rollcall_core::{CommandKind, EnhancedCode, Reply, classify};
 
 const CORPUS: &str = include_str!("fixtures/replies.tsv");
 
 struct Fixture<'a> {
     line: usize,
     provider: &'a str,
-    command: SmtpCommandKind,
+    command: CommandKind,
     reply: &'a str,
     expected: &'a str,
 }
@@ -42,6 +42,15 @@ fn split_reply(reply: &str) -> (u16, Option<EnhancedCode>, String) {
     (code, enhanced, texts.join("\n"))
 }
 
+/// The reply a parser would hand over: the texts of its lines as one line each.
+fn reply(code: u16, enhanced: Option<EnhancedCode>, text: &str) -> Reply {
+    Reply {
+        code,
+        enhanced,
+        lines: text.split('\n').map(str::to_owned).collect(),
+    }
+}
+
 fn fixtures() -> Vec<Fixture<'static>> {
     CORPUS
         .lines()
@@ -58,9 +67,8 @@ fn fixtures() -> Vec<Fixture<'static>> {
             Fixture {
                 line: i + 1,
                 provider: cols[0],
-                command: cols[1]
-                    .parse()
-                    .unwrap_or_else(|e| panic!("line {}: {e}", i + 1)),
+                command: CommandKind::from_name(cols[1])
+                    .unwrap_or_else(|| panic!("line {}: unknown command {:?}", i + 1, cols[1])),
                 reply: cols[2],
                 expected: cols[3],
             }
@@ -76,7 +84,7 @@ fn every_reply_in_the_corpus_classifies_as_expected() {
     for f in &fixtures {
         *per_provider.entry(f.provider).or_default() += 1;
         let (code, enhanced, text) = split_reply(f.reply);
-        let got = classify(f.command, code, enhanced, &text).label();
+        let got = classify(f.command, &reply(code, enhanced, &text)).label();
         if got != f.expected {
             mismatches.push(format!(
                 "line {} [{}] {} {:?}\n    expected {}, got {}",
@@ -127,7 +135,7 @@ fn the_same_reply_without_an_enhanced_code_from_the_parser_classifies_the_same()
         let Some(e) = enhanced else { continue };
         let with_code_in_text = format!("{e} {text}");
         assert_eq!(
-            classify(f.command, code, None, &with_code_in_text).label(),
+            classify(f.command, &reply(code, None, &with_code_in_text)).label(),
             f.expected,
             "line {}",
             f.line

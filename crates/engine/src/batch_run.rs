@@ -14,8 +14,8 @@ use rollcall_core::ports::{
     WorkQueue,
 };
 use rollcall_core::{
-    CatchAll, Classification, DomainContext, EmailAddress, Evidence, ItemId, Reason, RetryKind,
-    SmtpCommandKind, Verdict, classify, verdict_for,
+    CatchAll, Classification, CommandKind, DomainContext, EmailAddress, Evidence, ItemId, Reason,
+    RetryKind, Verdict, classify, verdict_for,
 };
 
 use rollcall_dns::{TargetClass, classify_target};
@@ -24,7 +24,10 @@ use crate::Error;
 use crate::context::{SessionSlot, SiteContext};
 use crate::egress::Egress;
 use crate::held_lease::HeldLease;
-use crate::probe::{ProbeFailure, ProbeSession, RcptOutcome, ReplyData, TxnOutcome};
+use crate::probe::{
+    self, Mailbox, NotProbed, ProbeFailure, ProbeSession, RecipientOutcome, Reply,
+    TransactionOutcome,
+};
 
 /// The longest a worker sleeps in place for a rate limit; longer waits reschedule the batch.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
@@ -141,7 +144,8 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         return Ok(());
     }
     let mut catch_all = ctx.state.catch_all_get(&batch.domain).await?;
-    let probe_address = catch_all_probe(&batch.domain, &egress.name);
+    // A probe address the codec refuses is not sent (the domain's answer stays unknown).
+    let probe_mailbox = Mailbox::parse(&catch_all_probe(&batch.domain, &egress.name)).ok();
 
     while !remaining.is_empty() {
         if !slot.is_held() {
@@ -196,10 +200,12 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
                 }
                 Opened::Forbidden(why) => {
                     for item in remaining.drain(..) {
-                        let verdict =
-                            Verdict::new(Reason::ForbiddenTarget, evidence_for(&item.address))
-                                .with_flags(context_for(&item.address, None).flags)
-                                .with_detail(format!("not probed: {why}, a private address"));
+                        let verdict = Verdict::new(
+                            Reason::ForbiddenTarget,
+                            Evidence::for_address(&item.address),
+                        )
+                        .with_flags(context_for(&item.address, None).flags)
+                        .with_detail(format!("not probed: {why}, a private address"));
                         out.results.push(result(item, verdict));
                     }
                     break;
@@ -240,11 +246,26 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         }
 
         let chunk: Vec<BatchItem> = remaining.drain(..take).collect();
-        let mut rcpts: Vec<String> = Vec::with_capacity(chunk.len() + 1);
-        if with_probe {
-            rcpts.push(probe_address.clone());
+        let mut rcpts: Vec<Mailbox> = Vec::with_capacity(chunk.len() + 1);
+        let probe_sent = match &probe_mailbox {
+            Some(mailbox) if with_probe => {
+                rcpts.push(mailbox.clone());
+                true
+            }
+            _ => false,
+        };
+        // Addresses the codec refuses never reach the wire; they are settled as unsendable.
+        // `slots[i]`: where item `i` of the chunk is among the items sent, or why it is not.
+        let mut slots: Vec<Result<usize, String>> = Vec::with_capacity(chunk.len());
+        for item in &chunk {
+            match item.address.to_mailbox() {
+                Ok(mailbox) => {
+                    slots.push(Ok(rcpts.len() - usize::from(probe_sent)));
+                    rcpts.push(mailbox);
+                }
+                Err(e) => slots.push(Err(format!("not sendable: {e}"))),
+            }
         }
-        rcpts.extend(chunk.iter().map(|i| i.address.clone()));
 
         let started = Instant::now();
         let outcome = current.session.transaction(&rcpts).await;
@@ -255,14 +276,14 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         let classes = classify_rcpts(&outcome);
         record_transaction(&outcome, &classes, elapsed, &egress.name);
 
-        let (probe_class, item_outcomes, item_classes) = if with_probe {
+        let (probe_class, item_outcomes, item_classes) = if probe_sent {
             (
                 classes.first().copied().flatten(),
-                &outcome.rcpts[1..],
+                &outcome.recipients[1..],
                 &classes[1..],
             )
         } else {
-            (None, &outcome.rcpts[..], &classes[..])
+            (None, &outcome.recipients[..], &classes[..])
         };
         if let Some(class) = probe_class {
             match class {
@@ -288,6 +309,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         };
         let rcpts = Rcpts {
             chunk,
+            slots,
             outcomes: item_outcomes,
             classes: item_classes,
         };
@@ -300,7 +322,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             catch_all,
             &evidence_base,
         );
-        let healthy = outcome.failure.is_none() && outcome.closed_by.is_none();
+        let healthy = outcome.error.is_none() && probe::closed_by(&outcome).is_none();
         // 4.7.x rate replies count against this egress's circuit at the host like a 421:
         // servers throttle per client address. A policy block is a verdict (`unknown/blocked`)
         // and opens no circuit: with every egress blocked, a circuit would turn it into
@@ -328,19 +350,11 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
 }
 
 /// Classifies every RCPT reply of a transaction once (`None`: not answered).
-fn classify_rcpts(outcome: &TxnOutcome) -> Vec<Option<Classification>> {
+fn classify_rcpts(outcome: &TransactionOutcome) -> Vec<Option<Classification>> {
     outcome
-        .rcpts
+        .recipients
         .iter()
-        .map(|o| match o {
-            RcptOutcome::Replied(r) => Some(classify(
-                SmtpCommandKind::RcptTo,
-                r.code,
-                r.enhanced,
-                &r.text,
-            )),
-            _ => None,
-        })
+        .map(|o| o.reply().map(|r| classify(CommandKind::RcptTo, r)))
         .collect()
 }
 
@@ -348,7 +362,7 @@ fn classify_rcpts(outcome: &TxnOutcome) -> Vec<Option<Classification>> {
 /// reply, and per egress its RCPTs, blocks and deferrals. Labels are fixed words and the
 /// operator's egress names only, never an address or a host name.
 fn record_transaction(
-    outcome: &TxnOutcome,
+    outcome: &TransactionOutcome,
     classes: &[Option<Classification>],
     elapsed: Duration,
     egress: &str,
@@ -381,10 +395,10 @@ fn record_transaction(
         metrics::counter!("rollcall_smtp_pipelined_groups_total").increment(1);
     }
     let mail = outcome.mail.iter().map(|r| ("mail", r.code));
-    let rcpts = outcome.rcpts.iter().filter_map(|o| match o {
-        RcptOutcome::Replied(r) => Some(("rcpt", r.code)),
-        _ => None,
-    });
+    let rcpts = outcome
+        .recipients
+        .iter()
+        .filter_map(|o| o.reply().map(|r| ("rcpt", r.code)));
     for (command, code) in mail.chain(rcpts) {
         let class = reply_class(code);
         metrics::counter!("rollcall_smtp_replies_total", "command" => command, "class" => class)
@@ -420,7 +434,9 @@ struct EvidenceBase<'a> {
 /// The items of one transaction with what became of each RCPT and its class, in order.
 struct Rcpts<'a> {
     chunk: Vec<BatchItem>,
-    outcomes: &'a [RcptOutcome],
+    /// Per item of `chunk`: its index in `outcomes` and `classes`, or why it was not sent.
+    slots: Vec<Result<usize, String>>,
+    outcomes: &'a [RecipientOutcome],
     classes: &'a [Option<Classification>],
 }
 
@@ -429,18 +445,14 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
     out: &mut Settlement,
     remaining: &mut VecDeque<BatchItem>,
     rcpts: Rcpts<'_>,
-    txn: &TxnOutcome,
+    txn: &TransactionOutcome,
     catch_all: Option<bool>,
     base: &EvidenceBase<'_>,
 ) {
     // MAIL FROM refused: nothing in this transaction was probed.
     if let Some(mail) = txn.mail.as_ref().filter(|m| m.code >= 400) {
-        let class = classify(
-            SmtpCommandKind::MailFrom,
-            mail.code,
-            mail.enhanced,
-            &mail.text,
-        );
+        let class = classify(CommandKind::MailFrom, mail);
+        let failure = probe::failure(txn);
         for item in rcpts.chunk {
             match class {
                 // A permanent refusal of our sender is about us, not the address.
@@ -451,28 +463,31 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
                         verdict(base, &item, Classification::Blocked, Some(mail), catch_all);
                     out.results.push(result(item, verdict));
                 }
-                _ => defer(ctx, out, item, txn.failure.as_ref(), Some(mail)),
+                _ => defer(ctx, out, item, failure.as_ref(), Some(mail)),
             }
         }
         return;
     }
     let mut accepted_in_txn = 0u32;
     let mut shrink = false;
-    for (index, item) in rcpts.chunk.into_iter().enumerate() {
+    for (item, slot) in rcpts.chunk.into_iter().zip(rcpts.slots) {
+        let index = match slot {
+            Ok(index) => index,
+            Err(why) => {
+                unsendable(out, item, why, catch_all, base);
+                continue;
+            }
+        };
         let reply = match rcpts.outcomes.get(index) {
-            Some(RcptOutcome::Replied(reply)) => reply,
-            Some(RcptOutcome::OverLimit) if ctx.rcpt_limit() > 1 => {
+            Some(RecipientOutcome::Replied(reply)) => reply,
+            Some(RecipientOutcome::NotProbed(NotProbed::OverRcptLimit)) if ctx.rcpt_limit() > 1 => {
                 shrink = true;
                 remaining.push_front(item);
                 continue;
             }
-            Some(RcptOutcome::Unsendable(why)) => {
-                let mut evidence = evidence_for(&item.address);
-                evidence.mx_host = Some(base.host.to_string());
-                let verdict = Verdict::new(Reason::Unverifiable, evidence)
-                    .with_flags(context_for(&item.address, catch_all).flags)
-                    .with_detail(why.clone());
-                out.results.push(result(item, verdict));
+            Some(RecipientOutcome::NotProbed(NotProbed::NeedsSmtpUtf8)) => {
+                let why = "non-ASCII mailbox and the server does not offer SMTPUTF8";
+                unsendable(out, item, why.into(), catch_all, base);
                 continue;
             }
             _ => {
@@ -544,6 +559,22 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
     }
 }
 
+/// An item that cannot be sent to this server: `unknown/unverifiable`, saying why.
+fn unsendable(
+    out: &mut Settlement,
+    item: BatchItem,
+    why: String,
+    catch_all: Option<bool>,
+    base: &EvidenceBase<'_>,
+) {
+    let mut evidence = Evidence::for_address(&item.address);
+    evidence.mx_host = Some(base.host.to_string());
+    let verdict = Verdict::new(Reason::Unverifiable, evidence)
+        .with_flags(context_for(&item.address, catch_all).flags)
+        .with_detail(why);
+    out.results.push(result(item, verdict));
+}
+
 /// Whether an item a server blocked through `egress` may be tried through another of this
 /// worker's egresses: one it was not blocked through yet, within the item's attempts.
 fn may_try_elsewhere<Q, S>(ctx: &SiteContext<Q, S>, item: &BatchItem, egress: &str) -> bool {
@@ -559,19 +590,21 @@ fn not_probed<Q: WorkQueue, S: StateStore>(
     out: &mut Settlement,
     remaining: &mut VecDeque<BatchItem>,
     mut item: BatchItem,
-    txn: &TxnOutcome,
+    txn: &TransactionOutcome,
 ) {
     item.attempts += 1;
     if item.attempts as usize > ctx.config.defer_retry.len() {
-        let failure = txn.failure.clone().unwrap_or_else(|| match &txn.closed_by {
+        let closed_by = probe::closed_by(txn);
+        let failure = probe::failure(txn).unwrap_or_else(|| match closed_by {
             // RFC 5321 3.8: 421 is "service not available, closing": temporary, not garbage.
             Some(reply) => ProbeFailure::Temporary(format!(
                 "the server closed the session ({} {}) before answering this recipient",
-                reply.code, reply.text
+                reply.code,
+                reply.text()
             )),
             None => ProbeFailure::Protocol("the server never answered this recipient".into()),
         });
-        let reply = txn.closed_by.as_ref().or(txn.mail.as_ref());
+        let reply = closed_by.or(txn.mail.as_ref());
         let verdict = failure_verdict(&item, &failure, reply);
         out.results.push(result(item, verdict));
     } else {
@@ -585,7 +618,7 @@ fn defer<Q: WorkQueue, S: StateStore>(
     out: &mut Settlement,
     item: BatchItem,
     failure: Option<&ProbeFailure>,
-    reply: Option<&ReplyData>,
+    reply: Option<&Reply>,
 ) {
     defer_after(ctx, out, item, failure, reply, Duration::ZERO);
 }
@@ -609,7 +642,7 @@ fn defer_after<Q: WorkQueue, S: StateStore>(
     out: &mut Settlement,
     mut item: BatchItem,
     failure: Option<&ProbeFailure>,
-    reply: Option<&ReplyData>,
+    reply: Option<&Reply>,
     at_least: Duration,
 ) {
     let round = item.attempts as usize;
@@ -627,7 +660,7 @@ fn defer_after<Q: WorkQueue, S: StateStore>(
         Some(delay) if may_wait(out.max_wait, &mut item, delay) => {
             let why = match (failure, reply) {
                 (Some(failure), _) => format!("{} ({})", failure.reason(), failure.detail()),
-                (None, Some(reply)) => format!("deferred ({} {})", reply.code, reply.text),
+                (None, Some(reply)) => format!("deferred ({} {})", reply.code, reply.text()),
                 (None, None) => "deferred".to_string(),
             };
             out.wait([item], delay, &why);
@@ -701,10 +734,10 @@ fn short_duration(d: Duration) -> String {
     }
 }
 
-fn failure_verdict(item: &BatchItem, failure: &ProbeFailure, reply: Option<&ReplyData>) -> Verdict {
-    let mut evidence = evidence_for(&item.address);
+fn failure_verdict(item: &BatchItem, failure: &ProbeFailure, reply: Option<&Reply>) -> Verdict {
+    let mut evidence = Evidence::for_address(&item.address);
     if let Some(reply) = reply {
-        evidence.set_reply(reply.code, reply.enhanced, &reply.text);
+        evidence.set_reply(reply.code, reply.enhanced, &reply.text());
     }
     evidence.attempts = item.attempts;
     Verdict::new(failure.reason(), evidence)
@@ -713,10 +746,10 @@ fn failure_verdict(item: &BatchItem, failure: &ProbeFailure, reply: Option<&Repl
 }
 
 /// The verdict once retries of `kind` are used up (`unknown/greylisted`, `unknown/deferred`).
-fn exhausted(item: &BatchItem, kind: RetryKind, reply: Option<&ReplyData>) -> Verdict {
-    let mut evidence = evidence_for(&item.address);
+fn exhausted(item: &BatchItem, kind: RetryKind, reply: Option<&Reply>) -> Verdict {
+    let mut evidence = Evidence::for_address(&item.address);
     if let Some(reply) = reply {
-        evidence.set_reply(reply.code, reply.enhanced, &reply.text);
+        evidence.set_reply(reply.code, reply.enhanced, &reply.text());
     }
     evidence.attempts = item.attempts + item.greylist_round + 1;
     verdict_for(
@@ -726,26 +759,13 @@ fn exhausted(item: &BatchItem, kind: RetryKind, reply: Option<&ReplyData>) -> Ve
     )
 }
 
-fn evidence_for(address: &str) -> Evidence {
-    match EmailAddress::parse(address) {
-        Ok(parsed) => Evidence::for_address(&parsed),
-        Err(_) => Evidence::for_input(address),
-    }
-}
-
-fn context_for(address: &str, catch_all: Option<bool>) -> DomainContext {
+fn context_for(address: &EmailAddress, catch_all: Option<bool>) -> DomainContext {
     let catch_all = match catch_all {
         Some(true) => CatchAll::Yes,
         Some(false) => CatchAll::No,
         None => CatchAll::Unknown,
     };
-    match EmailAddress::parse(address) {
-        Ok(parsed) => DomainContext::for_address(&parsed, catch_all),
-        Err(_) => DomainContext {
-            catch_all,
-            ..DomainContext::default()
-        },
-    }
+    DomainContext::for_address(address, catch_all)
 }
 
 /// The verdict of a probed item: core's `verdict_for` over the evidence of this transaction.
@@ -753,16 +773,16 @@ fn verdict(
     base: &EvidenceBase<'_>,
     item: &BatchItem,
     class: Classification,
-    reply: Option<&ReplyData>,
+    reply: Option<&Reply>,
     catch_all: Option<bool>,
 ) -> Verdict {
-    let mut evidence = evidence_for(&item.address);
+    let mut evidence = Evidence::for_address(&item.address);
     evidence.site = Some(base.site.to_string());
     evidence.mx_host = Some(base.host.to_string());
     evidence.ip = Some(base.addr.ip());
     evidence.egress = Some(base.egress.to_string());
     if let Some(reply) = reply {
-        evidence.set_reply(reply.code, reply.enhanced, &reply.text);
+        evidence.set_reply(reply.code, reply.enhanced, &reply.text());
     }
     evidence.attempts = item.attempts + item.greylist_round + 1;
     evidence.tls = base.tls;
@@ -774,7 +794,7 @@ fn verdict(
 fn result(item: BatchItem, verdict: Verdict) -> ItemResult {
     ItemResult {
         item: item.item,
-        address: item.address,
+        address: item.address.to_string(),
         verdict: add_detail(verdict, item.note),
     }
 }

@@ -454,16 +454,16 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             self.finish(result, true).await;
             return Ok(());
         }
+        let domain = address.domain().as_str().to_string();
         let batch_item = BatchItem {
             item,
-            address: address.to_string(),
+            address,
             attempts: 0,
             greylist_round: 0,
             waiting_since_ms: None,
             note: None,
             blocked_via: Vec::new(),
         };
-        let domain = address.domain().as_str().to_string();
         self.route(domain, batch_item).await
     }
 
@@ -476,7 +476,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 let verdict = verdicts::without_probe(&item.address, reason, detail);
                 self.record(vec![ItemResult {
                     item: item.item,
-                    address: item.address,
+                    address: item.address.to_string(),
                     verdict,
                 }])
                 .await?;

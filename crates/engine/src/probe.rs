@@ -1,34 +1,19 @@
 //! The engine's view of an SMTP session: connect to a host, run transactions (MAIL FROM, RCPTs of
 //! one domain, RSET), quit. `rollcall-smtp` implements it (`smtp_session`); the worker's logic is
 //! written against this small port so that what it decides is separate from how bytes move.
+//!
+//! A transaction's result is the driver's own `TransactionOutcome` (replies are smtp-proto's
+//! `Reply`); this module adds what the engine reads from it: the kind of failure a verdict can
+//! name (`ProbeFailure`) and the reply that closed the session.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rollcall_core::EnhancedCode;
+pub use rollcall_smtp::proto::{Mailbox, Reply};
+pub use rollcall_smtp::{NotProbed, RecipientOutcome, TransactionOutcome};
 
 use crate::egress::Egress;
-
-/// One SMTP reply, as evidence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplyData {
-    pub code: u16,
-    pub enhanced: Option<EnhancedCode>,
-    pub text: String,
-}
-
-/// What became of one RCPT.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RcptOutcome {
-    Replied(ReplyData),
-    /// Never answered for this address (MAIL failed in the group, the session closed, ...).
-    NotProbed,
-    /// Past the server's advertised RCPTMAX (RFC 9422): send it in the next transaction.
-    OverLimit,
-    /// Cannot be sent to this server at all (a non-ASCII mailbox without SMTPUTF8).
-    Unsendable(String),
-}
 
 /// Why a session could not be had or went away.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,27 +67,59 @@ impl ProbeFailure {
     }
 }
 
-/// The result of one transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxnOutcome {
-    /// The reply to MAIL FROM, if one came.
-    pub mail: Option<ReplyData>,
-    /// One entry per recipient, in order.
-    pub rcpts: Vec<RcptOutcome>,
-    /// The server closed the session (421) with this reply.
-    pub closed_by: Option<ReplyData>,
-    /// The session broke (timeout, EOF, protocol error) during the transaction.
-    pub failure: Option<ProbeFailure>,
-    /// The RCPTs went out pipelined (RFC 2920).
-    pub pipelined: bool,
+/// The driver's error as the kind of failure a verdict can name.
+impl From<&rollcall_smtp::Error> for ProbeFailure {
+    fn from(error: &rollcall_smtp::Error) -> ProbeFailure {
+        use rollcall_smtp::Error as SmtpError;
+        let detail = error.to_string();
+        match error {
+            _ if error.is_timeout() => ProbeFailure::Timeout(detail),
+            SmtpError::Tls(_) | SmtpError::TlsNotOffered | SmtpError::TlsRefused(_) => {
+                ProbeFailure::TlsFailed(detail)
+            }
+            SmtpError::MalformedReply(_)
+            | SmtpError::Sequence(_)
+            | SmtpError::Unsolicited { .. } => ProbeFailure::Protocol(detail),
+            // RFC 5321 3.1 / 4.2.5: a 554 greeting means "no SMTP service here" for this
+            // client (in practice a policy block of the prober's address); 4xx is "try later".
+            SmtpError::Refused { reply, .. } if reply.code >= 500 => ProbeFailure::Blocked(detail),
+            SmtpError::Refused { .. } | SmtpError::ServiceClosing(_) => {
+                ProbeFailure::Temporary(detail)
+            }
+            _ => ProbeFailure::ConnectionFailed(detail),
+        }
+    }
+}
+
+/// What broke the session during a transaction (timeout, EOF, protocol error), if anything;
+/// a server closing it with 421 is not a failure but [`closed_by`].
+pub fn failure(outcome: &TransactionOutcome) -> Option<ProbeFailure> {
+    match &outcome.error {
+        None | Some(rollcall_smtp::Error::ServiceClosing(_)) => None,
+        Some(other) => Some(ProbeFailure::from(other)),
+    }
+}
+
+/// The reply with which the server closed the session (RFC 5321 3.8: 421), if it did: the one
+/// that ended the transaction, else the first RCPT answered with it.
+pub fn closed_by(outcome: &TransactionOutcome) -> Option<&Reply> {
+    if let Some(rollcall_smtp::Error::ServiceClosing(reply)) = &outcome.error {
+        return Some(reply);
+    }
+    outcome
+        .recipients
+        .iter()
+        .filter_map(RecipientOutcome::reply)
+        .find(|reply| reply.is_closing())
 }
 
 /// A live session to one host.
 #[async_trait]
 pub trait ProbeSession: Send {
     /// MAIL FROM the session's sender (fixed when it was opened: greylisting keys on it), RCPT
-    /// TO each of `rcpts` (one domain), then RSET. Never DATA.
-    async fn transaction(&mut self, rcpts: &[String]) -> TxnOutcome;
+    /// TO each of `rcpts` (one domain), then RSET. Never DATA. One recipient outcome per
+    /// mailbox, in order; no mailboxes: an empty outcome, nothing written.
+    async fn transaction(&mut self, rcpts: &[Mailbox]) -> TransactionOutcome;
     /// RCPTs rejected with 5xx on this session so far (the server's error count grows with them).
     fn rejected_rcpts(&self) -> u32;
     fn transactions(&self) -> u32;
@@ -125,4 +142,45 @@ pub trait Connector: Send + Sync + 'static {
         host: &str,
         addr: SocketAddr,
     ) -> Result<Box<dyn ProbeSession>, ProbeFailure>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollcall_core::Reason;
+    use rollcall_smtp::{Error as SmtpError, Phase};
+
+    fn failure(error: &SmtpError) -> ProbeFailure {
+        ProbeFailure::from(error)
+    }
+
+    fn refused(code: u16, text: &str) -> SmtpError {
+        SmtpError::Refused {
+            phase: Phase::Greeting,
+            reply: Reply::new(code, None, text),
+        }
+    }
+
+    #[test]
+    fn a_refused_greeting_is_blocked_or_temporary_never_a_connection_failure() {
+        // RFC 5321 3.1: 554 instead of 220 is "no SMTP service here" for this client.
+        let blocked = failure(&refused(554, "mx.example.test no service for you"));
+        assert_eq!(blocked.reason(), Reason::Blocked);
+        assert_eq!(
+            blocked.max_retries(),
+            Some(0),
+            "a policy block is not retried"
+        );
+        let later = failure(&refused(421, "mx.example.test try again later"));
+        assert_eq!(later.reason(), Reason::Deferred);
+        assert_eq!(
+            later.max_retries(),
+            None,
+            "a 4xx greeting follows the defer schedule"
+        );
+        let closing = failure(&SmtpError::ServiceClosing(Reply::new(421, None, "closing")));
+        assert_eq!(closing.reason(), Reason::Deferred);
+        let eof = failure(&SmtpError::Eof);
+        assert_eq!(eof.reason(), Reason::ConnectionFailed);
+    }
 }

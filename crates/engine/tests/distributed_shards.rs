@@ -113,7 +113,7 @@ fn batches(campaign: &CampaignId, fleet: &rollcall_sim::Fleet) -> Vec<Batch> {
                     next_item += 1;
                     BatchItem {
                         item: ItemId(next_item),
-                        address: format!("{local}@{domain}"),
+                        address: format!("{local}@{domain}").parse().unwrap(),
                         attempts: 0,
                         greylist_round: 0,
                         waiting_since_ms: None,

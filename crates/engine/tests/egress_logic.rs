@@ -90,7 +90,7 @@ fn batches(campaign: &CampaignId, domain: &str, count: u64, size: usize) -> Vec<
             let mut b = batch(campaign, domain, &locals(size));
             for item in &mut b.items {
                 item.item.0 += i * 100;
-                item.address = format!("b{i}-{}", item.address);
+                item.address = format!("b{i}-{}", item.address).parse().unwrap();
             }
             b
         })
@@ -265,7 +265,7 @@ async fn a_greylist_retry_is_scheduled_pinned_to_the_egress_that_was_greylisted(
         let mut b = batch(&campaign, "grey.test", &locals(5));
         for item in &mut b.items {
             item.item.0 += i * 100;
-            item.address = format!("b{i}-{}", item.address);
+            item.address = format!("b{i}-{}", item.address).parse().unwrap();
         }
         queue.publish(&b).await.unwrap();
     }
@@ -300,7 +300,7 @@ async fn a_greylist_retry_is_scheduled_pinned_to_the_egress_that_was_greylisted(
         let pin = entry.batch.egress.as_deref().expect("the retry is pinned");
         for item in &entry.batch.items {
             assert_eq!(
-                seen.asked_via[&item.address],
+                seen.asked_via[&item.address.to_string()],
                 vec![pin.to_string()],
                 "{} was greylisted via another egress than its pin",
                 item.address
@@ -323,7 +323,7 @@ async fn a_pinned_batch_goes_out_only_through_its_egress() {
         let mut b = batch(&campaign, "example.test", &locals(5));
         for item in &mut b.items {
             item.item.0 += i * 100;
-            item.address = format!("b{i}-{}", item.address);
+            item.address = format!("b{i}-{}", item.address).parse().unwrap();
         }
         batches.push(b);
     }

@@ -93,7 +93,7 @@ fn entry(campaign: &CampaignId, item: u64) -> GreylistEntry {
             mx: Vec::new(),
             items: vec![BatchItem {
                 item: ItemId(item),
-                address: format!("a{item}@grey.test"),
+                address: format!("a{item}@grey.test").parse().unwrap(),
                 attempts: 0,
                 greylist_round: 1,
                 waiting_since_ms: None,

@@ -24,6 +24,40 @@ pub enum CommandKind {
 }
 
 impl CommandKind {
+    /// Every command kind.
+    pub const ALL: [CommandKind; 9] = [
+        Self::Greeting,
+        Self::Ehlo,
+        Self::Helo,
+        Self::StartTls,
+        Self::MailFrom,
+        Self::RcptTo,
+        Self::Rset,
+        Self::Noop,
+        Self::Quit,
+    ];
+
+    /// The stable snake_case name (fixtures, labels): `greeting`, `ehlo`, `helo`, `starttls`,
+    /// `mail_from`, `rcpt_to`, `rset`, `noop`, `quit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Greeting => "greeting",
+            Self::Ehlo => "ehlo",
+            Self::Helo => "helo",
+            Self::StartTls => "starttls",
+            Self::MailFrom => "mail_from",
+            Self::RcptTo => "rcpt_to",
+            Self::Rset => "rset",
+            Self::Noop => "noop",
+            Self::Quit => "quit",
+        }
+    }
+
+    /// The kind whose [`as_str`](Self::as_str) name is `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// RFC 2920 3.1: only these may be followed by another command before their reply arrives.
     pub fn is_groupable(self) -> bool {
         matches!(self, Self::MailFrom | Self::RcptTo | Self::Rset)
@@ -200,6 +234,14 @@ mod tests {
 
     fn mb(s: &str) -> Mailbox {
         Mailbox::parse(s).unwrap()
+    }
+
+    #[test]
+    fn command_names_round_trip() {
+        for k in CommandKind::ALL {
+            assert_eq!(CommandKind::from_name(k.as_str()), Some(k));
+        }
+        assert_eq!(CommandKind::from_name("RCPT"), None);
     }
 
     #[test]

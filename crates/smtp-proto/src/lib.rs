@@ -7,10 +7,13 @@
 //!
 //! Layout:
 //! - `reply`: the incremental reply parser (`ReplyParser` resumes across reads), `Reply`,
-//!   `EnhancedCode` (RFC 5321 4.2, RFC 3463).
+//!   `EnhancedCode` (RFC 5321 4.2, RFC 3463). These and `CommandKind` are the one reply
+//!   vocabulary of the workspace: the core crate classifies a `(CommandKind, &Reply)` and
+//!   verdicts carry this `EnhancedCode` (feature `serde`: as its dotted string).
 //! - `capabilities`: EHLO keywords (PIPELINING, STARTTLS, SIZE, SMTPUTF8, LIMITS, ...).
 //! - `path`: checked mailboxes, reverse paths and the EHLO name (no control characters, ever).
-//! - `command`: one type per command, each encoding its exact wire bytes; `escape_wire`.
+//! - `command`: one type per command, each encoding its exact wire bytes; `CommandKind`, the
+//!   command a reply answers; `escape_wire`.
 //! - `session`: the state machine that refuses out-of-order commands before they are written.
 //! - `planner`: turns a probe into pipelined groups (RFC 2920) or lockstep steps.
 #![forbid(unsafe_code)]

@@ -35,8 +35,9 @@ pub enum ReplyError {
     TooManyLines,
 }
 
-/// An RFC 3463 enhanced status code `class.subject.detail`, e.g. `5.1.1`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// An RFC 3463 enhanced status code `class.subject.detail`, e.g. `5.1.1`. With the `serde`
+/// feature it is written and read as that dotted string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EnhancedCode {
     pub class: u8,
     pub subject: u16,
@@ -74,6 +75,41 @@ impl EnhancedCode {
             p.parse().ok()
         };
         Some(Self::new(class, num(subject)?, num(detail)?))
+    }
+
+    /// Parses a code at the start of `text` (as servers put it after the basic code, RFC 2034
+    /// 4), followed by white space or the end. Returns the code and the rest of the text.
+    pub fn parse_prefix(text: &str) -> Option<(Self, &str)> {
+        let end = text
+            .find(|c: char| c.is_ascii_whitespace())
+            .unwrap_or(text.len());
+        let code = Self::parse(&text[..end])?;
+        Some((code, text[end..].trim_start()))
+    }
+
+    /// Finds qmail's trailing form, `... (#5.1.1)`, anywhere in the text.
+    pub fn find_qmail_suffix(text: &str) -> Option<Self> {
+        let start = text.rfind("(#")? + 2;
+        let end = start + text[start..].find(')')?;
+        Self::parse(&text[start..end])
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for EnhancedCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for EnhancedCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::parse(&s).ok_or_else(|| {
+            let shown: String = s.chars().filter(|c| !c.is_control()).take(32).collect();
+            serde::de::Error::custom(format_args!("unknown enhanced status code {shown:?}"))
+        })
     }
 }
 
@@ -613,6 +649,31 @@ mod tests {
             parser.parse(b"221 bye\r\n").map(|r| r.map(|(r, _)| r.code)),
             Ok(Some(221))
         );
+    }
+
+    #[test]
+    fn enhanced_code_parse_and_display() {
+        let c = EnhancedCode::parse("5.1.10").unwrap();
+        assert_eq!((c.class, c.subject, c.detail), (5, 1, 10));
+        assert_eq!(c.to_string(), "5.1.10");
+        assert_eq!(EnhancedCode::parse("5.7.606").unwrap().detail, 606);
+        for bad in [
+            "", "5.1", "5.1.1.1", "3.1.1", "5..1", "5.1.x", "55.1.1", "5.1000.1",
+        ] {
+            assert_eq!(EnhancedCode::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn enhanced_code_prefix_and_qmail_suffix() {
+        let (c, rest) = EnhancedCode::parse_prefix("5.1.1 <a@b>: User unknown").unwrap();
+        assert_eq!(c.to_string(), "5.1.1");
+        assert_eq!(rest, "<a@b>: User unknown");
+        assert!(EnhancedCode::parse_prefix("Ok").is_none());
+        assert!(EnhancedCode::parse_prefix("5.1.1: x").is_none());
+        let c = EnhancedCode::find_qmail_suffix("sorry, no mailbox here by that name. (#5.1.1)");
+        assert_eq!(c.map(|c| c.to_string()).as_deref(), Some("5.1.1"));
+        assert_eq!(EnhancedCode::find_qmail_suffix("(#oops)"), None);
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub fn batch(site: &str, first: u64, n: u64) -> Batch {
         items: (first..first + n)
             .map(|i| BatchItem {
                 item: ItemId(i),
-                address: format!("user{i}@{domain}"),
+                address: format!("user{i}@{domain}").parse().unwrap(),
                 attempts: (i % 3) as u32,
                 greylist_round: 0,
                 waiting_since_ms: None,

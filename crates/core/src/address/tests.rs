@@ -303,6 +303,8 @@ mod properties {
             if let Ok(a) = EmailAddress::parse(&input) {
                 let s = a.to_string();
                 prop_assert!(!s.chars().any(char::is_control));
+                // What the parser accepts, RCPT TO can carry.
+                prop_assert!(a.to_mailbox().is_ok(), "{s:?}");
                 prop_assert_eq!(EmailAddress::parse(&s).ok(), Some(a));
             }
         }

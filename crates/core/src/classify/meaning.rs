@@ -1,69 +1,11 @@
-//! The vocabulary of a classification: the command a reply answers (`SmtpCommandKind`), why a
-//! temporary reply asks to come back (`RetryKind`) and what a reply means (`Classification`),
-//! with their stable names. Shared by `classify` and its table (`rules`); it decides nothing.
+//! The vocabulary of a classification: why a temporary reply asks to come back (`RetryKind`)
+//! and what a reply means (`Classification`), with their stable names. Shared by `classify` and
+//! its table (`rules`); it decides nothing. The command a reply answers is smtp-proto's
+//! `CommandKind`.
 
 use std::fmt;
-use std::str::FromStr;
 
-use crate::error::Error;
 use crate::verdict::Reason;
-
-/// The command a reply answers. `Greeting` is the banner after connecting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SmtpCommandKind {
-    Greeting,
-    Ehlo,
-    StartTls,
-    MailFrom,
-    RcptTo,
-    Rset,
-    Quit,
-}
-
-impl SmtpCommandKind {
-    /// Every command kind.
-    pub const ALL: [SmtpCommandKind; 7] = [
-        SmtpCommandKind::Greeting,
-        SmtpCommandKind::Ehlo,
-        SmtpCommandKind::StartTls,
-        SmtpCommandKind::MailFrom,
-        SmtpCommandKind::RcptTo,
-        SmtpCommandKind::Rset,
-        SmtpCommandKind::Quit,
-    ];
-
-    /// The stable name: `greeting`, `ehlo`, `starttls`, `mail_from`, `rcpt_to`, `rset`, `quit`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SmtpCommandKind::Greeting => "greeting",
-            SmtpCommandKind::Ehlo => "ehlo",
-            SmtpCommandKind::StartTls => "starttls",
-            SmtpCommandKind::MailFrom => "mail_from",
-            SmtpCommandKind::RcptTo => "rcpt_to",
-            SmtpCommandKind::Rset => "rset",
-            SmtpCommandKind::Quit => "quit",
-        }
-    }
-}
-
-impl fmt::Display for SmtpCommandKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SmtpCommandKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        SmtpCommandKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| Error::UnknownName {
-                kind: "smtp command",
-                value: s.chars().filter(|c| !c.is_control()).take(32).collect(),
-            })
-    }
-}
 
 /// Why a temporary (4xx) reply asks to come back, which decides how to come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,12 +119,5 @@ mod tests {
         assert_eq!(RetryKind::RateLimited.exhausted_reason(), Reason::Deferred);
         assert!(Classification::Accepted.is_final_for_address());
         assert!(!Classification::NotProbed.is_final_for_address());
-    }
-
-    #[test]
-    fn command_names_round_trip() {
-        for k in SmtpCommandKind::ALL {
-            assert_eq!(k.as_str().parse::<SmtpCommandKind>().unwrap(), k);
-        }
     }
 }

@@ -4,15 +4,16 @@
 //! come before the row for the same codes that does not, so the text only ever refines a
 //! decision the codes leave open. Text phrases are lowercase substrings of the normalised text.
 
-use super::meaning::{Classification, RetryKind, SmtpCommandKind};
-use crate::enhanced_code::EnhancedCode;
+use rollcall_smtp_proto::{CommandKind, EnhancedCode};
+
+use super::meaning::{Classification, RetryKind};
 use crate::verdict::Reason;
 
 use Classification::{Accepted, Blocked, NotProbed, ProtocolError, SessionClosing};
-use SmtpCommandKind::{Ehlo, Greeting, MailFrom, Quit, RcptTo, Rset, StartTls};
+use CommandKind::{Ehlo, Greeting, Helo, MailFrom, Noop, Quit, RcptTo, Rset, StartTls};
 
 /// Which commands a row applies to (empty: all).
-type On = &'static [SmtpCommandKind];
+type On = &'static [CommandKind];
 
 #[derive(Clone, Copy)]
 enum Code {
@@ -59,6 +60,7 @@ const fn row(on: On, code: Code, enh: Enh, text: Text, then: Classification) -> 
 
 const ANY: On = &[];
 const RCPT: On = &[RcptTo];
+const HELLO: On = &[Ehlo, Helo];
 const C2: Code = Code::Class(2);
 const C3: Code = Code::Class(3);
 const C4: Code = Code::Class(4);
@@ -277,12 +279,13 @@ const ROWS: &[Row] = &[
     row(&[Greeting], C4, Enh::Any, has(RATE), RATE_LIMITED),
     row(&[Greeting], C4, Enh::Any, Text::Any, DEFERRED),
 
-    // EHLO: a policy refusal of our name or IP, else the server does not speak ESMTP.
-    row(&[Ehlo], C5, Enh::Subject(7), Text::Any, Blocked),
-    row(&[Ehlo], C5, Enh::Any, has(ABOUT_US), Blocked),
-    row(&[Ehlo], C5, Enh::Any, Text::Any, ProtocolError),
-    row(&[Ehlo], C4, Enh::Any, has(RATE), RATE_LIMITED),
-    row(&[Ehlo], C4, Enh::Any, Text::Any, DEFERRED),
+    // EHLO (and HELO, its fallback): a policy refusal of our name or IP, else the server does
+    // not speak ESMTP.
+    row(HELLO, C5, Enh::Subject(7), Text::Any, Blocked),
+    row(HELLO, C5, Enh::Any, has(ABOUT_US), Blocked),
+    row(HELLO, C5, Enh::Any, Text::Any, ProtocolError),
+    row(HELLO, C4, Enh::Any, has(RATE), RATE_LIMITED),
+    row(HELLO, C4, Enh::Any, Text::Any, DEFERRED),
 
     // STARTTLS: `454 4.7.0 TLS not available due to local problem`.
     row(&[StartTls], C4, Enh::Any, Text::Any, DEFERRED),
@@ -300,9 +303,9 @@ const ROWS: &[Row] = &[
     row(&[MailFrom], C4, Enh::Is(1, 8), Text::Any, POLICY_TEMPORARY),
     row(&[MailFrom], C4, Enh::Any, Text::Any, DEFERRED),
 
-    // RSET and QUIT only ever succeed.
-    row(&[Rset, Quit], Code::Class(4), Enh::Any, Text::Any, ProtocolError),
-    row(&[Rset, Quit], Code::Class(5), Enh::Any, Text::Any, ProtocolError),
+    // RSET, NOOP and QUIT only ever succeed.
+    row(&[Rset, Noop, Quit], Code::Class(4), Enh::Any, Text::Any, ProtocolError),
+    row(&[Rset, Noop, Quit], Code::Class(5), Enh::Any, Text::Any, ProtocolError),
 
     // RCPT TO, temporary. RFC 5321 4.2.5: 4xx is never a verdict on the address.
     // RFC 5321 4.5.3.1.10 / Postfix `452 4.5.3 Error: too many recipients`: shrink the batch.
@@ -439,7 +442,7 @@ fn text_matches(sel: Text, text: &str) -> bool {
 
 /// The first matching row's classification. `text` is already normalised (lowercase).
 pub(super) fn decide(
-    command: SmtpCommandKind,
+    command: CommandKind,
     code: u16,
     enhanced: Option<EnhancedCode>,
     text: &str,
@@ -495,7 +498,7 @@ mod tests {
     fn every_command_and_code_is_covered_by_a_row_or_the_fallback() {
         // The fallback is for 4xx/5xx only in theory; check that the table alone covers every
         // (command, class) so behaviour is read from the table, not the fallback.
-        for command in SmtpCommandKind::ALL {
+        for command in CommandKind::ALL {
             for code in [200, 250, 354, 400, 450, 500, 550, 599] {
                 let covered = ROWS.iter().any(|r| {
                     (r.on.is_empty() || r.on.contains(&command))

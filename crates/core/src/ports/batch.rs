@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CampaignId, ItemId, Verdict};
+use crate::{CampaignId, EmailAddress, ItemId, Verdict};
 
 /// Most MX hosts a worker takes from one batch. The coordinator sends at most the resolver's
 /// 10, but a batch is read from a queue anyone with access can write to: it must not be able
@@ -25,8 +25,10 @@ pub struct MxHost {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchItem {
     pub item: ItemId,
-    /// The normalised address as it goes on the wire (domain in A-labels).
-    pub address: String,
+    /// The address, parsed once when its row came in; on the queue and in the store it is the
+    /// normalised string that goes on the wire (domain in A-labels), read back with the same
+    /// parser.
+    pub address: EmailAddress,
     /// Deferrals (4xx other than greylisting, connection failures) so far.
     #[serde(default)]
     pub attempts: u32,
@@ -107,4 +109,23 @@ pub struct ItemResult {
     pub item: ItemId,
     pub address: String,
     pub verdict: Verdict,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_travels_with_its_address_as_a_string() {
+        // Batches queued or stored before the address was parsed at ingest read back the same.
+        let stored = r#"{"item":7,"address":"Alice@Example.COM","attempts":1,"greylist_round":0}"#;
+        let item: BatchItem = serde_json::from_str(stored).unwrap();
+        assert_eq!(item.address.to_string(), "Alice@example.com");
+        let json = serde_json::to_value(&item).unwrap();
+        assert_eq!(json["address"], "Alice@example.com");
+        let back: BatchItem = serde_json::from_value(json).unwrap();
+        assert_eq!(back, item);
+        let garbage = r#"{"item":7,"address":"no at sign"}"#;
+        assert!(serde_json::from_str::<BatchItem>(garbage).is_err());
+    }
 }

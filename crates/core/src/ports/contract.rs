@@ -163,7 +163,9 @@ fn batch(campaign: &CampaignId, domain: &str, item: u64) -> Batch {
         mx: Vec::new(),
         items: vec![BatchItem {
             item: ItemId(item),
-            address: format!("a{item}@{domain}"),
+            address: format!("a{item}@{domain}")
+                .parse()
+                .expect("a valid address"),
             attempts: 0,
             greylist_round: 1,
             waiting_since_ms: None,

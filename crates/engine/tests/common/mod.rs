@@ -17,7 +17,7 @@ use rollcall_engine::WorkerMetrics;
 use rollcall_engine::config::EngineConfig;
 use rollcall_engine::egress::Egress;
 use rollcall_engine::probe::{
-    Connector, ProbeFailure, ProbeSession, RcptOutcome, ReplyData, TxnOutcome,
+    Connector, Mailbox, ProbeFailure, ProbeSession, RecipientOutcome, Reply, TransactionOutcome,
 };
 use rollcall_engine::worker::Worker;
 use tokio::sync::watch;
@@ -109,23 +109,24 @@ struct FakeSession {
 
 #[async_trait]
 impl ProbeSession for FakeSession {
-    async fn transaction(&mut self, rcpts: &[String]) -> TxnOutcome {
+    async fn transaction(&mut self, rcpts: &[Mailbox]) -> TransactionOutcome {
+        let rcpts: Vec<String> = rcpts.iter().map(Mailbox::to_string).collect();
         self.transactions += 1;
         if !self.script.txn_delay.is_zero() {
             tokio::time::sleep(self.script.txn_delay).await;
         }
         let mut seen = self.script.seen.lock().unwrap();
-        seen.transactions.push(rcpts.to_vec());
+        seen.transactions.push(rcpts.clone());
         seen.via.push(self.egress.clone());
         seen.at.push(Instant::now());
         let mut outcomes = Vec::new();
         for (index, rcpt) in rcpts.iter().enumerate() {
             if self.script.rcpt_cap.is_some_and(|cap| index >= cap) {
-                outcomes.push(RcptOutcome::Replied(ReplyData {
-                    code: 452,
-                    enhanced: EnhancedCode::parse("4.5.3"),
-                    text: "Error: too many recipients".into(),
-                }));
+                outcomes.push(RecipientOutcome::Replied(Reply::new(
+                    452,
+                    EnhancedCode::parse("4.5.3"),
+                    "Error: too many recipients",
+                )));
                 continue;
             }
             let count = {
@@ -147,23 +148,18 @@ impl ProbeSession for FakeSession {
             if code >= 500 {
                 self.rejected += 1;
             }
-            outcomes.push(RcptOutcome::Replied(ReplyData {
+            outcomes.push(RecipientOutcome::Replied(Reply::new(
                 code,
-                enhanced: EnhancedCode::parse(enhanced),
-                text: text.to_string(),
-            }));
+                EnhancedCode::parse(enhanced),
+                text,
+            )));
         }
         seen.max_rejected_per_session = seen.max_rejected_per_session.max(self.rejected);
-        TxnOutcome {
-            mail: Some(ReplyData {
-                code: 250,
-                enhanced: EnhancedCode::parse("2.1.0"),
-                text: "Ok".into(),
-            }),
-            rcpts: outcomes,
-            closed_by: None,
-            failure: None,
+        TransactionOutcome {
+            mail: Some(Reply::new(250, EnhancedCode::parse("2.1.0"), "Ok")),
+            recipients: outcomes,
             pipelined: true,
+            error: None,
         }
     }
     fn rejected_rcpts(&self) -> u32 {
@@ -220,7 +216,7 @@ pub fn batch(campaign: &CampaignId, domain: &str, locals: &[String]) -> Batch {
             .enumerate()
             .map(|(i, local)| BatchItem {
                 item: ItemId(i as u64 + 1),
-                address: format!("{local}@{domain}"),
+                address: format!("{local}@{domain}").parse().unwrap(),
                 attempts: 0,
                 greylist_round: 0,
                 waiting_since_ms: None,
