@@ -94,6 +94,37 @@ fn shell_word(word: &str) -> String {
     }
 }
 
+/// What the running fleet is: its DNS and SMTP addresses, its list, and the verify command
+/// aimed at it.
+fn print_banner(fleet: &rollcall_sim::Fleet, list: Option<&Path>) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "dns      {} (udp+tcp)", fleet.dns_addr())?;
+    for h in fleet.hosts() {
+        let state = if h.down { "  (down)" } else { "" };
+        writeln!(stdout, "smtp     {:<21} {}{state}", h.addr, h.name)?;
+    }
+    writeln!(
+        stdout,
+        "{} addresses to verify, greylist delay {:?}; Ctrl-C stops",
+        fleet.addresses().len(),
+        fleet.greylist_delay()
+    )?;
+    let port = fleet.hosts().first().map(|h| h.addr.port());
+    writeln!(
+        stdout,
+        "verify   {}",
+        verify_command(list, fleet.dns_addr(), port)
+    )?;
+    if fleet.greylist_delay() > LAB_GREYLIST_REACH {
+        writeln!(
+            stdout,
+            "         (--lab retries greylisted addresses for 1m at most: restart with \
+             --greylist-delay 5s to see them pass)"
+        )?;
+    }
+    Ok(())
+}
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = match FleetSpec::from_file(&args.fleet) {
         Ok(s) => s,
@@ -127,32 +158,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
 
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "dns      {} (udp+tcp)", fleet.dns_addr())?;
-    for h in fleet.hosts() {
-        let state = if h.down { "  (down)" } else { "" };
-        writeln!(stdout, "smtp     {:<21} {}{state}", h.addr, h.name)?;
-    }
-    writeln!(
-        stdout,
-        "{} addresses to verify, greylist delay {:?}; Ctrl-C stops",
-        fleet.addresses().len(),
-        fleet.greylist_delay()
-    )?;
-    let port = fleet.hosts().first().map(|h| h.addr.port());
-    writeln!(
-        stdout,
-        "verify   {}",
-        verify_command(args.addresses.as_deref(), fleet.dns_addr(), port)
-    )?;
-    if fleet.greylist_delay() > LAB_GREYLIST_REACH {
-        writeln!(
-            stdout,
-            "         (--lab retries greylisted addresses for 1m at most: restart with \
-             --greylist-delay 5s to see them pass)"
-        )?;
-    }
-    drop(stdout);
+    print_banner(&fleet, args.addresses.as_deref())?;
 
     tokio::signal::ctrl_c()
         .await
