@@ -61,6 +61,18 @@ struct Settlement {
 }
 
 impl Settlement {
+    /// Nothing settled yet; retry waits bounded by the batch's max wait, else `default`.
+    fn for_batch(batch: &Batch, default: Option<Duration>) -> Self {
+        Settlement {
+            max_wait: match batch.max_wait_ms {
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None => default,
+            },
+            ..Settlement::default()
+        }
+    }
+
     /// `items` come back after `delay` for `why`.
     fn wait(&mut self, items: impl IntoIterator<Item = BatchItem>, delay: Duration, why: &str) {
         for item in items {
@@ -97,21 +109,64 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
     batch: Batch,
 ) -> Result<(), Error> {
     let egress = &ctx.egresses[slot.egress];
-    let mut out = Settlement {
-        max_wait: match batch.max_wait_ms {
-            Some(0) => None,
-            Some(ms) => Some(Duration::from_millis(ms)),
-            None => ctx.config.max_wait,
-        },
-        ..Settlement::default()
+    let out = Settlement::for_batch(&batch, ctx.config.max_wait);
+    let remaining = unrecorded_items(ctx, &batch, &egress.name).await?;
+    if remaining.is_empty() {
+        return Ok(());
+    }
+    let catch_all = ctx.state.catch_all_get(&batch.domain).await?;
+    // A probe address the codec refuses is not sent (the domain's answer stays unknown).
+    let probe_mailbox = Mailbox::parse(&catch_all_probe(&batch.domain, &egress.name)).ok();
+    let mut run = BatchRun {
+        ctx,
+        batch: &batch,
+        slot,
+        egress,
+        out,
+        remaining,
+        catch_all,
+        probe_mailbox,
     };
+
+    while !run.remaining.is_empty() {
+        if !run.session(live).await? {
+            break;
+        }
+        let Some(current) = live.as_mut() else { break };
+        let Some(shape) = run.shape(current) else {
+            // The session's error budget is used up: a fresh session starts from zero.
+            retire(ctx, live).await;
+            continue;
+        };
+        if let Some((delay, why)) = run.take_rate_cells(shape).await? {
+            run.wait_all(delay, why);
+            break;
+        }
+        run.transaction(current, shape).await?;
+        if !current.session.is_usable() {
+            retire(ctx, live).await;
+        }
+        if run.out.blocked_here {
+            // This address is blocked here: new sessions go out through the others.
+            ctx.hold_off_egress(slot.egress, ctx.shaping.backoff.base);
+        }
+    }
+
+    apply(ctx, &batch, egress, run.out).await
+}
+
+/// The items of `batch` not recorded yet, each noting a pin this worker cannot honour.
+async fn unrecorded_items<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    batch: &Batch,
+    egress: &str,
+) -> Result<VecDeque<BatchItem>, Error> {
     // The line gives a pinned batch only to its egress's sessions; a pin that reaches another
     // one could not be honoured on this worker. Its items say so in their verdicts, whenever
     // those come (they are pinned to this egress from now on).
-    let lost_pin = batch.egress.as_ref().filter(|pin| **pin != egress.name).map(|pin| {
+    let lost_pin = batch.egress.as_ref().filter(|pin| **pin != egress).map(|pin| {
         format!(
-            "greylisted via egress `{pin}`, which this worker does not have; retried via `{}` (the server may greylist it anew)",
-            egress.name
+            "greylisted via egress `{pin}`, which this worker does not have; retried via `{egress}` (the server may greylist it anew)"
         )
     });
     // Items recorded already (a redelivered batch after a crash, or a batch a resumed
@@ -120,7 +175,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
     // Back from a wait (or never waited): no longer waiting.
     ctx.metrics.waiting.done(&batch.campaign, &ids);
     let recorded = ctx.state.results_recorded(&batch.campaign, &ids).await?;
-    let mut remaining: VecDeque<BatchItem> = batch
+    let remaining: VecDeque<BatchItem> = batch
         .items
         .iter()
         .zip(&recorded)
@@ -140,132 +195,150 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             "items of the batch are recorded already"
         );
     }
-    if remaining.is_empty() {
-        return Ok(());
-    }
-    let mut catch_all = ctx.state.catch_all_get(&batch.domain).await?;
-    // A probe address the codec refuses is not sent (the domain's answer stays unknown).
-    let probe_mailbox = Mailbox::parse(&catch_all_probe(&batch.domain, &egress.name)).ok();
+    Ok(remaining)
+}
 
-    while !remaining.is_empty() {
-        if !slot.is_held() {
+/// One batch under way: the items still to settle, what the domain's catch-all answer is, and
+/// what was settled so far.
+struct BatchRun<'a, Q, S> {
+    ctx: &'a SiteContext<Q, S>,
+    batch: &'a Batch,
+    slot: &'a SessionSlot,
+    egress: &'a Egress,
+    out: Settlement,
+    remaining: VecDeque<BatchItem>,
+    catch_all: Option<bool>,
+    probe_mailbox: Option<Mailbox>,
+}
+
+/// The next transaction's size: how many items it takes, and whether the catch-all probe goes
+/// with them.
+#[derive(Clone, Copy)]
+struct Shape {
+    take: usize,
+    with_probe: bool,
+}
+
+impl<Q: WorkQueue, S: StateStore> BatchRun<'_, Q, S> {
+    /// Every remaining item comes back after `delay` for `why`.
+    fn wait_all(&mut self, delay: Duration, why: &str) {
+        self.out.wait(self.remaining.drain(..), delay, why);
+    }
+
+    /// Makes sure `live` holds a session to probe with: `false` when there is none and the
+    /// remaining items are settled or rescheduled instead.
+    async fn session(&mut self, live: &mut Option<Live>) -> Result<bool, Error> {
+        let ctx = self.ctx;
+        if !self.slot.is_held() {
             // The site slot may be someone else's now: no more commands on its account.
             retire(ctx, live).await;
-            out.wait(
-                remaining.drain(..),
-                SLOT_LOST_RETRY,
-                "pacing (a session slot)",
-            );
-            break;
+            self.wait_all(SLOT_LOST_RETRY, "pacing (a session slot)");
+            return Ok(false);
         }
         retire_if_spent(ctx, live).await;
-        if live.is_none() {
-            match open_session(ctx, &batch, egress).await? {
-                Opened::Live(session) => {
-                    ctx.set_held_off(false);
-                    *live = Some(session);
+        if live.is_some() {
+            return Ok(true);
+        }
+        match open_session(ctx, self.batch, self.egress).await? {
+            Opened::Live(session) => {
+                ctx.set_held_off(false);
+                *live = Some(session);
+                return Ok(true);
+            }
+            Opened::Later(delay) => self.wait_all(delay, "pacing (connections)"),
+            Opened::CircuitOpen(delay)
+                if self.batch.egress.is_none() && ctx.another_egress_free(self.slot.egress) =>
+            {
+                // Servers block and throttle per client address: this egress waits out
+                // its circuits here, another one takes the work (no attempt used).
+                ctx.hold_off_egress(self.slot.egress, delay);
+                let why = format!("pacing (egress {} held off at this site)", self.egress.name);
+                self.wait_all(EGRESS_SWITCH_RETRY, &why);
+            }
+            Opened::CircuitOpen(delay) => {
+                ctx.hold_off_egress(self.slot.egress, delay);
+                ctx.set_held_off(true);
+                // The open circuit is evidence the hosts are failing: it uses an attempt,
+                // so a host that stays down ends in `connection_failed`, not in a loop.
+                let failure = ProbeFailure::ConnectionFailed(
+                    "every MX host is failing (circuit open)".into(),
+                );
+                for item in self.remaining.drain(..) {
+                    defer_at_least(ctx, &mut self.out, item, &failure, delay);
                 }
-                Opened::Later(delay) => {
-                    out.wait(remaining.drain(..), delay, "pacing (connections)");
-                    break;
+            }
+            Opened::Failed(failure) => {
+                for item in self.remaining.drain(..) {
+                    defer(ctx, &mut self.out, item, Some(&failure), None);
                 }
-                Opened::CircuitOpen(delay)
-                    if batch.egress.is_none() && ctx.another_egress_free(slot.egress) =>
-                {
-                    // Servers block and throttle per client address: this egress waits out
-                    // its circuits here, another one takes the work (no attempt used).
-                    ctx.hold_off_egress(slot.egress, delay);
-                    let why = format!("pacing (egress {} held off at this site)", egress.name);
-                    out.wait(remaining.drain(..), EGRESS_SWITCH_RETRY, &why);
-                    break;
-                }
-                Opened::CircuitOpen(delay) => {
-                    ctx.hold_off_egress(slot.egress, delay);
-                    ctx.set_held_off(true);
-                    // The open circuit is evidence the hosts are failing: it uses an attempt,
-                    // so a host that stays down ends in `connection_failed`, not in a loop.
-                    let failure = ProbeFailure::ConnectionFailed(
-                        "every MX host is failing (circuit open)".into(),
-                    );
-                    for item in remaining.drain(..) {
-                        defer_at_least(ctx, &mut out, item, &failure, delay);
-                    }
-                    break;
-                }
-                Opened::Failed(failure) => {
-                    for item in remaining.drain(..) {
-                        defer(ctx, &mut out, item, Some(&failure), None);
-                    }
-                    break;
-                }
-                Opened::Forbidden(why) => {
-                    for item in remaining.drain(..) {
-                        let verdict = Verdict::new(
-                            Reason::ForbiddenTarget,
-                            Evidence::for_address(&item.address),
-                        )
-                        .with_flags(context_for(&item.address, None).flags)
-                        .with_detail(format!("not probed: {why}, a private address"));
-                        out.results.push(result(item, verdict));
-                    }
-                    break;
+            }
+            Opened::Forbidden(why) => {
+                for item in self.remaining.drain(..) {
+                    let verdict = Verdict::new(
+                        Reason::ForbiddenTarget,
+                        Evidence::for_address(&item.address),
+                    )
+                    .with_flags(context_for(&item.address, None).flags)
+                    .with_detail(format!("not probed: {why}, a private address"));
+                    self.out.results.push(result(item, verdict));
                 }
             }
         }
-        let Some(current) = live.as_mut() else { break };
+        Ok(false)
+    }
 
-        let limit = ctx.rcpt_limit();
-        let allowed = ctx
+    /// The next transaction's shape on `current`; `None` when the session's error budget is
+    /// used up.
+    fn shape(&self, current: &Live) -> Option<Shape> {
+        let limit = self.ctx.rcpt_limit();
+        let allowed = self
+            .ctx
             .shaping
             .rcpts_allowed(current.session.rejected_rcpts(), limit) as usize;
         // The probe needs a slot of its own; with room for one RCPT only, probe the address.
-        let with_probe = catch_all.is_none() && allowed >= 2;
+        let with_probe = self.catch_all.is_none() && allowed >= 2;
         let room = allowed.saturating_sub(usize::from(with_probe));
         if room == 0 {
-            // The session's error budget is used up: a fresh session starts from zero.
-            retire(ctx, live).await;
-            continue;
+            return None;
         }
-        let take = room.min(remaining.len());
+        Some(Shape {
+            take: room.min(self.remaining.len()),
+            with_probe,
+        })
+    }
 
+    /// Takes the rate cells a transaction of `shape` costs: `Some((delay, why))` when a rate
+    /// says wait long (the caller reschedules what remains).
+    async fn take_rate_cells(
+        &self,
+        shape: Shape,
+    ) -> Result<Option<(Duration, &'static str)>, Error> {
+        let (ctx, egress, site) = (self.ctx, self.egress, &self.batch.site);
         // Every RCPT on the wire (probe included) costs one cell of the egress's rate at the
         // site (and of the site's total, when capped); `allowed` is at most each burst, so the
         // take is never more than a rate can grant at once.
-        let cells = (take + usize::from(with_probe)) as u32;
-        if let Some(delay) = take_rcpt_cells(ctx, egress, &batch.site, cells).await? {
-            out.wait(remaining.drain(..), delay, "pacing (RCPT rate)");
-            break;
+        let cells = (shape.take + usize::from(shape.with_probe)) as u32;
+        if let Some(delay) = take_rcpt_cells(ctx, egress, site, cells).await? {
+            return Ok(Some((delay, "pacing (RCPT rate)")));
         }
         // One MAIL FROM per transaction, when the site's servers count those too.
         if let Some(mail_rate) = ctx.shaping.mail_rate {
-            let key = egress.key(&format!("mail:{}", batch.site));
+            let key = egress.key(&format!("mail:{site}"));
             if let Some(delay) = take_cells(ctx, &key, mail_rate, 1).await? {
-                out.wait(remaining.drain(..), delay, "pacing (MAIL rate)");
-                break;
+                return Ok(Some((delay, "pacing (MAIL rate)")));
             }
         }
+        Ok(None)
+    }
 
-        let chunk: Vec<BatchItem> = remaining.drain(..take).collect();
-        let mut rcpts: Vec<Mailbox> = Vec::with_capacity(chunk.len() + 1);
-        let probe_sent = match &probe_mailbox {
-            Some(mailbox) if with_probe => {
-                rcpts.push(mailbox.clone());
-                true
-            }
-            _ => false,
-        };
-        // Addresses the codec refuses never reach the wire; they are settled as unsendable.
-        // `slots[i]`: where item `i` of the chunk is among the items sent, or why it is not.
-        let mut slots: Vec<Result<usize, String>> = Vec::with_capacity(chunk.len());
-        for item in &chunk {
-            match item.address.to_mailbox() {
-                Ok(mailbox) => {
-                    slots.push(Ok(rcpts.len() - usize::from(probe_sent)));
-                    rcpts.push(mailbox);
-                }
-                Err(e) => slots.push(Err(format!("not sendable: {e}"))),
-            }
-        }
+    /// One transaction on `current` for the next `shape.take` items (and the probe): then what
+    /// it says of the domain's catch-all, every item settled, and the host's circuit told.
+    async fn transaction(&mut self, current: &mut Live, shape: Shape) -> Result<(), Error> {
+        let ctx = self.ctx;
+        let chunk: Vec<BatchItem> = self.remaining.drain(..shape.take).collect();
+        let probe = self.probe_mailbox.as_ref().filter(|_| shape.with_probe);
+        let probe_sent = probe.is_some();
+        let (rcpts, slots) = recipients(probe, &chunk);
 
         let started = Instant::now();
         let outcome = current.session.transaction(&rcpts).await;
@@ -274,7 +347,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let elapsed = started.elapsed();
         let classes = classify_rcpts(&outcome);
-        record_transaction(&outcome, &classes, elapsed, &egress.name);
+        record_transaction(&outcome, &classes, elapsed, &self.egress.name);
 
         let (probe_class, item_outcomes, item_classes) = if probe_sent {
             (
@@ -286,21 +359,12 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             (None, &outcome.recipients[..], &classes[..])
         };
         if let Some(class) = probe_class {
-            match class {
-                Classification::Accepted => catch_all = Some(true),
-                Classification::Undeliverable(_) => catch_all = Some(false),
-                _ => {}
-            }
-            if let Some(known) = catch_all {
-                ctx.state
-                    .catch_all_put(&batch.domain, known, ctx.config.catch_all_ttl)
-                    .await?;
-            }
+            self.learn_catch_all(class).await?;
         }
 
         let evidence_base = EvidenceBase {
-            egress: &egress.name,
-            site: &batch.site,
+            egress: &self.egress.name,
+            site: &self.batch.site,
             host: &current.host,
             addr: current.addr,
             tls: current.session.tls(),
@@ -315,14 +379,40 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         };
         settle_transaction(
             ctx,
-            &mut out,
-            &mut remaining,
+            &mut self.out,
+            &mut self.remaining,
             rcpts,
             &outcome,
-            catch_all,
+            self.catch_all,
             &evidence_base,
         );
-        let healthy = outcome.error.is_none() && probe::closed_by(&outcome).is_none();
+        self.report_circuit(&current.host, &outcome, &classes).await
+    }
+
+    /// What the catch-all probe's reply says of the domain, remembered for every worker.
+    async fn learn_catch_all(&mut self, class: Classification) -> Result<(), Error> {
+        match class {
+            Classification::Accepted => self.catch_all = Some(true),
+            Classification::Undeliverable(_) => self.catch_all = Some(false),
+            _ => {}
+        }
+        if let Some(known) = self.catch_all {
+            self.ctx
+                .state
+                .catch_all_put(&self.batch.domain, known, self.ctx.config.catch_all_ttl)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Tells this egress's circuit at `host` how the transaction went.
+    async fn report_circuit(
+        &self,
+        host: &str,
+        outcome: &TransactionOutcome,
+        classes: &[Option<Classification>],
+    ) -> Result<(), Error> {
+        let healthy = outcome.error.is_none() && probe::closed_by(outcome).is_none();
         // 4.7.x rate replies count against this egress's circuit at the host like a 421:
         // servers throttle per client address. A policy block is a verdict (`unknown/blocked`)
         // and opens no circuit: with every egress blocked, a circuit would turn it into
@@ -330,23 +420,40 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         let about_us = classes
             .iter()
             .any(|c| matches!(c, Some(Classification::Retry(RetryKind::RateLimited))));
-        ctx.state
+        self.ctx
+            .state
             .circuit_report(
-                &egress.key(&current.host),
+                &self.egress.key(host),
                 healthy && !about_us,
-                &ctx.shaping.backoff,
+                &self.ctx.shaping.backoff,
             )
             .await?;
-        if !current.session.is_usable() {
-            retire(ctx, live).await;
-        }
-        if out.blocked_here {
-            // This address is blocked here: new sessions go out through the others.
-            ctx.hold_off_egress(slot.egress, ctx.shaping.backoff.base);
+        Ok(())
+    }
+}
+
+/// The RCPTs of a transaction: the catch-all `probe` first when it goes, then the items of
+/// `chunk` the codec accepts. Addresses the codec refuses never reach the wire; they are settled
+/// as unsendable. The second value, per item of `chunk`: where it is among the items sent, or
+/// why it is not.
+fn recipients(
+    probe: Option<&Mailbox>,
+    chunk: &[BatchItem],
+) -> (Vec<Mailbox>, Vec<Result<usize, String>>) {
+    let mut rcpts: Vec<Mailbox> = Vec::with_capacity(chunk.len() + 1);
+    rcpts.extend(probe.cloned());
+    let probe_sent = probe.is_some();
+    let mut slots: Vec<Result<usize, String>> = Vec::with_capacity(chunk.len());
+    for item in chunk {
+        match item.address.to_mailbox() {
+            Ok(mailbox) => {
+                slots.push(Ok(rcpts.len() - usize::from(probe_sent)));
+                rcpts.push(mailbox);
+            }
+            Err(e) => slots.push(Err(format!("not sendable: {e}"))),
         }
     }
-
-    apply(ctx, &batch, egress, out).await
+    (rcpts, slots)
 }
 
 /// Classifies every RCPT reply of a transaction once (`None`: not answered).
