@@ -13,10 +13,7 @@ use rollcall_core::ports::{
     Batch, BatchItem, CircuitDecision, GreylistEntry, ItemResult, RateDecision, StateStore,
     WorkQueue,
 };
-use rollcall_core::{
-    CatchAll, Classification, CommandKind, DomainContext, EmailAddress, Evidence, ItemId, Reason,
-    RetryKind, Verdict, classify, verdict_for,
-};
+use rollcall_core::{Classification, CommandKind, ItemId, RetryKind, Verdict, classify};
 
 use rollcall_dns::{TargetClass, classify_target};
 
@@ -28,6 +25,7 @@ use crate::probe::{
     self, Mailbox, NotProbed, ProbeFailure, ProbeSession, RecipientOutcome, Reply,
     TransactionOutcome,
 };
+use crate::verdicts::{self, EvidenceBase};
 
 /// The longest a worker sleeps in place for a rate limit; longer waits reschedule the batch.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
@@ -274,12 +272,7 @@ impl<Q: WorkQueue, S: StateStore> BatchRun<'_, Q, S> {
             }
             Opened::Forbidden(why) => {
                 for item in self.remaining.drain(..) {
-                    let verdict = Verdict::new(
-                        Reason::ForbiddenTarget,
-                        Evidence::for_address(&item.address),
-                    )
-                    .with_flags(context_for(&item.address, None).flags)
-                    .with_detail(format!("not probed: {why}, a private address"));
+                    let verdict = verdicts::forbidden_target(&item.address, &why);
                     self.out.results.push(result(item, verdict));
                 }
             }
@@ -528,16 +521,6 @@ fn reply_class(code: u16) -> &'static str {
     }
 }
 
-struct EvidenceBase<'a> {
-    egress: &'a str,
-    site: &'a str,
-    host: &'a str,
-    addr: SocketAddr,
-    tls: bool,
-    pipelined: bool,
-    elapsed: Duration,
-}
-
 /// The items of one transaction with what became of each RCPT and its class, in order.
 struct Rcpts<'a> {
     chunk: Vec<BatchItem>,
@@ -566,8 +549,13 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
                 Classification::Blocked
                 | Classification::Undeliverable(_)
                 | Classification::Risky(_) => {
-                    let verdict =
-                        verdict(base, &item, Classification::Blocked, Some(mail), catch_all);
+                    let verdict = verdicts::probed(
+                        base,
+                        &item,
+                        Classification::Blocked,
+                        Some(mail),
+                        catch_all,
+                    );
                     out.results.push(result(item, verdict));
                 }
                 _ => defer(ctx, out, item, failure.as_ref(), Some(mail)),
@@ -626,8 +614,8 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
                 out.wait([item], EGRESS_SWITCH_RETRY, &why);
             }
             Classification::Blocked if !item.blocked_via.is_empty() => {
-                let mut verdict = verdict(base, &item, class, Some(reply), catch_all);
-                verdict = add_detail(
+                let mut verdict = verdicts::probed(base, &item, class, Some(reply), catch_all);
+                verdict = verdicts::add_detail(
                     verdict,
                     Some(format!(
                         "also blocked via egress {}",
@@ -644,7 +632,7 @@ fn settle_transaction<Q: WorkQueue, S: StateStore>(
                 if class == Classification::Accepted {
                     accepted_in_txn += 1;
                 }
-                let verdict = verdict(base, &item, class, Some(reply), catch_all);
+                let verdict = verdicts::probed(base, &item, class, Some(reply), catch_all);
                 out.results.push(result(item, verdict));
             }
             Classification::Retry(RetryKind::Greylisted) => out.greylist.push(item),
@@ -674,11 +662,7 @@ fn unsendable(
     catch_all: Option<bool>,
     base: &EvidenceBase<'_>,
 ) {
-    let mut evidence = Evidence::for_address(&item.address);
-    evidence.mx_host = Some(base.host.to_string());
-    let verdict = Verdict::new(Reason::Unverifiable, evidence)
-        .with_flags(context_for(&item.address, catch_all).flags)
-        .with_detail(why);
+    let verdict = verdicts::unverifiable(&item.address, base.host, why, catch_all);
     out.results.push(result(item, verdict));
 }
 
@@ -712,7 +696,7 @@ fn not_probed<Q: WorkQueue, S: StateStore>(
             None => ProbeFailure::Protocol("the server never answered this recipient".into()),
         });
         let reply = closed_by.or(txn.mail.as_ref());
-        let verdict = failure_verdict(&item, &failure, reply);
+        let verdict = verdicts::failure(&item, &failure, reply);
         out.results.push(result(item, verdict));
     } else {
         remaining.push_back(item);
@@ -777,10 +761,11 @@ fn defer_after<Q: WorkQueue, S: StateStore>(
         None => None,
     };
     let verdict = match failure {
-        Some(failure) => failure_verdict(&item, failure, reply),
-        None => exhausted(&item, RetryKind::Deferred, reply),
+        Some(failure) => verdicts::failure(&item, failure, reply),
+        None => verdicts::exhausted(&item, RetryKind::Deferred, reply),
     };
-    out.results.push(result(item, add_detail(verdict, stopped)));
+    out.results
+        .push(result(item, verdicts::add_detail(verdict, stopped)));
 }
 
 /// Whether `item` may wait `delay` more for its next try: its waits end `max_wait` after the
@@ -801,21 +786,6 @@ fn max_wait_detail(max_wait: Option<Duration>, delay: Duration) -> String {
         short_duration(delay),
         short_duration(max_wait)
     )
-}
-
-/// The verdict with `more` (why its retries stopped, a note the item carries) added to its
-/// detail.
-fn add_detail(verdict: Verdict, more: Option<String>) -> Verdict {
-    match more {
-        None => verdict,
-        Some(stop) => {
-            let detail = match verdict.detail.as_deref() {
-                Some(detail) if !detail.is_empty() => format!("{detail}; {stop}"),
-                _ => stop,
-            };
-            verdict.with_detail(detail)
-        }
-    }
 }
 
 fn epoch_ms(at: SystemTime) -> u64 {
@@ -841,68 +811,11 @@ fn short_duration(d: Duration) -> String {
     }
 }
 
-fn failure_verdict(item: &BatchItem, failure: &ProbeFailure, reply: Option<&Reply>) -> Verdict {
-    let mut evidence = Evidence::for_address(&item.address);
-    if let Some(reply) = reply {
-        evidence.set_reply(reply.code, reply.enhanced, &reply.text());
-    }
-    evidence.attempts = item.attempts;
-    Verdict::new(failure.reason(), evidence)
-        .with_flags(context_for(&item.address, None).flags)
-        .with_detail(failure.detail().to_string())
-}
-
-/// The verdict once retries of `kind` are used up (`unknown/greylisted`, `unknown/deferred`).
-fn exhausted(item: &BatchItem, kind: RetryKind, reply: Option<&Reply>) -> Verdict {
-    let mut evidence = Evidence::for_address(&item.address);
-    if let Some(reply) = reply {
-        evidence.set_reply(reply.code, reply.enhanced, &reply.text());
-    }
-    evidence.attempts = item.attempts + item.greylist_round + 1;
-    verdict_for(
-        Classification::Retry(kind),
-        &context_for(&item.address, None),
-        evidence,
-    )
-}
-
-fn context_for(address: &EmailAddress, catch_all: Option<bool>) -> DomainContext {
-    let catch_all = match catch_all {
-        Some(true) => CatchAll::Yes,
-        Some(false) => CatchAll::No,
-        None => CatchAll::Unknown,
-    };
-    DomainContext::for_address(address, catch_all)
-}
-
-/// The verdict of a probed item: core's `verdict_for` over the evidence of this transaction.
-fn verdict(
-    base: &EvidenceBase<'_>,
-    item: &BatchItem,
-    class: Classification,
-    reply: Option<&Reply>,
-    catch_all: Option<bool>,
-) -> Verdict {
-    let mut evidence = Evidence::for_address(&item.address);
-    evidence.site = Some(base.site.to_string());
-    evidence.mx_host = Some(base.host.to_string());
-    evidence.ip = Some(base.addr.ip());
-    evidence.egress = Some(base.egress.to_string());
-    if let Some(reply) = reply {
-        evidence.set_reply(reply.code, reply.enhanced, &reply.text());
-    }
-    evidence.attempts = item.attempts + item.greylist_round + 1;
-    evidence.tls = base.tls;
-    evidence.pipelined = base.pipelined;
-    evidence.elapsed_ms = base.elapsed.as_millis() as u64;
-    verdict_for(class, &context_for(&item.address, catch_all), evidence)
-}
-
 fn result(item: BatchItem, verdict: Verdict) -> ItemResult {
     ItemResult {
         item: item.item,
         address: item.address.to_string(),
-        verdict: add_detail(verdict, item.note),
+        verdict: verdicts::add_detail(verdict, item.note),
     }
 }
 
@@ -1127,8 +1040,9 @@ async fn apply<Q: WorkQueue, S: StateStore>(
             }
             next => {
                 let stopped = next.map(|delay| max_wait_detail(out.max_wait, delay));
-                let verdict = exhausted(&item, RetryKind::Greylisted, None);
-                out.results.push(result(item, add_detail(verdict, stopped)));
+                let verdict = verdicts::exhausted(&item, RetryKind::Greylisted, None);
+                out.results
+                    .push(result(item, verdicts::add_detail(verdict, stopped)));
             }
         }
     }
