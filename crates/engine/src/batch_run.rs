@@ -491,6 +491,8 @@ enum Opened {
     Failed(ProbeFailure),
 }
 
+/// A session for `batch` through `egress`: the first of its hosts whose circuit is
+/// closed and one of whose public addresses has a free slot and connects.
 async fn open_session<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     batch: &Batch,
@@ -535,25 +537,7 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
                 .record(started.elapsed().as_secs_f64());
             match connected {
                 Ok(session) => {
-                    ctx.metrics
-                        .sessions_opened
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    ctx.metrics
-                        .sessions_active
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    metrics::counter!("rollcall_smtp_sessions_opened_total").increment(1);
-                    metrics::counter!("rollcall_egress_sessions_opened_total", "egress" => egress.name.clone())
-                        .increment(1);
-                    // The egress's reply counters exist from its first session on, so an
-                    // egress that was never blocked shows 0, not nothing.
-                    for name in [
-                        "rollcall_egress_rcpts_total",
-                        "rollcall_egress_blocks_total",
-                        "rollcall_egress_deferrals_total",
-                    ] {
-                        metrics::counter!(name, "egress" => egress.name.clone()).increment(0);
-                    }
-                    metrics::gauge!("rollcall_smtp_sessions_active").increment(1.0);
+                    count_session_opened(ctx, egress);
                     return Ok(Opened::Live(Live {
                         session,
                         host: host.to_string(),
@@ -581,6 +565,29 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
             "no MX host address to connect to".into(),
         )),
     })
+}
+
+/// Counts a session `egress` opened, in the worker's counters and the exported metrics.
+fn count_session_opened<Q, S>(ctx: &SiteContext<Q, S>, egress: &Egress) {
+    ctx.metrics
+        .sessions_opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.metrics
+        .sessions_active
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    metrics::counter!("rollcall_smtp_sessions_opened_total").increment(1);
+    metrics::counter!("rollcall_egress_sessions_opened_total", "egress" => egress.name.clone())
+        .increment(1);
+    // The egress's reply counters exist from its first session on, so an egress that was
+    // never blocked shows 0, not nothing.
+    for name in [
+        "rollcall_egress_rcpts_total",
+        "rollcall_egress_blocks_total",
+        "rollcall_egress_deferrals_total",
+    ] {
+        metrics::counter!(name, "egress" => egress.name.clone()).increment(0);
+    }
+    metrics::gauge!("rollcall_smtp_sessions_active").increment(1.0);
 }
 
 /// How long to wait for a server address's session slot in place before rescheduling.
