@@ -1,22 +1,19 @@
 //! One batch on one site: pick a healthy host, (re)use a session, cut the batch into
-//! transactions that respect the site's limits, read every reply as evidence, and settle each
-//! item: a verdict, a greylist retry, a deferral, or another try on a fresh session.
+//! transactions that respect the site's limits, and read every reply as evidence; `settle`
+//! makes of each item a verdict, a greylist retry, a deferral, or another try on a fresh
+//! session.
 //!
 //! Owns the decisions; the session (`probe`) owns the bytes and the order of commands.
 
 use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rollcall_core::ports::{
-    Batch, BatchItem, CircuitDecision, GreylistEntry, ItemResult, RateDecision, StateStore,
-    WorkQueue,
+    Batch, BatchItem, CircuitDecision, RateDecision, StateStore, WorkQueue,
 };
-use rollcall_core::{
-    CatchAll, Classification, CommandKind, DomainContext, EmailAddress, Evidence, ItemId, Reason,
-    RetryKind, Verdict, classify, verdict_for,
-};
+use rollcall_core::{Classification, CommandKind, ItemId, RetryKind, classify};
 
 use rollcall_dns::{TargetClass, classify_target};
 
@@ -24,10 +21,12 @@ use crate::Error;
 use crate::context::{SessionSlot, SiteContext};
 use crate::egress::Egress;
 use crate::held_lease::HeldLease;
-use crate::probe::{
-    self, Mailbox, NotProbed, ProbeFailure, ProbeSession, RecipientOutcome, Reply,
-    TransactionOutcome,
+use crate::probe::{self, Mailbox, ProbeFailure, ProbeSession, TransactionOutcome};
+use crate::settle::{
+    EGRESS_SWITCH_RETRY, Rcpts, Settlement, apply, defer, defer_at_least, result,
+    settle_transaction,
 };
+use crate::verdicts::{self, EvidenceBase};
 
 /// The longest a worker sleeps in place for a rate limit; longer waits reschedule the batch.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
@@ -40,34 +39,6 @@ pub struct Live {
     /// Many domains (and so several sites) can share one server address (shared hosting,
     /// implicit MX): sessions are capped per address too, not only per site.
     ip_lease: HeldLease,
-}
-
-/// Everything one batch produced, applied in order: results first, then retries, then the ack.
-#[derive(Default)]
-struct Settlement {
-    results: Vec<ItemResult>,
-    greylist: Vec<BatchItem>,
-    /// Items to retry after a delay, with the delay.
-    later: Vec<(BatchItem, Duration)>,
-    /// Why each item of `greylist` and `later` waits (for the progress display).
-    waits: Vec<(ItemId, String)>,
-    /// The bound on retry waits for this batch: the campaign's, else the worker's.
-    max_wait: Option<Duration>,
-    /// A server blocked this egress's address for an item that another egress will try.
-    blocked_here: bool,
-    /// Items moved off this egress (blocked here): retried through any other, even when the
-    /// batch was pinned to this one.
-    moved_off: std::collections::HashSet<ItemId>,
-}
-
-impl Settlement {
-    /// `items` come back after `delay` for `why`.
-    fn wait(&mut self, items: impl IntoIterator<Item = BatchItem>, delay: Duration, why: &str) {
-        for item in items {
-            self.waits.push((item.item, why.to_string()));
-            self.later.push((item, delay));
-        }
-    }
 }
 
 /// The catch-all probe's address for a domain through one egress: stable, so that a
@@ -84,9 +55,6 @@ pub fn catch_all_probe(domain: &str, egress: &str) -> String {
 /// How soon work is tried again when the session's fleet-wide slot was lost mid-batch.
 const SLOT_LOST_RETRY: Duration = Duration::from_secs(1);
 
-/// How soon work goes out again through another egress when this one meets open circuits.
-const EGRESS_SWITCH_RETRY: Duration = Duration::from_millis(500);
-
 /// Processes a batch; `live` is the warm session carried from batch to batch (it may be
 /// replaced or dropped), `slot` the site slot the session task holds. Returns once everything
 /// is recorded or rescheduled.
@@ -97,21 +65,64 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
     batch: Batch,
 ) -> Result<(), Error> {
     let egress = &ctx.egresses[slot.egress];
-    let mut out = Settlement {
-        max_wait: match batch.max_wait_ms {
-            Some(0) => None,
-            Some(ms) => Some(Duration::from_millis(ms)),
-            None => ctx.config.max_wait,
-        },
-        ..Settlement::default()
+    let out = Settlement::for_batch(&batch, ctx.config.max_wait);
+    let remaining = unrecorded_items(ctx, &batch, &egress.name).await?;
+    if remaining.is_empty() {
+        return Ok(());
+    }
+    let catch_all = ctx.state.catch_all_get(&batch.domain).await?;
+    // A probe address the codec refuses is not sent (the domain's answer stays unknown).
+    let probe_mailbox = Mailbox::parse(&catch_all_probe(&batch.domain, &egress.name)).ok();
+    let mut run = BatchRun {
+        ctx,
+        batch: &batch,
+        slot,
+        egress,
+        out,
+        remaining,
+        catch_all,
+        probe_mailbox,
     };
+
+    while !run.remaining.is_empty() {
+        if !run.session(live).await? {
+            break;
+        }
+        let Some(current) = live.as_mut() else { break };
+        let Some(shape) = run.shape(current) else {
+            // The session's error budget is used up: a fresh session starts from zero.
+            retire(ctx, live).await;
+            continue;
+        };
+        if let Some((delay, why)) = run.take_rate_cells(shape).await? {
+            run.wait_all(delay, why);
+            break;
+        }
+        run.transaction(current, shape).await?;
+        if !current.session.is_usable() {
+            retire(ctx, live).await;
+        }
+        if run.out.blocked_here {
+            // This address is blocked here: new sessions go out through the others.
+            ctx.hold_off_egress(slot.egress, ctx.shaping.backoff.base);
+        }
+    }
+
+    apply(ctx, &batch, egress, run.out).await
+}
+
+/// The items of `batch` not recorded yet, each noting a pin this worker cannot honour.
+async fn unrecorded_items<Q: WorkQueue, S: StateStore>(
+    ctx: &SiteContext<Q, S>,
+    batch: &Batch,
+    egress: &str,
+) -> Result<VecDeque<BatchItem>, Error> {
     // The line gives a pinned batch only to its egress's sessions; a pin that reaches another
     // one could not be honoured on this worker. Its items say so in their verdicts, whenever
     // those come (they are pinned to this egress from now on).
-    let lost_pin = batch.egress.as_ref().filter(|pin| **pin != egress.name).map(|pin| {
+    let lost_pin = batch.egress.as_ref().filter(|pin| **pin != egress).map(|pin| {
         format!(
-            "greylisted via egress `{pin}`, which this worker does not have; retried via `{}` (the server may greylist it anew)",
-            egress.name
+            "greylisted via egress `{pin}`, which this worker does not have; retried via `{egress}` (the server may greylist it anew)"
         )
     });
     // Items recorded already (a redelivered batch after a crash, or a batch a resumed
@@ -120,7 +131,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
     // Back from a wait (or never waited): no longer waiting.
     ctx.metrics.waiting.done(&batch.campaign, &ids);
     let recorded = ctx.state.results_recorded(&batch.campaign, &ids).await?;
-    let mut remaining: VecDeque<BatchItem> = batch
+    let remaining: VecDeque<BatchItem> = batch
         .items
         .iter()
         .zip(&recorded)
@@ -140,132 +151,145 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             "items of the batch are recorded already"
         );
     }
-    if remaining.is_empty() {
-        return Ok(());
-    }
-    let mut catch_all = ctx.state.catch_all_get(&batch.domain).await?;
-    // A probe address the codec refuses is not sent (the domain's answer stays unknown).
-    let probe_mailbox = Mailbox::parse(&catch_all_probe(&batch.domain, &egress.name)).ok();
+    Ok(remaining)
+}
 
-    while !remaining.is_empty() {
-        if !slot.is_held() {
+/// One batch under way: the items still to settle, what the domain's catch-all answer is, and
+/// what was settled so far.
+struct BatchRun<'a, Q, S> {
+    ctx: &'a SiteContext<Q, S>,
+    batch: &'a Batch,
+    slot: &'a SessionSlot,
+    egress: &'a Egress,
+    out: Settlement,
+    remaining: VecDeque<BatchItem>,
+    catch_all: Option<bool>,
+    probe_mailbox: Option<Mailbox>,
+}
+
+/// The next transaction's size: how many items it takes, and whether the catch-all probe goes
+/// with them.
+#[derive(Clone, Copy)]
+struct Shape {
+    take: usize,
+    with_probe: bool,
+}
+
+impl<Q: WorkQueue, S: StateStore> BatchRun<'_, Q, S> {
+    /// Every remaining item comes back after `delay` for `why`.
+    fn wait_all(&mut self, delay: Duration, why: &str) {
+        self.out.wait(self.remaining.drain(..), delay, why);
+    }
+
+    /// Makes sure `live` holds a session to probe with: `false` when there is none and the
+    /// remaining items are settled or rescheduled instead.
+    async fn session(&mut self, live: &mut Option<Live>) -> Result<bool, Error> {
+        let ctx = self.ctx;
+        if !self.slot.is_held() {
             // The site slot may be someone else's now: no more commands on its account.
             retire(ctx, live).await;
-            out.wait(
-                remaining.drain(..),
-                SLOT_LOST_RETRY,
-                "pacing (a session slot)",
-            );
-            break;
+            self.wait_all(SLOT_LOST_RETRY, "pacing (a session slot)");
+            return Ok(false);
         }
         retire_if_spent(ctx, live).await;
-        if live.is_none() {
-            match open_session(ctx, &batch, egress).await? {
-                Opened::Live(session) => {
-                    ctx.set_held_off(false);
-                    *live = Some(session);
+        if live.is_some() {
+            return Ok(true);
+        }
+        match open_session(ctx, self.batch, self.egress).await? {
+            Opened::Live(session) => {
+                ctx.set_held_off(false);
+                *live = Some(session);
+                return Ok(true);
+            }
+            Opened::Later(delay) => self.wait_all(delay, "pacing (connections)"),
+            Opened::CircuitOpen(delay)
+                if self.batch.egress.is_none() && ctx.another_egress_free(self.slot.egress) =>
+            {
+                // Servers block and throttle per client address: this egress waits out
+                // its circuits here, another one takes the work (no attempt used).
+                ctx.hold_off_egress(self.slot.egress, delay);
+                let why = format!("pacing (egress {} held off at this site)", self.egress.name);
+                self.wait_all(EGRESS_SWITCH_RETRY, &why);
+            }
+            Opened::CircuitOpen(delay) => {
+                ctx.hold_off_egress(self.slot.egress, delay);
+                ctx.set_held_off(true);
+                // The open circuit is evidence the hosts are failing: it uses an attempt,
+                // so a host that stays down ends in `connection_failed`, not in a loop.
+                let failure = ProbeFailure::ConnectionFailed(
+                    "every MX host is failing (circuit open)".into(),
+                );
+                for item in self.remaining.drain(..) {
+                    defer_at_least(ctx, &mut self.out, item, &failure, delay);
                 }
-                Opened::Later(delay) => {
-                    out.wait(remaining.drain(..), delay, "pacing (connections)");
-                    break;
+            }
+            Opened::Failed(failure) => {
+                for item in self.remaining.drain(..) {
+                    defer(ctx, &mut self.out, item, Some(&failure), None);
                 }
-                Opened::CircuitOpen(delay)
-                    if batch.egress.is_none() && ctx.another_egress_free(slot.egress) =>
-                {
-                    // Servers block and throttle per client address: this egress waits out
-                    // its circuits here, another one takes the work (no attempt used).
-                    ctx.hold_off_egress(slot.egress, delay);
-                    let why = format!("pacing (egress {} held off at this site)", egress.name);
-                    out.wait(remaining.drain(..), EGRESS_SWITCH_RETRY, &why);
-                    break;
-                }
-                Opened::CircuitOpen(delay) => {
-                    ctx.hold_off_egress(slot.egress, delay);
-                    ctx.set_held_off(true);
-                    // The open circuit is evidence the hosts are failing: it uses an attempt,
-                    // so a host that stays down ends in `connection_failed`, not in a loop.
-                    let failure = ProbeFailure::ConnectionFailed(
-                        "every MX host is failing (circuit open)".into(),
-                    );
-                    for item in remaining.drain(..) {
-                        defer_at_least(ctx, &mut out, item, &failure, delay);
-                    }
-                    break;
-                }
-                Opened::Failed(failure) => {
-                    for item in remaining.drain(..) {
-                        defer(ctx, &mut out, item, Some(&failure), None);
-                    }
-                    break;
-                }
-                Opened::Forbidden(why) => {
-                    for item in remaining.drain(..) {
-                        let verdict = Verdict::new(
-                            Reason::ForbiddenTarget,
-                            Evidence::for_address(&item.address),
-                        )
-                        .with_flags(context_for(&item.address, None).flags)
-                        .with_detail(format!("not probed: {why}, a private address"));
-                        out.results.push(result(item, verdict));
-                    }
-                    break;
+            }
+            Opened::Forbidden(why) => {
+                for item in self.remaining.drain(..) {
+                    let verdict = verdicts::forbidden_target(&item.address, &why);
+                    self.out.results.push(result(item, verdict));
                 }
             }
         }
-        let Some(current) = live.as_mut() else { break };
+        Ok(false)
+    }
 
-        let limit = ctx.rcpt_limit();
-        let allowed = ctx
+    /// The next transaction's shape on `current`; `None` when the session's error budget is
+    /// used up.
+    fn shape(&self, current: &Live) -> Option<Shape> {
+        let limit = self.ctx.rcpt_limit();
+        let allowed = self
+            .ctx
             .shaping
             .rcpts_allowed(current.session.rejected_rcpts(), limit) as usize;
         // The probe needs a slot of its own; with room for one RCPT only, probe the address.
-        let with_probe = catch_all.is_none() && allowed >= 2;
+        let with_probe = self.catch_all.is_none() && allowed >= 2;
         let room = allowed.saturating_sub(usize::from(with_probe));
         if room == 0 {
-            // The session's error budget is used up: a fresh session starts from zero.
-            retire(ctx, live).await;
-            continue;
+            return None;
         }
-        let take = room.min(remaining.len());
+        Some(Shape {
+            take: room.min(self.remaining.len()),
+            with_probe,
+        })
+    }
 
+    /// Takes the rate cells a transaction of `shape` costs: `Some((delay, why))` when a rate
+    /// says wait long (the caller reschedules what remains).
+    async fn take_rate_cells(
+        &self,
+        shape: Shape,
+    ) -> Result<Option<(Duration, &'static str)>, Error> {
+        let (ctx, egress, site) = (self.ctx, self.egress, &self.batch.site);
         // Every RCPT on the wire (probe included) costs one cell of the egress's rate at the
         // site (and of the site's total, when capped); `allowed` is at most each burst, so the
         // take is never more than a rate can grant at once.
-        let cells = (take + usize::from(with_probe)) as u32;
-        if let Some(delay) = take_rcpt_cells(ctx, egress, &batch.site, cells).await? {
-            out.wait(remaining.drain(..), delay, "pacing (RCPT rate)");
-            break;
+        let cells = (shape.take + usize::from(shape.with_probe)) as u32;
+        if let Some(delay) = take_rcpt_cells(ctx, egress, site, cells).await? {
+            return Ok(Some((delay, "pacing (RCPT rate)")));
         }
         // One MAIL FROM per transaction, when the site's servers count those too.
         if let Some(mail_rate) = ctx.shaping.mail_rate {
-            let key = egress.key(&format!("mail:{}", batch.site));
+            let key = egress.key(&format!("mail:{site}"));
             if let Some(delay) = take_cells(ctx, &key, mail_rate, 1).await? {
-                out.wait(remaining.drain(..), delay, "pacing (MAIL rate)");
-                break;
+                return Ok(Some((delay, "pacing (MAIL rate)")));
             }
         }
+        Ok(None)
+    }
 
-        let chunk: Vec<BatchItem> = remaining.drain(..take).collect();
-        let mut rcpts: Vec<Mailbox> = Vec::with_capacity(chunk.len() + 1);
-        let probe_sent = match &probe_mailbox {
-            Some(mailbox) if with_probe => {
-                rcpts.push(mailbox.clone());
-                true
-            }
-            _ => false,
-        };
-        // Addresses the codec refuses never reach the wire; they are settled as unsendable.
-        // `slots[i]`: where item `i` of the chunk is among the items sent, or why it is not.
-        let mut slots: Vec<Result<usize, String>> = Vec::with_capacity(chunk.len());
-        for item in &chunk {
-            match item.address.to_mailbox() {
-                Ok(mailbox) => {
-                    slots.push(Ok(rcpts.len() - usize::from(probe_sent)));
-                    rcpts.push(mailbox);
-                }
-                Err(e) => slots.push(Err(format!("not sendable: {e}"))),
-            }
-        }
+    /// One transaction on `current` for the next `shape.take` items (and the probe): then what
+    /// it says of the domain's catch-all, every item settled, and the host's circuit told.
+    async fn transaction(&mut self, current: &mut Live, shape: Shape) -> Result<(), Error> {
+        let ctx = self.ctx;
+        let chunk: Vec<BatchItem> = self.remaining.drain(..shape.take).collect();
+        let probe = self.probe_mailbox.as_ref().filter(|_| shape.with_probe);
+        let probe_sent = probe.is_some();
+        let (rcpts, slots) = recipients(probe, &chunk);
 
         let started = Instant::now();
         let outcome = current.session.transaction(&rcpts).await;
@@ -274,7 +298,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let elapsed = started.elapsed();
         let classes = classify_rcpts(&outcome);
-        record_transaction(&outcome, &classes, elapsed, &egress.name);
+        record_transaction(&outcome, &classes, elapsed, &self.egress.name);
 
         let (probe_class, item_outcomes, item_classes) = if probe_sent {
             (
@@ -286,21 +310,12 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
             (None, &outcome.recipients[..], &classes[..])
         };
         if let Some(class) = probe_class {
-            match class {
-                Classification::Accepted => catch_all = Some(true),
-                Classification::Undeliverable(_) => catch_all = Some(false),
-                _ => {}
-            }
-            if let Some(known) = catch_all {
-                ctx.state
-                    .catch_all_put(&batch.domain, known, ctx.config.catch_all_ttl)
-                    .await?;
-            }
+            self.learn_catch_all(class).await?;
         }
 
         let evidence_base = EvidenceBase {
-            egress: &egress.name,
-            site: &batch.site,
+            egress: &self.egress.name,
+            site: &self.batch.site,
             host: &current.host,
             addr: current.addr,
             tls: current.session.tls(),
@@ -315,14 +330,40 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         };
         settle_transaction(
             ctx,
-            &mut out,
-            &mut remaining,
+            &mut self.out,
+            &mut self.remaining,
             rcpts,
             &outcome,
-            catch_all,
+            self.catch_all,
             &evidence_base,
         );
-        let healthy = outcome.error.is_none() && probe::closed_by(&outcome).is_none();
+        self.report_circuit(&current.host, &outcome, &classes).await
+    }
+
+    /// What the catch-all probe's reply says of the domain, remembered for every worker.
+    async fn learn_catch_all(&mut self, class: Classification) -> Result<(), Error> {
+        match class {
+            Classification::Accepted => self.catch_all = Some(true),
+            Classification::Undeliverable(_) => self.catch_all = Some(false),
+            _ => {}
+        }
+        if let Some(known) = self.catch_all {
+            self.ctx
+                .state
+                .catch_all_put(&self.batch.domain, known, self.ctx.config.catch_all_ttl)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Tells this egress's circuit at `host` how the transaction went.
+    async fn report_circuit(
+        &self,
+        host: &str,
+        outcome: &TransactionOutcome,
+        classes: &[Option<Classification>],
+    ) -> Result<(), Error> {
+        let healthy = outcome.error.is_none() && probe::closed_by(outcome).is_none();
         // 4.7.x rate replies count against this egress's circuit at the host like a 421:
         // servers throttle per client address. A policy block is a verdict (`unknown/blocked`)
         // and opens no circuit: with every egress blocked, a circuit would turn it into
@@ -330,23 +371,40 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         let about_us = classes
             .iter()
             .any(|c| matches!(c, Some(Classification::Retry(RetryKind::RateLimited))));
-        ctx.state
+        self.ctx
+            .state
             .circuit_report(
-                &egress.key(&current.host),
+                &self.egress.key(host),
                 healthy && !about_us,
-                &ctx.shaping.backoff,
+                &self.ctx.shaping.backoff,
             )
             .await?;
-        if !current.session.is_usable() {
-            retire(ctx, live).await;
-        }
-        if out.blocked_here {
-            // This address is blocked here: new sessions go out through the others.
-            ctx.hold_off_egress(slot.egress, ctx.shaping.backoff.base);
+        Ok(())
+    }
+}
+
+/// The RCPTs of a transaction: the catch-all `probe` first when it goes, then the items of
+/// `chunk` the codec accepts. Addresses the codec refuses never reach the wire; they are settled
+/// as unsendable. The second value, per item of `chunk`: where it is among the items sent, or
+/// why it is not.
+fn recipients(
+    probe: Option<&Mailbox>,
+    chunk: &[BatchItem],
+) -> (Vec<Mailbox>, Vec<Result<usize, String>>) {
+    let mut rcpts: Vec<Mailbox> = Vec::with_capacity(chunk.len() + 1);
+    rcpts.extend(probe.cloned());
+    let probe_sent = probe.is_some();
+    let mut slots: Vec<Result<usize, String>> = Vec::with_capacity(chunk.len());
+    for item in chunk {
+        match item.address.to_mailbox() {
+            Ok(mailbox) => {
+                slots.push(Ok(rcpts.len() - usize::from(probe_sent)));
+                rcpts.push(mailbox);
+            }
+            Err(e) => slots.push(Err(format!("not sendable: {e}"))),
         }
     }
-
-    apply(ctx, &batch, egress, out).await
+    (rcpts, slots)
 }
 
 /// Classifies every RCPT reply of a transaction once (`None`: not answered).
@@ -421,384 +479,6 @@ fn reply_class(code: u16) -> &'static str {
     }
 }
 
-struct EvidenceBase<'a> {
-    egress: &'a str,
-    site: &'a str,
-    host: &'a str,
-    addr: SocketAddr,
-    tls: bool,
-    pipelined: bool,
-    elapsed: Duration,
-}
-
-/// The items of one transaction with what became of each RCPT and its class, in order.
-struct Rcpts<'a> {
-    chunk: Vec<BatchItem>,
-    /// Per item of `chunk`: its index in `outcomes` and `classes`, or why it was not sent.
-    slots: Vec<Result<usize, String>>,
-    outcomes: &'a [RecipientOutcome],
-    classes: &'a [Option<Classification>],
-}
-
-fn settle_transaction<Q: WorkQueue, S: StateStore>(
-    ctx: &SiteContext<Q, S>,
-    out: &mut Settlement,
-    remaining: &mut VecDeque<BatchItem>,
-    rcpts: Rcpts<'_>,
-    txn: &TransactionOutcome,
-    catch_all: Option<bool>,
-    base: &EvidenceBase<'_>,
-) {
-    // MAIL FROM refused: nothing in this transaction was probed.
-    if let Some(mail) = txn.mail.as_ref().filter(|m| m.code >= 400) {
-        let class = classify(CommandKind::MailFrom, mail);
-        let failure = probe::failure(txn);
-        for item in rcpts.chunk {
-            match class {
-                // A permanent refusal of our sender is about us, not the address.
-                Classification::Blocked
-                | Classification::Undeliverable(_)
-                | Classification::Risky(_) => {
-                    let verdict =
-                        verdict(base, &item, Classification::Blocked, Some(mail), catch_all);
-                    out.results.push(result(item, verdict));
-                }
-                _ => defer(ctx, out, item, failure.as_ref(), Some(mail)),
-            }
-        }
-        return;
-    }
-    let mut accepted_in_txn = 0u32;
-    let mut shrink = false;
-    for (item, slot) in rcpts.chunk.into_iter().zip(rcpts.slots) {
-        let index = match slot {
-            Ok(index) => index,
-            Err(why) => {
-                unsendable(out, item, why, catch_all, base);
-                continue;
-            }
-        };
-        let reply = match rcpts.outcomes.get(index) {
-            Some(RecipientOutcome::Replied(reply)) => reply,
-            Some(RecipientOutcome::NotProbed(NotProbed::OverRcptLimit)) if ctx.rcpt_limit() > 1 => {
-                shrink = true;
-                remaining.push_front(item);
-                continue;
-            }
-            Some(RecipientOutcome::NotProbed(NotProbed::NeedsSmtpUtf8)) => {
-                let why = "non-ASCII mailbox and the server does not offer SMTPUTF8";
-                unsendable(out, item, why.into(), catch_all, base);
-                continue;
-            }
-            _ => {
-                // Not answered (MAIL failed in the group, 421, broken session): try again on
-                // a fresh session; attempts bound how often.
-                not_probed(ctx, out, remaining, item, txn);
-                continue;
-            }
-        };
-        let Some(class) = rcpts.classes.get(index).copied().flatten() else {
-            not_probed(ctx, out, remaining, item, txn);
-            continue;
-        };
-        match class {
-            // A policy block is about the prober's address, not the mailbox: another egress
-            // tries, and this one is held off at the site; a verdict only when none is left.
-            Classification::Blocked if may_try_elsewhere(ctx, &item, base.egress) => {
-                let mut item = item;
-                item.attempts += 1;
-                if !item.blocked_via.iter().any(|e| e == base.egress) {
-                    item.blocked_via.push(base.egress.to_string());
-                }
-                out.blocked_here = true;
-                let why = format!(
-                    "blocked via egress {} (another egress will try)",
-                    base.egress
-                );
-                out.moved_off.insert(item.item);
-                out.wait([item], EGRESS_SWITCH_RETRY, &why);
-            }
-            Classification::Blocked if !item.blocked_via.is_empty() => {
-                let mut verdict = verdict(base, &item, class, Some(reply), catch_all);
-                verdict = add_detail(
-                    verdict,
-                    Some(format!(
-                        "also blocked via egress {}",
-                        item.blocked_via.join(", ")
-                    )),
-                );
-                out.results.push(result(item, verdict));
-            }
-            Classification::Accepted
-            | Classification::Undeliverable(_)
-            | Classification::Risky(_)
-            | Classification::Blocked
-            | Classification::ProtocolError => {
-                if class == Classification::Accepted {
-                    accepted_in_txn += 1;
-                }
-                let verdict = verdict(base, &item, class, Some(reply), catch_all);
-                out.results.push(result(item, verdict));
-            }
-            Classification::Retry(RetryKind::Greylisted) => out.greylist.push(item),
-            // RFC 5321 4.5.3.1.8: the server's limit; the rest go in the next transaction.
-            // Once down to one RCPT per transaction it is no longer about the count: a
-            // server that says "too many" to a single recipient is deferring it.
-            Classification::Retry(RetryKind::TooManyRecipients) if ctx.rcpt_limit() > 1 => {
-                shrink = true;
-                remaining.push_front(item);
-            }
-            Classification::Retry(_) => defer(ctx, out, item, None, Some(reply)),
-            Classification::NotProbed | Classification::SessionClosing => {
-                not_probed(ctx, out, remaining, item, txn)
-            }
-        }
-    }
-    if shrink {
-        ctx.shrink_rcpt_limit(accepted_in_txn.max(1));
-    }
-}
-
-/// An item that cannot be sent to this server: `unknown/unverifiable`, saying why.
-fn unsendable(
-    out: &mut Settlement,
-    item: BatchItem,
-    why: String,
-    catch_all: Option<bool>,
-    base: &EvidenceBase<'_>,
-) {
-    let mut evidence = Evidence::for_address(&item.address);
-    evidence.mx_host = Some(base.host.to_string());
-    let verdict = Verdict::new(Reason::Unverifiable, evidence)
-        .with_flags(context_for(&item.address, catch_all).flags)
-        .with_detail(why);
-    out.results.push(result(item, verdict));
-}
-
-/// Whether an item a server blocked through `egress` may be tried through another of this
-/// worker's egresses: one it was not blocked through yet, within the item's attempts.
-fn may_try_elsewhere<Q, S>(ctx: &SiteContext<Q, S>, item: &BatchItem, egress: &str) -> bool {
-    (item.attempts as usize) < ctx.config.defer_retry.len()
-        && ctx
-            .egresses
-            .iter()
-            .any(|e| e.name != egress && !item.blocked_via.contains(&e.name))
-}
-
-fn not_probed<Q: WorkQueue, S: StateStore>(
-    ctx: &SiteContext<Q, S>,
-    out: &mut Settlement,
-    remaining: &mut VecDeque<BatchItem>,
-    mut item: BatchItem,
-    txn: &TransactionOutcome,
-) {
-    item.attempts += 1;
-    if item.attempts as usize > ctx.config.defer_retry.len() {
-        let closed_by = probe::closed_by(txn);
-        let failure = probe::failure(txn).unwrap_or_else(|| match closed_by {
-            // RFC 5321 3.8: 421 is "service not available, closing": temporary, not garbage.
-            Some(reply) => ProbeFailure::Temporary(format!(
-                "the server closed the session ({} {}) before answering this recipient",
-                reply.code,
-                reply.text()
-            )),
-            None => ProbeFailure::Protocol("the server never answered this recipient".into()),
-        });
-        let reply = closed_by.or(txn.mail.as_ref());
-        let verdict = failure_verdict(&item, &failure, reply);
-        out.results.push(result(item, verdict));
-    } else {
-        remaining.push_back(item);
-    }
-}
-
-/// A temporary outcome: retry after the next delay of the schedule, or settle as unknown.
-fn defer<Q: WorkQueue, S: StateStore>(
-    ctx: &SiteContext<Q, S>,
-    out: &mut Settlement,
-    item: BatchItem,
-    failure: Option<&ProbeFailure>,
-    reply: Option<&Reply>,
-) {
-    defer_after(ctx, out, item, failure, reply, Duration::ZERO);
-}
-
-/// Like `defer` for a failure, waiting at least `at_least` (the circuit's open period).
-fn defer_at_least<Q: WorkQueue, S: StateStore>(
-    ctx: &SiteContext<Q, S>,
-    out: &mut Settlement,
-    item: BatchItem,
-    failure: &ProbeFailure,
-    at_least: Duration,
-) {
-    defer_after(ctx, out, item, Some(failure), None, at_least);
-}
-
-/// Retry after the next delay of the schedule (at least `at_least`) while the kind of failure
-/// still deserves a retry and the item's max wait allows it; otherwise settle as unknown with
-/// the reason it was waiting for.
-fn defer_after<Q: WorkQueue, S: StateStore>(
-    ctx: &SiteContext<Q, S>,
-    out: &mut Settlement,
-    mut item: BatchItem,
-    failure: Option<&ProbeFailure>,
-    reply: Option<&Reply>,
-    at_least: Duration,
-) {
-    let round = item.attempts as usize;
-    item.attempts += 1;
-    let retries = failure
-        .and_then(ProbeFailure::max_retries)
-        .unwrap_or(usize::MAX);
-    let next = ctx
-        .config
-        .defer_retry
-        .get(round)
-        .filter(|_| round < retries)
-        .map(|delay| (*delay).max(at_least));
-    let stopped = match next {
-        Some(delay) if may_wait(out.max_wait, &mut item, delay) => {
-            let why = match (failure, reply) {
-                (Some(failure), _) => format!("{} ({})", failure.reason(), failure.detail()),
-                (None, Some(reply)) => format!("deferred ({} {})", reply.code, reply.text()),
-                (None, None) => "deferred".to_string(),
-            };
-            out.wait([item], delay, &why);
-            return;
-        }
-        Some(delay) => Some(max_wait_detail(out.max_wait, delay)),
-        None => None,
-    };
-    let verdict = match failure {
-        Some(failure) => failure_verdict(&item, failure, reply),
-        None => exhausted(&item, RetryKind::Deferred, reply),
-    };
-    out.results.push(result(item, add_detail(verdict, stopped)));
-}
-
-/// Whether `item` may wait `delay` more for its next try: its waits end `max_wait` after the
-/// first one began (noted on the item, so the bound survives requeues and redeliveries).
-fn may_wait(max_wait: Option<Duration>, item: &mut BatchItem, delay: Duration) -> bool {
-    let Some(max_wait) = max_wait else {
-        return true;
-    };
-    let now = epoch_ms(SystemTime::now());
-    let since = *item.waiting_since_ms.get_or_insert(now);
-    now.saturating_add(duration_ms(delay)) <= since.saturating_add(duration_ms(max_wait))
-}
-
-fn max_wait_detail(max_wait: Option<Duration>, delay: Duration) -> String {
-    let max_wait = max_wait.unwrap_or_default();
-    format!(
-        "no more retries: the next try (in {}) would come after the max wait ({})",
-        short_duration(delay),
-        short_duration(max_wait)
-    )
-}
-
-/// The verdict with `more` (why its retries stopped, a note the item carries) added to its
-/// detail.
-fn add_detail(verdict: Verdict, more: Option<String>) -> Verdict {
-    match more {
-        None => verdict,
-        Some(stop) => {
-            let detail = match verdict.detail.as_deref() {
-                Some(detail) if !detail.is_empty() => format!("{detail}; {stop}"),
-                _ => stop,
-            };
-            verdict.with_detail(detail)
-        }
-    }
-}
-
-fn epoch_ms(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map(duration_ms)
-        .unwrap_or(0)
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// `90s` as `1m30s`, `600s` as `10m`: how a person reads a wait.
-fn short_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
-        (0, 0, 0) => format!("{}ms", d.as_millis()),
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, _) => format!("{h}h{m}m"),
-    }
-}
-
-fn failure_verdict(item: &BatchItem, failure: &ProbeFailure, reply: Option<&Reply>) -> Verdict {
-    let mut evidence = Evidence::for_address(&item.address);
-    if let Some(reply) = reply {
-        evidence.set_reply(reply.code, reply.enhanced, &reply.text());
-    }
-    evidence.attempts = item.attempts;
-    Verdict::new(failure.reason(), evidence)
-        .with_flags(context_for(&item.address, None).flags)
-        .with_detail(failure.detail().to_string())
-}
-
-/// The verdict once retries of `kind` are used up (`unknown/greylisted`, `unknown/deferred`).
-fn exhausted(item: &BatchItem, kind: RetryKind, reply: Option<&Reply>) -> Verdict {
-    let mut evidence = Evidence::for_address(&item.address);
-    if let Some(reply) = reply {
-        evidence.set_reply(reply.code, reply.enhanced, &reply.text());
-    }
-    evidence.attempts = item.attempts + item.greylist_round + 1;
-    verdict_for(
-        Classification::Retry(kind),
-        &context_for(&item.address, None),
-        evidence,
-    )
-}
-
-fn context_for(address: &EmailAddress, catch_all: Option<bool>) -> DomainContext {
-    let catch_all = match catch_all {
-        Some(true) => CatchAll::Yes,
-        Some(false) => CatchAll::No,
-        None => CatchAll::Unknown,
-    };
-    DomainContext::for_address(address, catch_all)
-}
-
-/// The verdict of a probed item: core's `verdict_for` over the evidence of this transaction.
-fn verdict(
-    base: &EvidenceBase<'_>,
-    item: &BatchItem,
-    class: Classification,
-    reply: Option<&Reply>,
-    catch_all: Option<bool>,
-) -> Verdict {
-    let mut evidence = Evidence::for_address(&item.address);
-    evidence.site = Some(base.site.to_string());
-    evidence.mx_host = Some(base.host.to_string());
-    evidence.ip = Some(base.addr.ip());
-    evidence.egress = Some(base.egress.to_string());
-    if let Some(reply) = reply {
-        evidence.set_reply(reply.code, reply.enhanced, &reply.text());
-    }
-    evidence.attempts = item.attempts + item.greylist_round + 1;
-    evidence.tls = base.tls;
-    evidence.pipelined = base.pipelined;
-    evidence.elapsed_ms = base.elapsed.as_millis() as u64;
-    verdict_for(class, &context_for(&item.address, catch_all), evidence)
-}
-
-fn result(item: BatchItem, verdict: Verdict) -> ItemResult {
-    ItemResult {
-        item: item.item,
-        address: item.address.to_string(),
-        verdict: add_detail(verdict, item.note),
-    }
-}
-
 enum Opened {
     Live(Live),
     /// Our own politeness (connection rate, address slots) says wait: come back later.
@@ -811,6 +491,8 @@ enum Opened {
     Failed(ProbeFailure),
 }
 
+/// A session for `batch` through `egress`: the first of its hosts whose circuit is
+/// closed and one of whose public addresses has a free slot and connects.
 async fn open_session<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     batch: &Batch,
@@ -855,25 +537,7 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
                 .record(started.elapsed().as_secs_f64());
             match connected {
                 Ok(session) => {
-                    ctx.metrics
-                        .sessions_opened
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    ctx.metrics
-                        .sessions_active
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    metrics::counter!("rollcall_smtp_sessions_opened_total").increment(1);
-                    metrics::counter!("rollcall_egress_sessions_opened_total", "egress" => egress.name.clone())
-                        .increment(1);
-                    // The egress's reply counters exist from its first session on, so an
-                    // egress that was never blocked shows 0, not nothing.
-                    for name in [
-                        "rollcall_egress_rcpts_total",
-                        "rollcall_egress_blocks_total",
-                        "rollcall_egress_deferrals_total",
-                    ] {
-                        metrics::counter!(name, "egress" => egress.name.clone()).increment(0);
-                    }
-                    metrics::gauge!("rollcall_smtp_sessions_active").increment(1.0);
+                    count_session_opened(ctx, egress);
                     return Ok(Opened::Live(Live {
                         session,
                         host: host.to_string(),
@@ -901,6 +565,29 @@ async fn open_session<Q: WorkQueue, S: StateStore>(
             "no MX host address to connect to".into(),
         )),
     })
+}
+
+/// Counts a session `egress` opened, in the worker's counters and the exported metrics.
+fn count_session_opened<Q, S>(ctx: &SiteContext<Q, S>, egress: &Egress) {
+    ctx.metrics
+        .sessions_opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.metrics
+        .sessions_active
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    metrics::counter!("rollcall_smtp_sessions_opened_total").increment(1);
+    metrics::counter!("rollcall_egress_sessions_opened_total", "egress" => egress.name.clone())
+        .increment(1);
+    // The egress's reply counters exist from its first session on, so an egress that was
+    // never blocked shows 0, not nothing.
+    for name in [
+        "rollcall_egress_rcpts_total",
+        "rollcall_egress_blocks_total",
+        "rollcall_egress_deferrals_total",
+    ] {
+        metrics::counter!(name, "egress" => egress.name.clone()).increment(0);
+    }
+    metrics::gauge!("rollcall_smtp_sessions_active").increment(1.0);
 }
 
 /// How long to wait for a server address's session slot in place before rescheduling.
@@ -997,69 +684,4 @@ pub async fn retire<Q: WorkQueue, S: StateStore>(ctx: &SiteContext<Q, S>, live: 
         current.session.quit().await;
         current.ip_lease.release(ctx.state.as_ref()).await;
     }
-}
-
-async fn apply<Q: WorkQueue, S: StateStore>(
-    ctx: &SiteContext<Q, S>,
-    batch: &Batch,
-    egress: &Egress,
-    mut out: Settlement,
-) -> Result<(), Error> {
-    let now = SystemTime::now();
-    // Greylisted: retry from the same sender and egress after the next delay (RFC 6647 4.2).
-    let mut by_round: std::collections::BTreeMap<u32, Vec<BatchItem>> = Default::default();
-    for mut item in out.greylist.drain(..) {
-        let round = item.greylist_round as usize;
-        match ctx.config.greylist_retry.get(round).copied() {
-            Some(delay) if may_wait(out.max_wait, &mut item, delay) => {
-                item.greylist_round += 1;
-                ctx.metrics
-                    .waiting
-                    .wait(&batch.campaign, item.item, "greylisted", delay);
-                by_round.entry(item.greylist_round).or_default().push(item);
-            }
-            next => {
-                let stopped = next.map(|delay| max_wait_detail(out.max_wait, delay));
-                let verdict = exhausted(&item, RetryKind::Greylisted, None);
-                out.results.push(result(item, add_detail(verdict, stopped)));
-            }
-        }
-    }
-    if !out.results.is_empty() {
-        ctx.state
-            .record_results(&batch.campaign, &out.results)
-            .await?;
-    }
-    for (round, items) in by_round {
-        let delay = ctx.config.greylist_retry[(round - 1) as usize];
-        // RFC 6647 4.2: the retry must come from the same client address with the same
-        // sender, so it is pinned to this egress.
-        let mut retry = batch.with_items(items);
-        retry.egress = Some(egress.name.clone());
-        let entry = GreylistEntry { batch: retry };
-        ctx.state.greylist_schedule(&entry, now + delay).await?;
-    }
-    let mut by_delay: std::collections::BTreeMap<(Duration, bool), Vec<BatchItem>> =
-        Default::default();
-    let mut waits: std::collections::HashMap<ItemId, String> = out.waits.into_iter().collect();
-    for (item, delay) in out.later {
-        let why = waits
-            .remove(&item.item)
-            .unwrap_or_else(|| "a retry".to_string());
-        ctx.metrics
-            .waiting
-            .wait(&batch.campaign, item.item, &why, delay);
-        let moved = out.moved_off.contains(&item.item);
-        by_delay.entry((delay, moved)).or_default().push(item);
-    }
-    for ((delay, moved), items) in by_delay {
-        let mut retry = batch.with_items(items);
-        if moved {
-            // Blocked through this egress: any other may try it, even when it was pinned here.
-            retry.egress = None;
-        }
-        ctx.queue.publish_after(&retry, delay).await?;
-        metrics::counter!("rollcall_queue_published_total").increment(1);
-    }
-    Ok(())
 }

@@ -17,7 +17,8 @@ use rollcall_core::ports::{
     Batch, BatchItem, ItemResult, MxHost, QueueError, StateStore, WorkQueue,
 };
 use rollcall_core::{
-    CampaignId, EmailAddress, EnhancedCode, Evidence, Flags, ItemId, Reason, Site, Verdict,
+    CampaignId, EmailAddress, EnhancedCode, Evidence, Flags, ItemId, Reason, Site, SyntaxError,
+    Verdict,
 };
 use rollcall_dns::{MxResolver, Resolution};
 use tokio::sync::{mpsc, watch};
@@ -197,6 +198,40 @@ struct Run<'a, Q, S, P> {
     routed_rows: u64,
 }
 
+impl<'a, Q, S, P> Run<'a, Q, S, P> {
+    /// A run of `campaign` with nothing read yet.
+    fn new(
+        co: &'a Coordinator<Q, S>,
+        campaign: CampaignId,
+        output: mpsc::Sender<OutputRow<P>>,
+        resolved_tx: mpsc::UnboundedSender<(String, Resolution)>,
+        replay_only: bool,
+    ) -> Self {
+        Run {
+            co,
+            campaign,
+            output,
+            next_item: 0,
+            dedupe: HashMap::new(),
+            done: Vec::new(),
+            pending: HashMap::new(),
+            domains: HashMap::new(),
+            open: HashMap::new(),
+            resolving: 0,
+            resolved_tx,
+            last_row: Instant::now(),
+            cursor: 0,
+            summary: Summary::default(),
+            strings: Interner::default(),
+            early: HashMap::new(),
+            replay_only,
+            publishing: tokio::task::JoinSet::new(),
+            lanes: HashMap::new(),
+            routed_rows: 0,
+        }
+    }
+}
+
 /// A site's lanes: batches go to them in turn.
 struct Lanes {
     count: u32,
@@ -296,28 +331,8 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
         resume: Option<Resume>,
     ) -> Result<Summary, Error> {
         let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
-        let mut run = Run {
-            co: self,
-            campaign,
-            output,
-            next_item: 0,
-            dedupe: HashMap::new(),
-            done: Vec::new(),
-            pending: HashMap::new(),
-            domains: HashMap::new(),
-            open: HashMap::new(),
-            resolving: 0,
-            resolved_tx,
-            last_row: Instant::now(),
-            cursor: 0,
-            summary: Summary::default(),
-            strings: Interner::default(),
-            early: HashMap::new(),
-            replay_only: resume == Some(Resume::ReplayOnly),
-            publishing: tokio::task::JoinSet::new(),
-            lanes: HashMap::new(),
-            routed_rows: 0,
-        };
+        let replay_only = resume == Some(Resume::ReplayOnly);
+        let mut run = Run::new(self, campaign, output, resolved_tx, replay_only);
         if resume.is_some() {
             run.preload().await?;
         }
@@ -389,35 +404,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             .set(self.summary.rows as f64);
         let address = match EmailAddress::parse(&row.text) {
             Ok(address) => address,
-            Err(error) => {
-                let item = self.new_item();
-                let early = self.early.remove(&item);
-                if early.is_none() && self.replay_only {
-                    return Ok(());
-                }
-                let verdict = Verdict::for_syntax_error(&row.text, &error);
-                self.pending.insert(
-                    item,
-                    Pending {
-                        row: row.row,
-                        text: row.text.clone(),
-                        payload: row.payload,
-                        dedupable: false,
-                        duplicates: Vec::new(),
-                    },
-                );
-                if let Some(result) = early {
-                    self.finish(result, true).await;
-                    return Ok(());
-                }
-                self.record(vec![ItemResult {
-                    item,
-                    address: row.text,
-                    verdict,
-                }])
-                .await?;
-                return Ok(());
-            }
+            Err(error) => return self.ingest_unparsed(row, &error).await,
         };
         let key = address.dedupe_key();
         if let Some(&seen) = self.dedupe.get(&key) {
@@ -465,6 +452,40 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             blocked_via: Vec::new(),
         };
         self.route(domain, batch_item).await
+    }
+
+    /// A row that is not an address: its syntax verdict, recorded without a probe.
+    async fn ingest_unparsed(
+        &mut self,
+        row: InputRow<P>,
+        error: &SyntaxError,
+    ) -> Result<(), Error> {
+        let item = self.new_item();
+        let early = self.early.remove(&item);
+        if early.is_none() && self.replay_only {
+            return Ok(());
+        }
+        let verdict = Verdict::for_syntax_error(&row.text, error);
+        self.pending.insert(
+            item,
+            Pending {
+                row: row.row,
+                text: row.text.clone(),
+                payload: row.payload,
+                dedupable: false,
+                duplicates: Vec::new(),
+            },
+        );
+        if let Some(result) = early {
+            self.finish(result, true).await;
+            return Ok(());
+        }
+        self.record(vec![ItemResult {
+            item,
+            address: row.text,
+            verdict,
+        }])
+        .await
     }
 
     async fn route(&mut self, domain: String, item: BatchItem) -> Result<(), Error> {

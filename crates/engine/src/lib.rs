@@ -15,7 +15,8 @@
 //! - `probe`: the engine's port to an SMTP session (`Connector`, `ProbeSession`).
 //! - `worker`: consumes batches and dispatches them per site; runs the greylist scheduler.
 //! - `site`: one site's line of batches and its warm session tasks under fleet-wide leases.
-//! - `batch_run`: one batch's transactions and the settling of every item.
+//! - `batch_run`: one batch's sessions, politeness budgets and transactions.
+//! - `settle`: what each reply makes of an item, and the batch's results and retries applied.
 //! - `context`: what a worker's tasks share (counters, a site runner's context, session slots).
 //! - `held_lease`: fleet-wide session slots kept alive by a heartbeat while a session lives.
 //! - `waiting`: what this worker's items wait for and until when (for progress displays).
@@ -31,6 +32,7 @@ pub mod embedded;
 mod error;
 mod held_lease;
 pub mod probe;
+mod settle;
 pub mod shaping;
 pub mod shards;
 mod site;
