@@ -456,7 +456,7 @@ pub(crate) async fn apply<Q: WorkQueue, S: StateStore>(
         // sender, so it is pinned to this egress.
         let mut retry = batch.with_items(items);
         retry.egress = Some(egress.name.clone());
-        let entry = GreylistEntry { batch: retry };
+        let entry = GreylistEntry::new(retry);
         ctx.state.greylist_schedule(&entry, now + delay).await?;
     }
     let mut by_delay: std::collections::BTreeMap<(Duration, bool), Vec<BatchItem>> =

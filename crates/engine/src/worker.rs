@@ -137,15 +137,24 @@ async fn greylist_loop<Q: WorkQueue, S: StateStore>(
                 continue;
             }
         };
+        // Each entry stays in the schedule (due again after its lease) until it is published
+        // and done: a worker killed between the two loses no retry.
+        let mut published = Vec::with_capacity(due.len());
         for entry in due {
             if let Err(error) = queue.publish(&entry.batch).await {
-                tracing::warn!(%error, "greylist retry not published; putting it back");
-                let _ = state
-                    .greylist_schedule(&entry, SystemTime::now() + GREYLIST_POLL)
-                    .await;
+                tracing::warn!(
+                    %error,
+                    "greylist retry not published; it comes due again when its lease ends"
+                );
             } else {
                 metrics::counter!("rollcall_queue_published_total").increment(1);
+                published.push(entry);
             }
+        }
+        if let Err(error) = state.greylist_done(&published).await {
+            // Due again after the lease: published twice, recorded once (a worker skips items
+            // already recorded).
+            tracing::warn!(%error, "published greylist retries not marked done");
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{Cmd, Script, ToRedisArgs};
 use rollcall_core::CampaignId;
-use rollcall_core::ports::{BackoffPolicy, RateLimit};
+use rollcall_core::ports::{BackoffPolicy, GREYLIST_LEASE, RateLimit};
 
 use crate::keys::Keys;
 use crate::scripts;
@@ -185,6 +185,19 @@ pub(crate) fn greylist_take_due(keys: &Keys, request: &str, now: SystemTime, max
     .arg(epoch_ms(now))
     .arg(max.min(TAKE_DUE_MAX))
     .arg(millis(REQUEST_MEMORY))
+    .arg(epoch_ms(now + GREYLIST_LEASE))
+}
+
+pub(crate) fn greylist_done(keys: &Keys, ids: &[&str]) -> Call {
+    let mut call = Call::script(
+        "greylist_done",
+        &scripts::GREYLIST_DONE,
+        vec![keys.greylist(), keys.greylist_entries()],
+    );
+    for id in ids {
+        call = call.arg(*id);
+    }
+    call
 }
 
 pub(crate) fn greylist_pending(keys: &Keys) -> Call {

@@ -148,9 +148,11 @@ return 1
     )
 });
 
-/// Take due entries. KEYS[1] schedule, KEYS[2] entries, KEYS[3] this request's remembered
-/// answer. ARGV: now ms, max, how long the answer is remembered (ms). Returns the entries' JSON
-/// in due order; a retried request (same KEYS[3]) gets the same answer instead of nothing.
+/// Hand out due entries. KEYS[1] schedule, KEYS[2] entries, KEYS[3] this request's remembered
+/// answer. ARGV: now ms, max, how long the answer is remembered (ms), the lease's end (ms).
+/// Returns id, JSON, id, JSON... in due order; each entry handed out stays in the schedule, due
+/// again at the lease's end, until `GREYLIST_DONE` forgets it. A retried request (same KEYS[3])
+/// gets the same answer instead of nothing.
 pub(crate) static GREYLIST_TAKE_DUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -161,15 +163,32 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, to
 local out = {}
 for _, id in ipairs(ids) do
   local json = redis.call('HGET', KEYS[2], id)
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  if json then out[#out + 1] = json end
+  if json then
+    redis.call('ZADD', KEYS[1], ARGV[4], id)
+    out[#out + 1] = id
+    out[#out + 1] = json
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
 end
 -- The first element marks the answer as present even when it is empty.
 redis.call('RPUSH', KEYS[3], '')
-for _, json in ipairs(out) do redis.call('RPUSH', KEYS[3], json) end
+for _, v in ipairs(out) do redis.call('RPUSH', KEYS[3], v) end
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 return out
+"#,
+    )
+});
+
+/// Forget handed-out greylist entries. KEYS[1] schedule, KEYS[2] entries. ARGV: their ids.
+pub(crate) static GREYLIST_DONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+for _, id in ipairs(ARGV) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+end
+return #ARGV
 "#,
     )
 });

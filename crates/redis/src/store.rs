@@ -295,18 +295,38 @@ impl StateStore for RedisState {
         let taken: Vec<String> = self
             .query(&calls::greylist_take_due(&self.keys, &request, now, max))
             .await?;
-        let mut entries = Vec::with_capacity(taken.len());
-        for json in taken {
-            // The entry is already out of the schedule: one that does not decode is reported
-            // and dropped rather than failing the good ones with it.
-            match serde_json::from_str(&json) {
-                Ok(entry) => entries.push(entry),
+        let mut entries = Vec::with_capacity(taken.len() / 2);
+        let mut undecodable = Vec::new();
+        for pair in taken.chunks(2) {
+            let [id, json] = pair else { break };
+            // One that does not decode is reported and dropped rather than failing the good
+            // ones with it.
+            match serde_json::from_str::<GreylistEntry>(json) {
+                Ok(mut entry) => {
+                    entry.id = Some(id.clone());
+                    entries.push(entry);
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, "dropping a greylist entry that does not decode")
+                    tracing::error!(error = %e, "dropping a greylist entry that does not decode");
+                    undecodable.push(id.as_str());
                 }
             }
         }
+        if !undecodable.is_empty() {
+            self.send(&calls::greylist_done(&self.keys, &undecodable))
+                .await?;
+        }
         Ok(entries)
+    }
+
+    async fn greylist_done(&self, entries: &[GreylistEntry]) -> Result<(), StoreError> {
+        let ids: Vec<&str> = entries.iter().filter_map(|e| e.id.as_deref()).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.send(&calls::greylist_done(&self.keys, &ids))
+            .await
+            .map(drop)
     }
 
     async fn greylist_pending(&self) -> Result<u64, StoreError> {
@@ -615,6 +635,7 @@ mod retry_tests {
                 egress: None,
                 lane: 0,
             },
+            id: None,
         };
         let now = SystemTime::now();
         s.greylist_schedule(&entry, now - Duration::from_secs(1))
@@ -623,7 +644,7 @@ mod retry_tests {
         let call = calls::greylist_take_due(&s.keys, "req-1", now, 10);
         let first: Vec<String> = s.query(&call).await.unwrap();
         let again: Vec<String> = s.query(&call).await.unwrap();
-        assert_eq!(first.len(), 1);
+        assert_eq!(first.len(), 2, "one entry: its id and its JSON");
         assert_eq!(first, again, "the retry gets the remembered answer");
         let other = calls::greylist_take_due(&s.keys, "req-2", now, 10);
         assert!(s.query::<Vec<String>>(&other).await.unwrap().is_empty());

@@ -104,6 +104,7 @@ fn entry(campaign: &CampaignId, item: u64) -> GreylistEntry {
             egress: None,
             lane: 0,
         },
+        id: None,
     }
 }
 
@@ -141,6 +142,7 @@ async fn concurrent_takes_hand_each_greylist_entry_out_once() {
                 let items: Vec<u64> = taken.iter().map(|e| e.batch.items[0].item.0).collect();
                 assert!(items.windows(2).all(|w| w[0] < w[1]), "{items:?}");
                 mine.extend(items);
+                store.greylist_done(&taken).await.unwrap();
             }
         }));
     }

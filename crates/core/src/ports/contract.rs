@@ -5,8 +5,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::{
-    BackoffPolicy, Batch, BatchItem, CampaignPhase, CampaignRecord, CircuitDecision, GreylistEntry,
-    ItemResult, Progress, RateDecision, RateLimit, StateStore,
+    BackoffPolicy, Batch, BatchItem, CampaignPhase, CampaignRecord, CircuitDecision,
+    GREYLIST_LEASE, GreylistEntry, ItemResult, Progress, RateDecision, RateLimit, StateStore,
 };
 use crate::{CampaignId, Evidence, ItemId, Reason, Verdict};
 
@@ -178,12 +178,12 @@ fn batch(campaign: &CampaignId, domain: &str, item: u64) -> Batch {
     }
 }
 
-/// The greylist schedule hands out due entries once, in due order, and keeps the rest.
+/// The greylist schedule hands out due entries in due order, once while their lease runs, and
+/// keeps the rest; an entry handed out and never done comes due again after the lease, one
+/// done is gone.
 pub async fn greylist<S: StateStore>(store: &S, campaign: &CampaignId) {
     let now = SystemTime::now();
-    let entry = |item| GreylistEntry {
-        batch: batch(campaign, "grey.test", item),
-    };
+    let entry = |item| GreylistEntry::new(batch(campaign, "grey.test", item));
     let before = store.greylist_pending().await.unwrap();
     store
         .greylist_schedule(&entry(2), now - Duration::from_secs(1))
@@ -207,15 +207,41 @@ pub async fn greylist<S: StateStore>(store: &S, campaign: &CampaignId) {
         .collect();
     let items: Vec<u64> = due.iter().map(|e| e.batch.items[0].item.0).collect();
     assert_eq!(items, vec![1, 2]);
-    assert_eq!(due[0], entry(1), "the entry comes back whole");
-    let again: Vec<GreylistEntry> = store
-        .greylist_take_due(now, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.batch.campaign == *campaign)
-        .collect();
-    assert!(again.is_empty(), "a due entry is handed out once");
+    assert_eq!(due[0].batch, entry(1).batch, "the entry comes back whole");
+    assert!(
+        due.iter().all(|e| e.id.is_some()),
+        "handed out with their ids"
+    );
+    let mine = |taken: Vec<GreylistEntry>| -> Vec<GreylistEntry> {
+        taken
+            .into_iter()
+            .filter(|e| e.batch.campaign == *campaign)
+            .collect()
+    };
+    let again = mine(store.greylist_take_due(now, 100).await.unwrap());
+    assert!(
+        again.is_empty(),
+        "a due entry is handed out once while its lease runs"
+    );
+    assert_eq!(
+        store.greylist_pending().await.unwrap(),
+        before + 3,
+        "handed out is not forgotten"
+    );
+    // Entry 2 is published and done; entry 1's taker "died": it comes due again after the lease.
+    store.greylist_done(&due[1..]).await.unwrap();
+    store.greylist_done(&due[1..]).await.unwrap();
+    assert_eq!(store.greylist_pending().await.unwrap(), before + 2);
+    let later = now + GREYLIST_LEASE + Duration::from_secs(1);
+    let back = mine(store.greylist_take_due(later, 100).await.unwrap());
+    let items: Vec<u64> = back.iter().map(|e| e.batch.items[0].item.0).collect();
+    assert_eq!(
+        items,
+        vec![1],
+        "the undone entry is due again, the done one is gone"
+    );
+    store.greylist_done(&back).await.unwrap();
+    assert_eq!(store.greylist_pending().await.unwrap(), before + 1);
 }
 
 fn result(item: u64, reason: Reason) -> ItemResult {

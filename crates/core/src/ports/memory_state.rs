@@ -13,8 +13,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::state::status_index;
 use super::{
-    BackoffPolicy, CampaignRecord, CircuitDecision, GreylistEntry, ItemResult, Lease, Progress,
-    RateDecision, RateLimit, StateStore, StoreError,
+    BackoffPolicy, CampaignRecord, CircuitDecision, GREYLIST_LEASE, GreylistEntry, ItemResult,
+    Lease, Progress, RateDecision, RateLimit, StateStore, StoreError,
 };
 use crate::{CampaignId, ItemId};
 
@@ -32,6 +32,8 @@ struct Inner {
     circuits: HashMap<String, Circuit>,
     catch_all: HashMap<String, (bool, Instant)>,
     greylist: BTreeMap<(SystemTime, u64), GreylistEntry>,
+    /// When each entry of `greylist` (by its sequence number) is due.
+    greylist_due: HashMap<u64, SystemTime>,
     greylist_seq: u64,
     campaigns: HashMap<CampaignId, Campaign>,
 }
@@ -262,7 +264,10 @@ impl StateStore for MemoryState {
         let mut inner = self.lock();
         inner.greylist_seq += 1;
         let seq = inner.greylist_seq;
-        inner.greylist.insert((due, seq), entry.clone());
+        let mut entry = entry.clone();
+        entry.id = None;
+        inner.greylist.insert((due, seq), entry);
+        inner.greylist_due.insert(seq, due);
         Ok(())
     }
 
@@ -272,17 +277,37 @@ impl StateStore for MemoryState {
         max: usize,
     ) -> Result<Vec<GreylistEntry>, StoreError> {
         let mut inner = self.lock();
-        let mut taken = Vec::new();
-        while taken.len() < max {
-            let Some(entry) = inner.greylist.first_entry() else {
-                break;
-            };
-            if entry.key().0 > now {
-                break;
+        let due: Vec<(SystemTime, u64)> = inner
+            .greylist
+            .range(..=(now, u64::MAX))
+            .take(max)
+            .map(|(key, _)| *key)
+            .collect();
+        let leased = now + GREYLIST_LEASE;
+        let mut taken = Vec::with_capacity(due.len());
+        for key in due {
+            if let Some(entry) = inner.greylist.remove(&key) {
+                inner.greylist_due.insert(key.1, leased);
+                let mut out = entry.clone();
+                out.id = Some(key.1.to_string());
+                inner.greylist.insert((leased, key.1), entry);
+                taken.push(out);
             }
-            taken.push(entry.remove());
         }
         Ok(taken)
+    }
+
+    async fn greylist_done(&self, entries: &[GreylistEntry]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for seq in entries
+            .iter()
+            .filter_map(|e| e.id.as_deref()?.parse::<u64>().ok())
+        {
+            if let Some(due) = inner.greylist_due.remove(&seq) {
+                inner.greylist.remove(&(due, seq));
+            }
+        }
+        Ok(())
     }
 
     async fn greylist_pending(&self) -> Result<u64, StoreError> {

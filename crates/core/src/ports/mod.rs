@@ -17,6 +17,6 @@ pub use memory_queue::MemoryQueue;
 pub use memory_state::MemoryState;
 pub use queue::{Acker, Delivery, QueueDepths, QueueError, WorkQueue};
 pub use state::{
-    BackoffPolicy, CampaignPhase, CampaignRecord, CircuitDecision, GreylistEntry, Lease, Progress,
-    RateDecision, RateLimit, StateStore, StoreError, status_index,
+    BackoffPolicy, CampaignPhase, CampaignRecord, CircuitDecision, GREYLIST_LEASE, GreylistEntry,
+    Lease, Progress, RateDecision, RateLimit, StateStore, StoreError, status_index,
 };

@@ -127,7 +127,23 @@ pub enum CircuitDecision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GreylistEntry {
     pub batch: Batch,
+    /// The store's name for the entry, set on the entries `greylist_take_due` hands out (for
+    /// `greylist_done`); not part of what is stored.
+    #[serde(skip)]
+    pub id: Option<String>,
 }
+
+impl GreylistEntry {
+    /// An entry for `batch`, not yet in a store.
+    pub fn new(batch: Batch) -> Self {
+        GreylistEntry { batch, id: None }
+    }
+}
+
+/// How long an entry handed out by `greylist_take_due` stays out of the schedule: its taker
+/// publishes it and calls `greylist_done` well within this; a taker that dies first (kill -9
+/// between the two) leaves it to come due again this much later, for another worker.
+pub const GREYLIST_LEASE: Duration = Duration::from_secs(30);
 
 /// Progress of a campaign, read from counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,12 +245,18 @@ pub trait StateStore: Send + Sync + 'static {
         entry: &GreylistEntry,
         due: SystemTime,
     ) -> Result<(), StoreError>;
-    /// Take (remove and return) up to `max` entries due at `now`.
+    /// Hand out up to `max` entries due at `now`, in due order, each with its `id`. They stay in
+    /// the schedule, due again `GREYLIST_LEASE` after `now`, until `greylist_done` forgets
+    /// them: a retry whose taker dies before publishing it is not lost (at least once; a
+    /// worker skips items already recorded).
     async fn greylist_take_due(
         &self,
         now: SystemTime,
         max: usize,
     ) -> Result<Vec<GreylistEntry>, StoreError>;
+    /// Forget entries handed out by `greylist_take_due` (their retries are published).
+    /// Entries already forgotten are skipped.
+    async fn greylist_done(&self, entries: &[GreylistEntry]) -> Result<(), StoreError>;
     /// Entries waiting in the schedule.
     async fn greylist_pending(&self) -> Result<u64, StoreError>;
 
