@@ -273,7 +273,7 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
                 record.created_ms,
                 record.max_wait_ms,
             );
-            campaign.record().total = record.rows;
+            campaign.tally().total = record.rows;
             let mode = match record.phase {
                 CampaignPhase::Running => Mode::Continue,
                 CampaignPhase::Uploading => {
@@ -282,7 +282,7 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
                     let detail = "the coordinator stopped while the list was being uploaded; \
                                   submit it again";
                     self.state.campaign_delete(&record.id).await?;
-                    campaign.record().total = 0;
+                    campaign.tally().total = 0;
                     campaign
                         .persist(&*self.state, CampaignPhase::Failed, Some(detail.into()))
                         .await?;
@@ -328,7 +328,7 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
         let running = campaigns
             .by_id
             .values()
-            .filter(|c| !c.record().state.is_final())
+            .filter(|c| !c.tally().state.is_final())
             .count();
         if running >= self.limits.max_running_campaigns {
             return Err(BackendError::ResourceExhausted(format!(
@@ -354,7 +354,7 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
                 campaigns
                     .by_id
                     .get(*id)
-                    .is_some_and(|c| c.record().state.is_final())
+                    .is_some_and(|c| c.tally().state.is_final())
             })
             .cloned()
             .collect();
@@ -459,7 +459,7 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
                 return;
             }
             let (now, why) = {
-                let record = collecting.record();
+                let record = collecting.tally();
                 (record.state, record.detail.clone())
             };
             if let Some(phase) = final_phase(now)
@@ -515,7 +515,7 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
                 .campaign_append_input(&campaign.id, next_row, &chunk)
                 .await
                 .map_err(unavailable)?;
-            campaign.record().total += chunk.len() as u64;
+            campaign.tally().total += chunk.len() as u64;
             for text in chunk {
                 match count_entry(&text, &mut seen) {
                     Entry::Accepted => accepted += 1,
@@ -710,7 +710,7 @@ impl<Q: WorkQueue, S: StateStore> CampaignBackend for CoordinatorBackend<Q, S> {
         max: usize,
     ) -> Result<(Vec<ResultRecord>, u64), BackendError> {
         let campaign = self.find(campaign)?;
-        let record = campaign.record();
+        let record = campaign.tally();
         let start = usize::try_from(cursor)
             .ok()
             .filter(|start| *start <= record.rows.len())
@@ -730,7 +730,7 @@ impl<Q: WorkQueue, S: StateStore> CampaignBackend for CoordinatorBackend<Q, S> {
         );
         campaign.stop.send_replace(true);
         let (now, why) = {
-            let record = campaign.record();
+            let record = campaign.tally();
             (record.state, record.detail.clone())
         };
         if let Some(phase) = final_phase(now) {

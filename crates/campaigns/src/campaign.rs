@@ -28,14 +28,14 @@ pub(crate) struct Campaign {
     pub max_wait_ms: Option<u64>,
     /// Turning true stops the coordinator run (and the feeding of its input).
     pub stop: watch::Sender<bool>,
-    record: Mutex<Record>,
+    tally: Mutex<Tally>,
     /// Serialises writes of the stored record; true once a final phase is stored (nothing
     /// overwrites it after that, so a late "running" never undoes "done" or "cancelled").
     stored_final: tokio::sync::Mutex<bool>,
 }
 
-/// What the campaign has come to so far.
-pub(crate) struct Record {
+/// What the campaign has come to so far: its state, counts and output rows.
+pub(crate) struct Tally {
     pub state: CampaignState,
     pub detail: Option<String>,
     /// Rows submitted so far.
@@ -61,7 +61,7 @@ impl Campaign {
             max_wait_ms,
             stored_final: tokio::sync::Mutex::new(false),
             stop: watch::Sender::new(false),
-            record: Mutex::new(Record {
+            tally: Mutex::new(Tally {
                 state: CampaignState::Pending,
                 detail: None,
                 total: 0,
@@ -74,15 +74,15 @@ impl Campaign {
 
     /// The record, even if a task panicked while holding it (its counts are still the best
     /// there is; nothing in it can be left half-written by the short sections below).
-    pub fn record(&self) -> MutexGuard<'_, Record> {
-        self.record
+    pub fn tally(&self) -> MutexGuard<'_, Tally> {
+        self.tally
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records one output row (`row` is 0-based).
     pub fn push(&self, row: u64, duplicate: bool, verdict: Arc<Verdict>) {
-        let mut record = self.record();
+        let mut record = self.tally();
         record.by_status[status_index(verdict.status())] += 1;
         record.rows.push(ResultRecord {
             row,
@@ -110,7 +110,7 @@ impl Campaign {
     /// Moves to `state` unless the campaign is already final (a cancel is not undone by the
     /// run returning afterwards).
     pub fn settle(&self, state: CampaignState, detail: Option<String>) {
-        let mut record = self.record();
+        let mut record = self.tally();
         if !record.state.is_final() {
             record.state = state;
             record.detail = detail;
@@ -129,7 +129,7 @@ impl Campaign {
         if *stored_final {
             return Ok(());
         }
-        let rows = self.record().total;
+        let rows = self.tally().total;
         state
             .campaign_save(&CampaignRecord {
                 id: self.id.clone(),
@@ -146,7 +146,7 @@ impl Campaign {
     }
 
     pub fn snapshot(&self) -> ProgressSnapshot {
-        let record = self.record();
+        let record = self.tally();
         let done = record.rows.len() as u64;
         ProgressSnapshot {
             campaign_id: self.id.clone(),
@@ -166,7 +166,7 @@ impl Campaign {
     }
 }
 
-impl Record {
+impl Tally {
     /// Rows per second over the recent window (0 when nothing moved in it).
     fn rate(&self, done: u64) -> f64 {
         let Some(&(since, at_start)) = self.samples.front() else {
@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn rows_count_by_status_and_a_cancel_sticks() {
         let campaign = Campaign::new(CampaignId::random(), "test".into(), 0, None);
-        campaign.record().total = 2;
+        campaign.tally().total = 2;
         campaign.settle(CampaignState::Running, None);
         campaign.push(0, false, verdict());
         campaign.push(1, true, verdict());

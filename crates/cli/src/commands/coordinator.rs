@@ -35,7 +35,7 @@ pub struct Args {
     /// Broker, store, prefix, shard count and metrics listener (shared with the other
     /// distributed command).
     #[command(flatten)]
-    pub fleet: crate::run::distributed::FleetFlags,
+    pub fleet: crate::run::distributed::DistributedFlags,
 
     /// Bearer token every API call must carry. Without it the API is open to anyone who can
     /// reach `--listen`, so the coordinator refuses to start without one on an address beyond

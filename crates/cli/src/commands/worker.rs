@@ -24,7 +24,7 @@ pub struct Args {
     /// Broker, store, prefix, shard count and metrics listener (shared with the other
     /// distributed command).
     #[command(flatten)]
-    pub fleet: crate::run::distributed::FleetFlags,
+    pub fleet: crate::run::distributed::DistributedFlags,
 
     /// Hold at most this many shards (ceil(shards / workers) spreads them evenly). Default:
     /// take every free shard, so a lone survivor takes over a dead fleet's shards.

@@ -11,7 +11,7 @@ use rollcall_redis::RedisState;
 
 /// Flags of a distributed process. `Debug` masks the passwords in the URLs.
 #[derive(Clone, clap::Args)]
-pub struct FleetFlags {
+pub struct DistributedFlags {
     /// RabbitMQ URI, amqp://USER:PASS@HOST:PORT/VHOST.
     // The env value carries the password: `--help` must not show it.
     #[arg(
@@ -49,10 +49,10 @@ pub struct FleetFlags {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-impl std::fmt::Debug for FleetFlags {
+impl std::fmt::Debug for DistributedFlags {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // `redact_url` masks the user-info password of any URL, the AMQP one included.
-        f.debug_struct("FleetFlags")
+        f.debug_struct("DistributedFlags")
             .field("amqp", &rollcall_redis::redact_url(&self.amqp))
             .field("redis", &rollcall_redis::redact_url(&self.redis))
             .field("prefix", &self.prefix)
@@ -62,7 +62,7 @@ impl std::fmt::Debug for FleetFlags {
     }
 }
 
-impl FleetFlags {
+impl DistributedFlags {
     /// Starts the metrics listener when asked for.
     pub(crate) fn install_metrics(&self) -> anyhow::Result<()> {
         match self.metrics_listen {
