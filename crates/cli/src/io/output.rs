@@ -25,7 +25,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::Path;
 
-use rollcall_core::{EmailAddress, Flag, Verdict};
+use rollcall_core::{Flag, Verdict};
 use rollcall_engine::coordinator::OutputRow;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -118,13 +118,14 @@ pub fn result_prefix(columns: &[String]) -> Result<&'static str, Vec<String>> {
     }
 }
 
-/// The address as verified (the domain case-folded, an IDN as its A-label) and its domain;
-/// empty for what is not an address.
-fn normalized(text: &str) -> (String, String) {
-    match EmailAddress::parse(text) {
-        Ok(address) => (address.to_string(), address.domain().as_str().to_string()),
-        Err(_) => (String::new(), String::new()),
-    }
+/// The address as verified (the domain case-folded, an IDN as its A-label) and its domain, as
+/// the verdict's evidence holds them (the coordinator parsed the row once); `None` for what is
+/// not an address (its evidence has no domain).
+fn normalized(verdict: &Verdict) -> Option<(&str, &str)> {
+    let e = &verdict.evidence;
+    e.domain
+        .as_deref()
+        .map(|domain| (e.address.as_str(), domain))
 }
 
 /// Where output rows go.
@@ -272,13 +273,13 @@ impl<W: Write> RowSink<Record> for CsvOutput<W> {
         {
             detail = format!("{detail} (record: {})", row.text);
         }
-        let (normalized, domain) = normalized(&row.text);
+        let (normalized, domain) = normalized(v).unwrap_or_default();
         let flag = |f: Flag| v.flags.contains(f).to_string();
         self.fields.extend([
             v.status().as_str().to_string(),
             v.reason().as_str().to_string(),
-            normalized,
-            domain,
+            normalized.to_string(),
+            domain.to_string(),
             e.mx_host.clone().unwrap_or_default(),
             e.egress.clone().unwrap_or_default(),
             e.smtp_code.map(|c| c.to_string()).unwrap_or_default(),
@@ -339,9 +340,9 @@ struct JsonRow<'a> {
     reason: &'static str,
     /// The address as verified; absent for what is not an address.
     #[serde(skip_serializing_if = "Option::is_none")]
-    normalized: Option<String>,
+    normalized: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    domain: Option<String>,
+    domain: Option<&'a str>,
     mx: Option<&'a str>,
     /// The egress the address was probed through (absent when it was not probed).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -369,14 +370,14 @@ impl<W: Write> RowSink<Record> for JsonlOutput<W> {
             Fields::Json(value) => Some(value.clone()),
             Fields::Csv(fields) => Some(csv_object(&self.columns, fields)),
         };
-        let (normalized, domain) = normalized(&row.text);
+        let normalized = normalized(v);
         let line = JsonRow {
             row: row.row,
             address: &row.text,
             status: v.status().as_str(),
             reason: v.reason().as_str(),
-            normalized: (!normalized.is_empty()).then_some(normalized),
-            domain: (!domain.is_empty()).then_some(domain),
+            normalized: normalized.map(|(address, _)| address),
+            domain: normalized.map(|(_, domain)| domain),
             mx: e.mx_host.as_deref(),
             egress: e.egress.as_deref(),
             smtp_code: e.smtp_code,
@@ -526,10 +527,8 @@ mod tests {
             fields: Fields::Csv(vec!["Ann".into()]),
             malformed: Some("the record has 1 fields, the header 2".into()),
         };
-        let address = EmailAddress::parse("x@example.com").unwrap();
         let verdict = Arc::new(
-            Verdict::new(Reason::InvalidSyntax, Evidence::for_address(&address))
-                .with_detail("comma"),
+            Verdict::new(Reason::InvalidSyntax, Evidence::for_input("Ann,")).with_detail("comma"),
         );
         let text = csv_text(
             InputShape::Csv(vec!["name".into(), "email".into()]),
@@ -560,7 +559,7 @@ mod tests {
             ]),
             malformed: None,
         };
-        let address = EmailAddress::parse("info@example.com").unwrap();
+        let address = EmailAddress::parse("+1@example.com").unwrap();
         let mut evidence = Evidence::for_address(&address);
         evidence.set_reply(550, None, "-2+3 @SUM(A1:A9) user unknown");
         evidence.mx_host = Some("@mx.example.com".into());
