@@ -158,12 +158,9 @@ impl Config {
             (None, true) => Config::from_toml(LAB_PRESET),
             (Some(path), false) => Config::from_file(path),
             (Some(path), true) => {
+                let text = read_file(path)?;
                 // Checked alone first, so its errors name its own lines.
-                Config::from_file(path)?;
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
+                Config::from_file_text(path, &text)?;
                 Config::over_lab(&text)
             }
         }
@@ -181,11 +178,12 @@ impl Config {
 
     /// Reads and parses a config file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Config::from_toml(&text).map_err(|e| match e {
+        Config::from_file_text(path, &read_file(path)?)
+    }
+
+    /// Parses `text`, read from `path` (named in its errors).
+    fn from_file_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text).map_err(|e| match e {
             ConfigError::Parse {
                 line,
                 setting,
@@ -200,6 +198,13 @@ impl Config {
             other => other,
         })
     }
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Lays `top` over `base`: tables merge key by key, any other value of `top` replaces
