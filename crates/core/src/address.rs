@@ -20,6 +20,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use rollcall_smtp_proto::{Mailbox, PathError};
 use serde::{Deserialize, Serialize};
@@ -40,9 +41,15 @@ pub const MAX_ADDRESS_OCTETS: usize = 254;
 /// The local part keeps its case (RFC 5321 2.4: only the receiving host may interpret it) and is
 /// held in wire form: a dot-string, or a quoted string with `"` and `\` escaped. The domain is
 /// normalised (`Domain`). `Display` gives `local@ascii-domain`, the form sent in `RCPT TO`.
+///
+/// Parsed once when its row comes in and shared from then on: a clone (a batch on the queue, a
+/// delivery, the items of a transaction) copies a pointer, not the strings.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct EmailAddress {
+pub struct EmailAddress(Arc<Parts>);
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Parts {
     local: String,
     domain: Domain,
     quoted: bool,
@@ -91,24 +98,24 @@ impl EmailAddress {
                 ),
             ));
         }
-        Ok(EmailAddress {
+        Ok(EmailAddress(Arc::new(Parts {
             local,
             domain,
             quoted,
-        })
+        })))
     }
 
     /// The local part in wire form (quoted if it must be), case kept.
     pub fn local_part(&self) -> &str {
-        &self.local
+        &self.0.local
     }
 
     /// The local part's content: without the quotes and escapes of a quoted local part.
     pub fn local_unquoted(&self) -> Cow<'_, str> {
-        if !self.quoted {
-            return Cow::Borrowed(&self.local);
+        if !self.0.quoted {
+            return Cow::Borrowed(&self.0.local);
         }
-        let inner = &self.local[1..self.local.len() - 1];
+        let inner = &self.0.local[1..self.0.local.len() - 1];
         let mut out = String::with_capacity(inner.len());
         let mut chars = inner.chars();
         while let Some(c) = chars.next() {
@@ -125,12 +132,12 @@ impl EmailAddress {
 
     /// True when the local part must be sent as a quoted string.
     pub fn is_quoted_local(&self) -> bool {
-        self.quoted
+        self.0.quoted
     }
 
     /// The normalised domain.
     pub fn domain(&self) -> &Domain {
-        &self.domain
+        &self.0.domain
     }
 
     /// The key a campaign dedupes its rows by: a 64-bit hash of the local part lowercased and
@@ -139,27 +146,38 @@ impl EmailAddress {
     /// hash is stable within a build (`DefaultHasher::new`), which is as long as a key is kept.
     pub fn dedupe_key(&self) -> u64 {
         let mut hasher = DefaultHasher::new();
-        self.local.to_lowercase().hash(&mut hasher);
-        self.domain.as_str().hash(&mut hasher);
+        self.0.local.to_lowercase().hash(&mut hasher);
+        self.0.domain.as_str().hash(&mut hasher);
         hasher.finish()
     }
 
     /// True when the local part is ASCII. When false, probing needs a server that advertises
     /// SMTPUTF8 (RFC 6531); without it the address is `unknown/unverifiable`.
     pub fn is_ascii_local(&self) -> bool {
-        self.local.is_ascii()
+        self.0.local.is_ascii()
     }
 
     /// The address as the protocol crate's `Mailbox`, what RCPT TO carries. That crate checks
     /// it once more for the wire (no control character, the RFC 5321 lengths), so nothing
     /// reaches a socket unchecked, whoever wrote the batch it came in.
     pub fn to_mailbox(&self) -> Result<Mailbox, PathError> {
-        Mailbox::parse(&self.to_string())
+        Mailbox::parse(&self.to_wire_string())
+    }
+
+    /// `local@ascii-domain` (what `Display` writes) built without the formatting machinery:
+    /// every verdict's evidence holds one.
+    pub fn to_wire_string(&self) -> String {
+        let domain = self.0.domain.as_str();
+        let mut out = String::with_capacity(self.0.local.len() + 1 + domain.len());
+        out.push_str(&self.0.local);
+        out.push('@');
+        out.push_str(domain);
+        out
     }
 
     /// The address for display: local part and the Unicode form of the domain.
     pub fn to_unicode_string(&self) -> String {
-        format!("{}@{}", self.local, self.domain.unicode())
+        format!("{}@{}", self.0.local, self.0.domain.unicode())
     }
 }
 
@@ -324,7 +342,7 @@ fn check_dot_string(local: &str) -> Result<(), SyntaxError> {
 
 impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.local, self.domain)
+        write!(f, "{}@{}", self.0.local, self.0.domain)
     }
 }
 
@@ -344,6 +362,6 @@ impl TryFrom<String> for EmailAddress {
 
 impl From<EmailAddress> for String {
     fn from(a: EmailAddress) -> String {
-        a.to_string()
+        a.to_wire_string()
     }
 }

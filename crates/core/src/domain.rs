@@ -24,7 +24,9 @@ pub const MAX_LABEL_OCTETS: usize = 63;
 #[serde(try_from = "String", into = "String")]
 pub struct Domain {
     ascii: String,
-    unicode: String,
+    /// The Unicode form when it differs (an internationalised domain); `None` for the many
+    /// domains whose Unicode form is their ASCII form, which then cost one string, not two.
+    unicode: Option<Box<str>>,
 }
 
 impl Domain {
@@ -68,9 +70,11 @@ impl Domain {
         };
         validate_ascii(&ascii)?;
         let unicode = if ascii.contains("xn--") {
-            idna::domain_to_unicode(&ascii).0
+            Some(idna::domain_to_unicode(&ascii).0)
+                .filter(|unicode| *unicode != ascii)
+                .map(String::into_boxed_str)
         } else {
-            ascii.clone()
+            None
         };
         Ok(Domain { ascii, unicode })
     }
@@ -82,12 +86,12 @@ impl Domain {
 
     /// The Unicode form for display, e.g. `bücher.example`.
     pub fn unicode(&self) -> &str {
-        &self.unicode
+        self.unicode.as_deref().unwrap_or(&self.ascii)
     }
 
     /// True when some label is an A-label (the domain is internationalised).
     pub fn is_idn(&self) -> bool {
-        self.ascii != self.unicode
+        self.unicode.is_some()
     }
 
     /// The labels, left to right.

@@ -84,14 +84,18 @@ pub fn is_role_local_part(local: &str) -> bool {
     if base.is_empty() || base.len() > 32 {
         return false;
     }
-    let key: String = base
-        .chars()
-        .map(|c| match c {
-            '_' | '.' => '-',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect();
-    ROLE_LOCAL_PARTS.binary_search(&key.as_str()).is_ok()
+    // Folded into a buffer on the stack: asked for every address, twice.
+    let mut key = [0u8; 32];
+    for (out, b) in key.iter_mut().zip(base.bytes()) {
+        *out = match b {
+            b'_' | b'.' => b'-',
+            b => b.to_ascii_lowercase(),
+        };
+    }
+    let key = &key[..base.len()];
+    ROLE_LOCAL_PARTS
+        .binary_search_by(|word| word.as_bytes().cmp(key))
+        .is_ok()
 }
 
 #[cfg(test)]

@@ -284,7 +284,7 @@ impl Evidence {
     /// Evidence for a parsed address: address and domain filled in.
     pub fn for_address(address: &EmailAddress) -> Evidence {
         Evidence {
-            address: address.to_string(),
+            address: address.to_wire_string(),
             domain: Some(address.domain().as_str().to_owned()),
             ..Evidence::default()
         }

@@ -497,7 +497,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 let verdict = verdicts::without_probe(&item.address, reason, detail);
                 self.record(vec![ItemResult {
                     item: item.item,
-                    address: item.address.to_string(),
+                    address: item.address.to_wire_string(),
                     verdict,
                 }])
                 .await?;
@@ -679,7 +679,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             .await?;
         self.co
             .state
-            .record_results(&self.campaign, &results)
+            .record_results(&self.campaign, results)
             .await?;
         Ok(())
     }

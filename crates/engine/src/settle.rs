@@ -412,7 +412,7 @@ fn short_duration(d: Duration) -> String {
 pub(crate) fn result(item: BatchItem, verdict: Verdict) -> ItemResult {
     ItemResult {
         item: item.item,
-        address: item.address.to_string(),
+        address: item.address.to_wire_string(),
         verdict: verdicts::add_detail(verdict, item.note),
     }
 }
@@ -447,7 +447,7 @@ pub(crate) async fn apply<Q: WorkQueue, S: StateStore>(
     }
     if !out.results.is_empty() {
         ctx.state
-            .record_results(&batch.campaign, &out.results)
+            .record_results(&batch.campaign, std::mem::take(&mut out.results))
             .await?;
     }
     for (round, items) in by_round {

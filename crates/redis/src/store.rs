@@ -348,7 +348,7 @@ impl StateStore for RedisState {
     async fn record_results(
         &self,
         campaign: &CampaignId,
-        results: &[ItemResult],
+        results: Vec<ItemResult>,
     ) -> Result<usize, StoreError> {
         let mut new = 0;
         for chunk in results.chunks(RECORD_CHUNK) {

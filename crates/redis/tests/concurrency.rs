@@ -202,7 +202,10 @@ async fn concurrent_redeliveries_count_each_result_once() {
             }
             let mut new = 0;
             for batch in batches {
-                new += store.record_results(&campaign, batch).await.unwrap();
+                new += store
+                    .record_results(&campaign, batch.to_vec())
+                    .await
+                    .unwrap();
             }
             new
         }));

@@ -97,7 +97,7 @@ async fn trimmed_results_are_gone_and_the_rest_stay() {
     let s = &fx.store;
     let c = CampaignId::random();
     let all: Vec<ItemResult> = (0..10).map(|i| result(i, Reason::Accepted)).collect();
-    assert_eq!(s.record_results(&c, &all).await.unwrap(), 10);
+    assert_eq!(s.record_results(&c, all.clone()).await.unwrap(), 10);
     let (first, cursor) = s.results_since(&c, 0, 4).await.unwrap();
     assert_eq!(first.len(), 4);
     assert_eq!(cursor, 4);

@@ -58,13 +58,15 @@ async fn the_next_operations_succeed_after_the_connection_is_killed() {
     };
     let s = &fx.store;
     let c = CampaignId::random();
-    assert_eq!(s.record_results(&c, &[result(1)]).await.unwrap(), 1);
+    assert_eq!(s.record_results(&c, vec![result(1)]).await.unwrap(), 1);
     let before = s.connection_id().await.unwrap();
 
     assert!(kill_connection_of(&fx, s).await);
 
     assert_eq!(
-        s.record_results(&c, &[result(1), result(2)]).await.unwrap(),
+        s.record_results(&c, vec![result(1), result(2)])
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(s.progress(&c).await.unwrap().done, 2);
@@ -93,7 +95,7 @@ async fn results_in_flight_survive_repeated_kills_counted_once() {
                 let item = t * PER_TASK + i;
                 // Redeliver the previous item alongside the new one.
                 let batch = [result(item), result(item.saturating_sub(1))];
-                new += store.record_results(&c, &batch).await.unwrap();
+                new += store.record_results(&c, batch.to_vec()).await.unwrap();
                 tokio::task::yield_now().await;
             }
             new

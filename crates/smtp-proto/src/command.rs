@@ -196,6 +196,8 @@ impl Command for Quit {
 }
 
 fn line(out: &mut Vec<u8>, parts: &[&str]) {
+    // One allocation for the whole line, not one per part as the buffer grows.
+    out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
     for p in parts {
         out.extend_from_slice(p.as_bytes());
     }

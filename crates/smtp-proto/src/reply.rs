@@ -4,6 +4,7 @@
 //! enhanced status codes of RFC 3463. Does not own what a reply *means* for a command (the
 //! session does) nor any verdict (classification lives in the core crate).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Longest reply line accepted, CRLF excluded. RFC 5321 4.5.3.1.5 says 512 octets; real servers
@@ -167,7 +168,13 @@ impl Reply {
     }
 
     /// The lines joined with a space, cut to at most [`MAX_TEXT_LEN`] bytes (on a char boundary).
-    pub fn text(&self) -> String {
+    /// Borrowed for the common one-line reply: every RCPT reply is read this way, some twice.
+    pub fn text(&self) -> Cow<'_, str> {
+        if let [line] = self.lines.as_slice()
+            && line.len() <= MAX_TEXT_LEN
+        {
+            return Cow::Borrowed(line);
+        }
         let mut out = String::new();
         for (i, line) in self.lines.iter().enumerate() {
             if i > 0 {
@@ -185,7 +192,7 @@ impl Reply {
             }
             out.truncate(cut);
         }
-        out
+        Cow::Owned(out)
     }
 
     /// The reply as it appeared on the wire (CRLF line endings), for transcripts.
@@ -530,7 +537,7 @@ mod tests {
         assert_eq!(parse_all("250 2.1.1234 ok\r\n").0.enhanced, None);
         let (r, _) = parse_all("421 4.7.0\r\n");
         assert_eq!(
-            (r.enhanced, r.text()),
+            (r.enhanced, r.text().into_owned()),
             (Some(EnhancedCode::new(4, 7, 0)), String::new())
         );
     }

@@ -203,7 +203,7 @@ async fn probe_all(
                 RecipientOutcome::Replied(reply) => {
                     r.code = Some(reply.code);
                     r.enhanced = reply.enhanced.map(|e| e.to_string());
-                    r.text = reply.text();
+                    r.text = reply.text().into_owned();
                     r.probed = true;
                 }
                 RecipientOutcome::NotProbed(why) => {

@@ -264,14 +264,26 @@ pub async fn results<S: StateStore>(store: &S, campaign: &CampaignId) {
         result(1, Reason::Accepted),
         result(2, Reason::MailboxNotFound),
     ];
-    assert_eq!(store.record_results(campaign, &first).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .record_results(campaign, first.to_vec())
+            .await
+            .unwrap(),
+        2
+    );
     // The same batch again (a redelivery) plus one new item.
     let again = [
         result(2, Reason::MailboxNotFound),
         result(1, Reason::Accepted),
         result(3, Reason::CatchAll),
     ];
-    assert_eq!(store.record_results(campaign, &again).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .record_results(campaign, again.to_vec())
+            .await
+            .unwrap(),
+        1
+    );
     let progress = store.progress(campaign).await.unwrap();
     assert_eq!(progress.total, 3);
     assert_eq!(progress.done, 3);
@@ -373,7 +385,7 @@ pub async fn campaigns<S: StateStore>(store: &S) {
     );
 
     store
-        .record_results(&older.id, &[result(1, Reason::Accepted)])
+        .record_results(&older.id, vec![result(1, Reason::Accepted)])
         .await
         .unwrap();
     store.campaign_delete(&older.id).await.unwrap();

@@ -326,7 +326,7 @@ impl StateStore for MemoryState {
     async fn record_results(
         &self,
         campaign: &CampaignId,
-        results: &[ItemResult],
+        results: Vec<ItemResult>,
     ) -> Result<usize, StoreError> {
         let mut inner = self.lock();
         let campaign = inner.campaigns.entry(campaign.clone()).or_default();
@@ -334,7 +334,7 @@ impl StateStore for MemoryState {
         for result in results {
             if campaign.mark(result.item.0) {
                 campaign.by_status[status_index(result.verdict.status())] += 1;
-                campaign.log.push_back(result.clone());
+                campaign.log.push_back(result);
                 new += 1;
             }
         }

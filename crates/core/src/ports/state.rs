@@ -263,11 +263,11 @@ pub trait StateStore: Send + Sync + 'static {
     /// Register a campaign's total (may be raised while input is still streaming).
     async fn campaign_add_total(&self, campaign: &CampaignId, n: u64) -> Result<(), StoreError>;
     /// Record results idempotently: an item already recorded is skipped and not counted again.
-    /// Returns how many were new.
+    /// Returns how many were new. Taken by value: the in-memory store keeps them as they are.
     async fn record_results(
         &self,
         campaign: &CampaignId,
-        results: &[ItemResult],
+        results: Vec<ItemResult>,
     ) -> Result<usize, StoreError>;
     /// Recorded results after `cursor`, at most `max`, and the cursor to continue from.
     async fn results_since(
