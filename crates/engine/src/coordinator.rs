@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 use rollcall_core::ports::{
     Batch, BatchItem, ItemResult, MxHost, QueueError, StateStore, WorkQueue,
 };
-use rollcall_core::{
-    CampaignId, EmailAddress, EnhancedCode, Evidence, Flags, ItemId, Reason, Site, SyntaxError,
-    Verdict,
-};
+use rollcall_core::{CampaignId, EmailAddress, ItemId, Reason, Site, SyntaxError, Verdict};
 use rollcall_dns::{MxResolver, Resolution};
 use tokio::sync::{mpsc, watch};
+
+mod finished;
+
+use finished::{Compact, Interner, expand};
 
 use crate::config::EngineConfig;
 use crate::summary::Summary;
@@ -79,53 +80,6 @@ impl<Q, S> Clone for Coordinator<Q, S> {
             keep_results: self.keep_results,
             max_wait_ms: self.max_wait_ms,
         }
-    }
-}
-
-/// A finished address, kept small (24 bytes) for duplicates that come later: a million
-/// finished addresses must not cost more than a few tens of MB.
-#[derive(Debug, Clone, Copy)]
-struct Compact {
-    reason: Reason,
-    flags: Flags,
-    /// The last SMTP code, 0 when none (no reply code is 0).
-    code: u16,
-    enhanced: Option<EnhancedCode>,
-    /// Indexes into the interned MX names and details (`NONE` when absent or not interned).
-    mx: u32,
-    detail: u32,
-}
-
-const NONE: u32 = u32::MAX;
-
-/// Strings that repeat across verdicts (MX host names, fixed details), stored once. Bounded:
-/// past `MAX_INTERNED` distinct strings a new one is not kept (a later duplicate lacks it).
-#[derive(Default)]
-struct Interner {
-    index: HashMap<Arc<str>, u32>,
-    values: Vec<Arc<str>>,
-}
-
-const MAX_INTERNED: usize = 100_000;
-
-impl Interner {
-    fn intern(&mut self, text: Option<&str>) -> u32 {
-        let Some(text) = text else { return NONE };
-        if let Some(&i) = self.index.get(text) {
-            return i;
-        }
-        if self.values.len() >= MAX_INTERNED {
-            return NONE;
-        }
-        let shared: Arc<str> = Arc::from(text);
-        let i = self.values.len() as u32;
-        self.values.push(shared.clone());
-        self.index.insert(shared, i);
-        i
-    }
-
-    fn get(&self, i: u32) -> Option<&str> {
-        self.values.get(i as usize).map(|s| &**s)
     }
 }
 
@@ -740,14 +694,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         };
         let verdict = Arc::new(result.verdict);
         if pending.dedupable {
-            let compact = Compact {
-                reason: verdict.reason(),
-                flags: verdict.flags,
-                code: verdict.evidence.smtp_code.unwrap_or(0),
-                enhanced: verdict.evidence.enhanced_code,
-                mx: self.strings.intern(verdict.evidence.mx_host.as_deref()),
-                detail: self.strings.intern(verdict.detail.as_deref()),
-            };
+            let compact = Compact::of(&verdict, &mut self.strings);
             if let Some(slot) = usize::try_from(result.item.0)
                 .ok()
                 .and_then(|n| n.checked_sub(1))
@@ -805,18 +752,6 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
     }
 }
 
-fn expand(compact: &Compact, strings: &Interner, address: &EmailAddress) -> Verdict {
-    let mut evidence = Evidence::for_address(address);
-    evidence.smtp_code = Some(compact.code).filter(|c| *c != 0);
-    evidence.enhanced_code = compact.enhanced;
-    evidence.mx_host = strings.get(compact.mx).map(str::to_string);
-    let verdict = Verdict::new(compact.reason, evidence).with_flags(compact.flags);
-    match strings.get(compact.detail) {
-        Some(detail) => verdict.with_detail(detail),
-        None => verdict,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -836,21 +771,5 @@ mod tests {
         );
         assert!(spreads_wide(2, 2, 2, 0), "a batch size of 0 counts as 1");
         assert!(!spreads_wide(1, 1, 2, 0), "a batch size of 0 counts as 1");
-    }
-
-    #[test]
-    fn a_finished_address_costs_little() {
-        let size = std::mem::size_of::<Option<Compact>>();
-        assert!(size <= 24, "{size}");
-    }
-
-    #[test]
-    fn interner_shares_and_stays_bounded() {
-        let mut strings = Interner::default();
-        let a = strings.intern(Some("mx1.example.net"));
-        assert_eq!(strings.intern(Some("mx1.example.net")), a);
-        assert_eq!(strings.get(a), Some("mx1.example.net"));
-        assert_eq!(strings.intern(None), NONE);
-        assert_eq!(strings.get(NONE), None);
     }
 }

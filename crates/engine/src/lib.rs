@@ -8,7 +8,8 @@
 //! - `egress`: the ways out a worker probes from (source address or SOCKS5 proxy, HELO, MAIL
 //!   FROM) and the per-(site, egress) key scheme of every politeness budget.
 //! - `shaping`: politeness per (site, egress) and the per-site rule table.
-//! - `coordinator`: input rows in, exactly one output row per input row out.
+//! - `coordinator`: input rows in, exactly one output row per input row out
+//!   (`coordinator/finished`: what it keeps of a finished address for later duplicates).
 //! - `verdicts`: verdicts built from DNS and probe outcomes.
 //! - `summary`: counts of a run.
 //! - `embedded`: coordinator and worker wired in one process over in-memory ports.
