@@ -342,7 +342,7 @@ pub struct EngineFlags {
     /// port 2525 (the sim's defaults), private MX targets allowed, retries after 7s, 15s, 30s
     /// (at most 1m of waiting), permissive politeness (8 sessions, 60,000 RCPT/min per site).
     /// The config file, ROLLCALL_* variables and flags override it. Never for real servers.
-    #[arg(long, env = "ROLLCALL_LAB")]
+    #[arg(long, env = "ROLLCALL_LAB", value_parser = clap::builder::BoolishValueParser::new())]
     pub lab: bool,
 
     /// DNS server to query for MX records, ADDR or ADDR:PORT (port 53 by default); repeat for
@@ -421,7 +421,7 @@ pub struct EngineFlags {
     /// Probe MX targets in private and special-purpose ranges (labs, tests). Off by default:
     /// such targets are refused as unknown/forbidden_target (SSRF guard).
     /// [config: dns.allow_private_targets]
-    #[arg(long, env = "ROLLCALL_ALLOW_PRIVATE")]
+    #[arg(long, env = "ROLLCALL_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_private: bool,
 
     /// Addresses per queued batch (one domain, one site). [config: engine.batch_size; default 100]

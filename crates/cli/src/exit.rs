@@ -22,6 +22,8 @@ pub const EX_SOFTWARE: u8 = 70;
 pub const EX_CANTCREAT: u8 = 73;
 /// An I/O error during the run (EX_IOERR).
 pub const EX_IOERR: u8 = 74;
+/// A temporary failure (EX_TEMPFAIL): `probe` got a 4xx, or could not ask.
+pub const EX_TEMPFAIL: u8 = 75;
 /// 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C.
 pub const EX_INTERRUPTED: u8 = 130;
 /// 128 + SIGTERM, what a shell reports for a program stopped by `kill`.

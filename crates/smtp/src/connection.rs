@@ -37,6 +37,8 @@ enum Transport {
 
 pub(crate) struct Connection {
     io: Transport,
+    /// This end of the TCP connection (to the proxy, when there is one).
+    local: Option<SocketAddr>,
     buf: Vec<u8>,
     /// Where parsing of `buf` stopped: each byte is examined once however the server cuts
     /// its replies into segments (one byte per segment must not cost a re-scan per byte).
@@ -59,6 +61,7 @@ impl Connection {
             None => Self::connect_direct(addr, local).await?,
         };
         Ok(Self {
+            local: tcp.local_addr().ok(),
             io: Transport::Plain(tcp),
             buf: Vec::with_capacity(1024),
             parser: ReplyParser::new(),
@@ -83,6 +86,11 @@ impl Connection {
         // Commands are small and latency-bound.
         let _ = tcp.set_nodelay(true);
         Ok(tcp)
+    }
+
+    /// This end of the TCP connection: the egress address servers see (without a proxy).
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
     }
 
     pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {

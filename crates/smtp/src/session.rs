@@ -95,6 +95,19 @@ impl Session {
         .await
         .map_err(|_| Error::Timeout(Phase::Connect))??;
         let now = Instant::now();
+        let mut transcript =
+            (config.transcript_lines > 0).then(|| Transcript::new(config.transcript_lines));
+        if let Some(t) = &mut transcript {
+            let from = conn.local_addr().map(|a| a.to_string());
+            let from = from.as_deref().unwrap_or("an unknown address");
+            match &config.proxy {
+                Some(proxy) => t.note(&format!(
+                    "connected to {peer} through the SOCKS5 proxy {} (from {from})",
+                    proxy.addr
+                )),
+                None => t.note(&format!("connected to {peer} from {from}")),
+            }
+        }
         Ok(Self {
             peer,
             server_name: server_name.map(str::to_owned),
@@ -105,8 +118,7 @@ impl Session {
             ehlo: None,
             caps: None,
             tls: None,
-            transcript: (config.transcript_lines > 0)
-                .then(|| Transcript::new(config.transcript_lines)),
+            transcript,
             stats: SessionStats {
                 opened: now,
                 last_used: now,
@@ -357,6 +369,11 @@ impl Session {
         } else {
             Error::Sequence(e)
         }
+    }
+
+    /// This end of the connection (to the proxy, when there is one).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.conn.local_addr()
     }
 
     pub fn peer(&self) -> SocketAddr {

@@ -54,7 +54,7 @@ pub struct Args {
 
     /// Serve the API without a token on an address beyond loopback: anyone who can reach
     /// `--listen` may submit lists and probe addresses. Only for a network you fully trust.
-    #[arg(long, env = "ROLLCALL_INSECURE_NO_AUTH")]
+    #[arg(long, env = "ROLLCALL_INSECURE_NO_AUTH", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_no_auth: bool,
 
     /// Most entries one campaign may hold; a longer list is refused. Every output row (its

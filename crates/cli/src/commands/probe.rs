@@ -10,47 +10,48 @@
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use rollcall_smtp::proto::{ClientName, Mailbox, ReversePath};
-use rollcall_smtp::{ClientConfig, Error, NotProbed, RecipientOutcome, Session, TlsMode};
+use rollcall_engine::config::EngineConfig;
+use rollcall_smtp::proto::{Mailbox, ReversePath};
+use rollcall_smtp::{ClientConfig, Error, NotProbed, RecipientOutcome, Session};
 use serde_json::{Value, json};
 
-use crate::exit::{EX_UNAVAILABLE, EX_USAGE};
+use crate::config::EngineFlags;
+use crate::exit::{EX_DATAERR, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE};
 use crate::io::console::{self, shown};
+use crate::run::settings::load_settings;
 
 /// Flags of `rollcall probe`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Exit status:
+  0   every address was accepted (2xx to RCPT TO)
+  1   an address was refused (5xx to RCPT TO)
+  65  an address is not a valid address (it was not sent)
+  69  no session: the connection, the greeting, EHLO/HELO or a required STARTTLS failed
+  75  an address got a temporary answer (4xx) or was not probed (the session ended early)
+  64  bad flags or config
+The worst one wins, in the order 69, 1, 65, 75.")]
 pub struct Args {
-    /// Host to probe: IP, IP:PORT, [IPv6]:PORT or NAME[:PORT] (port 25 when omitted). The
-    /// host itself is probed; no MX lookup is done.
+    /// Host to probe: IP, IP:PORT, [IPv6]:PORT or NAME[:PORT]; without a port, --smtp-port
+    /// (25 unless set). The host itself is probed; no MX lookup is done.
     #[arg(long, value_name = "ADDR[:PORT]")]
     host: String,
 
-    /// Name sent in EHLO/HELO. Default: this machine's host name when it is a dotted name,
-    /// else `localhost.localdomain`. Many servers want a name that resolves to your address.
-    #[arg(long, value_name = "NAME")]
-    helo: Option<String>,
+    /// The same settings as `verify` (the same flags, ROLLCALL_* variables, --config file and
+    /// defaults): the probe uses the identity (--helo, --mail-from, the first egress), --tls
+    /// and the three timeouts; the others are accepted and have nothing to do here.
+    #[command(flatten)]
+    engine: EngineFlags,
 
-    /// Reverse path for MAIL FROM (`<>` for the null sender). Default: `postmaster@` the
-    /// EHLO name (a mailbox every domain must have, RFC 5321 4.5.1).
-    #[arg(long, value_name = "ADDR")]
-    mail_from: Option<String>,
+    /// `text`: a swaks-like transcript, then one line per address; `json`: one object
+    /// (transcript, capabilities, TLS, one result per address).
+    #[arg(long, value_enum, default_value_t = ProbeFormat::Text)]
+    format: ProbeFormat,
 
-    /// STARTTLS: `opportunistic` uses it when offered without verifying the certificate
-    /// (whether it would verify is reported), `require` fails if it is not offered or the
-    /// handshake fails, `never` stays in plaintext.
-    #[arg(long, value_enum, default_value_t = TlsArg::Opportunistic)]
-    tls: TlsArg,
-
-    /// Timeout in seconds for connecting, the greeting, the TLS handshake and each command.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    timeout: u64,
-
-    /// Print exactly one JSON object (transcript, capabilities, TLS, one result per address)
-    /// instead of text.
-    #[arg(long)]
+    /// The same as --format json.
+    #[arg(long, hide = true)]
     json: bool,
 
     /// Addresses to probe (RCPT TO), all in one session; one transaction per domain.
@@ -58,11 +59,10 @@ pub struct Args {
     addresses: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum TlsArg {
-    Opportunistic,
-    Require,
-    Never,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProbeFormat {
+    Text,
+    Json,
 }
 
 /// One line of the result.
@@ -72,32 +72,24 @@ struct Row {
     enhanced: Option<String>,
     text: String,
     probed: bool,
+    /// Not a valid address: never sent.
+    invalid: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let helo = match &args.helo {
-        Some(h) => h.clone(),
-        None => default_helo(),
+    let json = args.json || args.format == ProbeFormat::Json;
+    let settings = match load_settings(&args.engine) {
+        Ok(settings) => settings,
+        Err(code) => return Ok(code),
     };
-    let Ok(helo_name) = ClientName::parse(&helo) else {
-        console::err_line(format_args!(
-            "rollcall probe: --helo {helo:?} is not a valid host name or address literal"
-        ));
-        return Ok(ExitCode::from(EX_USAGE));
+    let (config, reverse) = match client_config(&settings.engine) {
+        Ok(both) => both,
+        Err(e) => {
+            console::err_line(format_args!("rollcall probe: {e}"));
+            return Ok(ExitCode::from(EX_USAGE));
+        }
     };
-    let mail_from = args
-        .mail_from
-        .clone()
-        .unwrap_or_else(|| format!("postmaster@{helo}"));
-    let Ok(reverse) = ReversePath::parse(&mail_from) else {
-        console::err_line(format_args!(
-            "rollcall probe: --mail-from {mail_from:?} is not a valid address (use <> for the null sender)"
-        ));
-        return Ok(ExitCode::from(EX_USAGE));
-    };
-    let (addr, server_name) = resolve(&args.host).await?;
-
-    let config = client_config(&args, helo_name);
+    let (addr, server_name) = resolve(&args.host, settings.engine.smtp_port).await?;
 
     // Local checks first: an invalid address is reported, never sent.
     let (mut rows, valid) = local_checks(&args.addresses);
@@ -105,7 +97,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut session = match Session::open(addr, server_name.as_deref(), &config).await {
         Ok(s) => s,
         Err(e) => {
-            if args.json {
+            if json {
                 console::out_line(report(&args.host, None, &rows, Some(&e)));
             }
             console::err_line(format_args!("rollcall probe: {}", shown(&e.to_string())));
@@ -119,7 +111,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let _ = session.quit().await;
     }
 
-    if args.json {
+    if json {
         console::out_line(report(&args.host, Some(&session), &rows, error.as_ref()));
     } else {
         let transcript = session.transcript().map(|t| t.lines());
@@ -127,31 +119,39 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         // A closed stdout (`| head`) ends the listing, not the command.
         let _ = write_text(&mut out, transcript, &rows, error.as_ref()).and_then(|()| out.flush());
     }
-    // 0 once the session opened (replies, even 5xx or a 421 later, are results); a failed
-    // opening (refused greeting, TLS required but missing, timeout) is a failure.
-    Ok(if opened {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(ExitCode::from(exit_status(opened, &rows)))
 }
 
-/// The session's settings from the flags: one timeout for every phase, the STARTTLS mode, a
-/// transcript long enough for any session.
-fn client_config(args: &Args, helo_name: ClientName) -> ClientConfig {
-    let mut config = ClientConfig::new(helo_name);
-    let timeout = Duration::from_secs(args.timeout.max(1));
-    config.connect_timeout = timeout;
-    config.greeting_timeout = timeout;
-    config.command_timeout = timeout;
-    config.tls_handshake_timeout = timeout;
-    config.tls = match args.tls {
-        TlsArg::Opportunistic => TlsMode::Opportunistic,
-        TlsArg::Require => TlsMode::Require,
-        TlsArg::Never => TlsMode::Never,
-    };
+/// The exit status (see `Args`' help): the session, then the worst answer among the rows.
+fn exit_status(opened: bool, rows: &[Row]) -> u8 {
+    if !opened {
+        return EX_UNAVAILABLE;
+    }
+    if rows.iter().any(|r| r.code.is_some_and(|c| c >= 500)) {
+        return 1;
+    }
+    if rows.iter().any(|r| r.invalid) {
+        return EX_DATAERR;
+    }
+    if rows
+        .iter()
+        .any(|r| !r.code.is_some_and(|c| (200..300).contains(&c)))
+    {
+        return EX_TEMPFAIL;
+    }
+    0
+}
+
+/// The session's settings as `verify` would use them for its first egress (HELO name, sender,
+/// source address or proxy, STARTTLS mode, timeouts), with a transcript long enough for any
+/// session.
+fn client_config(engine: &EngineConfig) -> Result<(ClientConfig, ReversePath), String> {
+    let egresses = engine.egress_list();
+    let egress = egresses.first().ok_or("no egress configured")?;
+    let (mut config, reverse) = rollcall_engine::client_config(engine, egress)?;
+    config.tls_handshake_timeout = engine.command_timeout;
     config.transcript_lines = 10_000;
-    config
+    Ok((config, reverse))
 }
 
 /// One row per address, in order, every one "not probed" until a reply says otherwise; the
@@ -163,7 +163,9 @@ fn local_checks(addresses: &[String]) -> (Vec<Row>, Vec<(usize, Mailbox)>) {
         match Mailbox::parse(a) {
             Ok(m) => valid.push((rows.len(), m)),
             Err(e) => {
-                rows.push(not_probed(a, format!("invalid address: {e}")));
+                let mut row = not_probed(a, format!("invalid address: {e}"));
+                row.invalid = true;
+                rows.push(row);
                 continue;
             }
         }
@@ -230,11 +232,13 @@ fn not_probed(address: &str, text: String) -> Row {
         enhanced: None,
         text,
         probed: false,
+        invalid: false,
     }
 }
 
-/// The text output: the transcript (already escaped), a blank line, one line per address, the
-/// error. Reply texts and the error hold server text, so they are shown escaped.
+/// The text output: the transcript as swaks shows one (`===` for what happened, ` -> ` for
+/// what was sent, `<-  ` for what came back; already escaped), a blank line, one line per
+/// address, the error. Reply texts and the error hold server text, so they are shown escaped.
 fn write_text(
     out: &mut impl Write,
     transcript: Option<&[String]>,
@@ -242,7 +246,7 @@ fn write_text(
     error: Option<&Error>,
 ) -> io::Result<()> {
     for line in transcript.unwrap_or_default() {
-        writeln!(out, "{line}")?;
+        writeln!(out, "{}", swaks_line(line))?;
     }
     writeln!(out)?;
     for r in rows {
@@ -259,6 +263,22 @@ fn write_text(
         writeln!(out, "error: {}", shown(&e.to_string()))?;
     }
     Ok(())
+}
+
+/// One transcript line (`C: `, `S: ` or `-- `, wire bytes escaped) in swaks' style, without
+/// the `\r\n` every wire line ends with; any other escaped byte stays visible.
+fn swaks_line(line: &str) -> String {
+    let (arrow, rest) = if let Some(rest) = line.strip_prefix("C: ") {
+        (" -> ", rest)
+    } else if let Some(rest) = line.strip_prefix("S: ") {
+        ("<-  ", rest)
+    } else if let Some(rest) = line.strip_prefix("-- ") {
+        ("=== ", rest)
+    } else {
+        ("", line)
+    };
+    let rest = rest.strip_suffix("\\r\\n").unwrap_or(rest);
+    format!("{arrow}{rest}")
 }
 
 fn report(host: &str, session: Option<&Session>, rows: &[Row], error: Option<&Error>) -> Value {
@@ -304,13 +324,13 @@ fn report(host: &str, session: Option<&Session>, rows: &[Row], error: Option<&Er
 
 /// `IP`, `IP:PORT`, `[IPv6]:PORT`, `NAME` or `NAME:PORT`; returns the address and the name
 /// (for TLS SNI) when one was given.
-async fn resolve(host: &str) -> anyhow::Result<(SocketAddr, Option<String>)> {
+async fn resolve(host: &str, port: u16) -> anyhow::Result<(SocketAddr, Option<String>)> {
     if let Ok(sa) = host.parse::<SocketAddr>() {
         return Ok((sa, None));
     }
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok((SocketAddr::new(ip, 25), None));
+        return Ok((SocketAddr::new(ip, port), None));
     }
     let (name, port) = match host.rsplit_once(':') {
         Some((n, p)) => (
@@ -318,7 +338,7 @@ async fn resolve(host: &str) -> anyhow::Result<(SocketAddr, Option<String>)> {
             p.parse::<u16>()
                 .with_context(|| format!("bad port in --host {host:?}"))?,
         ),
-        None => (host, 25),
+        None => (host, port),
     };
     let addr = tokio::net::lookup_host((name, port))
         .await
@@ -328,29 +348,84 @@ async fn resolve(host: &str) -> anyhow::Result<(SocketAddr, Option<String>)> {
     Ok((addr, Some(name.to_owned())))
 }
 
-fn default_helo() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| h.contains('.') && ClientName::parse(h).is_ok())
-        .unwrap_or_else(|| "localhost.localdomain".to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rollcall_smtp::TlsMode;
+    use rollcall_smtp::proto::ClientName;
+
+    async fn resolve_25(host: &str) -> anyhow::Result<(SocketAddr, Option<String>)> {
+        resolve(host, 25).await
+    }
+
+    #[tokio::test]
+    async fn a_host_without_a_port_gets_the_configured_one() {
+        let (a, _) = resolve("127.0.0.1", 2525).await.unwrap();
+        assert_eq!(a.port(), 2525);
+        let (a, _) = resolve("127.0.0.1:26", 2525).await.unwrap();
+        assert_eq!(a.port(), 26);
+    }
+
+    fn row(code: Option<u16>, invalid: bool) -> Row {
+        let mut r = not_probed("a@b.test", String::new());
+        r.code = code;
+        r.probed = code.is_some();
+        r.invalid = invalid;
+        r
+    }
+
+    #[test]
+    fn exit_status_says_the_worst_answer() {
+        let ok = row(Some(250), false);
+        let refused = row(Some(550), false);
+        let temporary = row(Some(450), false);
+        let unasked = row(None, false);
+        let invalid = row(None, true);
+        assert_eq!(exit_status(true, &[row(Some(250), false)]), 0);
+        assert_eq!(exit_status(false, &[row(Some(250), false)]), EX_UNAVAILABLE);
+        assert_eq!(exit_status(true, &[ok, refused]), 1);
+        assert_eq!(
+            exit_status(true, &[row(Some(250), false), temporary]),
+            EX_TEMPFAIL
+        );
+        assert_eq!(exit_status(true, &[unasked]), EX_TEMPFAIL);
+        assert_eq!(
+            exit_status(true, &[invalid, row(Some(451), false)]),
+            EX_DATAERR
+        );
+        assert_eq!(
+            exit_status(true, &[row(None, true), row(Some(550), false)]),
+            1,
+            "a refusal outranks an invalid address"
+        );
+    }
+
+    #[test]
+    fn transcript_lines_read_like_swaks() {
+        assert_eq!(
+            swaks_line("-- connected to 127.0.0.1:25 from 127.0.0.1:4000"),
+            "=== connected to 127.0.0.1:25 from 127.0.0.1:4000"
+        );
+        assert_eq!(
+            swaks_line("C: EHLO probe.test\\r\\n"),
+            " -> EHLO probe.test"
+        );
+        assert_eq!(swaks_line("S: 250-mx.test\\r\\n"), "<-  250-mx.test");
+        // A bare CR or LF inside a line is not the line's end: it stays shown.
+        assert_eq!(swaks_line("S: 550 a\\rb\\r\\n"), "<-  550 a\\rb");
+    }
 
     #[tokio::test]
     async fn host_forms() {
-        let (a, n) = resolve("127.0.0.25:2525").await.unwrap();
+        let (a, n) = resolve_25("127.0.0.25:2525").await.unwrap();
         assert_eq!((a.to_string(), n), ("127.0.0.25:2525".to_owned(), None));
-        let (a, _) = resolve("127.0.0.1").await.unwrap();
+        let (a, _) = resolve_25("127.0.0.1").await.unwrap();
         assert_eq!(a.port(), 25);
-        let (a, _) = resolve("[::1]:2526").await.unwrap();
+        let (a, _) = resolve_25("[::1]:2526").await.unwrap();
         assert_eq!(a.to_string(), "[::1]:2526");
-        let (a, _) = resolve("::1").await.unwrap();
+        let (a, _) = resolve_25("::1").await.unwrap();
         assert_eq!(a.port(), 25);
-        assert!(resolve("localhost:notaport").await.is_err());
+        assert!(resolve_25("localhost:notaport").await.is_err());
     }
 
     /// A server on loopback whose RCPT reply carries terminal escape sequences (set the
