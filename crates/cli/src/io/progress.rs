@@ -64,7 +64,10 @@ impl Progress {
         let rate_milli = Arc::new(AtomicU64::new(0));
         if let Some(bar) = &bar
             && let Ok(style) = ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} {rate:.dim} ETA {eta} {msg}",
+                // Counts with thousands separators; the message (counts by status, what the
+                // last rows wait for) is cut to the terminal's width, so the bar stays on one
+                // line and redraws in place however narrow the window.
+                "{elapsed_precise} [{bar:24.cyan/blue}] {human_pos}/{human_len} {rate:.dim} ETA {eta} {wide_msg}",
             )
         {
             let milli = rate_milli.clone();
