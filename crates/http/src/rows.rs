@@ -7,7 +7,7 @@
 //! sent).
 
 use rollcall_api::ResultRecord;
-use rollcall_core::{Flag, Verdict};
+use rollcall_core::{Flag, VERDICT_COLUMNS, Verdict};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -84,28 +84,6 @@ impl ResultRow {
     }
 }
 
-/// The CSV header: `address`, then the CLI's verdict columns.
-pub const CSV_HEADER: [&str; 18] = [
-    "address",
-    "status",
-    "reason",
-    "normalized",
-    "domain",
-    "mx",
-    "egress",
-    "smtp_code",
-    "enhanced_code",
-    "flags",
-    "is_disposable",
-    "is_role",
-    "is_free",
-    "is_catch_all",
-    "duplicate",
-    "detail",
-    "smtp_text",
-    "row",
-];
-
 /// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR at the start) gets
 /// a `'` before it (OWASP "CSV injection"): server text is chosen by whoever runs the server.
 pub(crate) fn defused(cell: String) -> String {
@@ -156,9 +134,13 @@ impl ResultRow {
     }
 }
 
-/// The CSV header line.
+/// The CSV header line: `address`, then the CLI's verdict columns.
 pub fn csv_header() -> String {
-    csv_line(CSV_HEADER.iter().map(|s| s.to_string()))
+    csv_line(
+        std::iter::once("address")
+            .chain(VERDICT_COLUMNS)
+            .map(str::to_string),
+    )
 }
 
 #[cfg(test)]
@@ -194,7 +176,7 @@ mod tests {
             .has_headers(false)
             .from_reader(line.as_bytes());
         let record = reader.records().next().unwrap().unwrap();
-        assert_eq!(record.len(), CSV_HEADER.len());
+        assert_eq!(record.len(), VERDICT_COLUMNS.len() + 1);
         assert_eq!(&record[16], "'=cmd| no such user");
         assert_eq!(&record[14], "true");
         assert!(csv_header().starts_with("address,status,reason,"));

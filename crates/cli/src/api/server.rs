@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,10 @@ use rollcall_api::{Admission, CampaignBackend, ServerTls};
 use rollcall_campaigns::Limits;
 use rollcall_http::{HttpApi, HttpSettings, WebhookPolicy};
 use tokio::sync::watch;
+
+use crate::config::{EngineFlags, Settings};
+use crate::exit::EX_USAGE;
+use crate::run::settings::load_settings;
 
 /// Flags of the API server (both protocols).
 #[derive(Debug, clap::Args)]
@@ -157,6 +162,28 @@ impl ApiServerFlags {
     /// The backend's limits.
     pub(crate) fn backend_limits(&self) -> Limits {
         self.limits.backend(self.max_rows, self.keep_finished)
+    }
+}
+
+/// What a process serving the API needs before it connects anywhere: its engine settings and
+/// its TLS. An open API beyond loopback, a bad config or a wrong TLS file is one line on stderr
+/// and exit 64 (the `Err`), before any connection is made.
+pub(crate) fn prepare(
+    api: &ApiServerFlags,
+    http: Option<SocketAddr>,
+    engine: &EngineFlags,
+) -> Result<(Settings, Option<ServerTls>), ExitCode> {
+    if let Some(refusal) = api.open_api_refusal(http) {
+        crate::io::console::err_line(format_args!("rollcall: {refusal}"));
+        return Err(ExitCode::from(EX_USAGE));
+    }
+    let settings = load_settings(engine)?;
+    match api.tls.load() {
+        Ok(tls) => Ok((settings, tls)),
+        Err(e) => {
+            crate::io::console::err_line(format_args!("rollcall: {e}"));
+            Err(ExitCode::from(EX_USAGE))
+        }
     }
 }
 

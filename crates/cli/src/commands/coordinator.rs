@@ -15,10 +15,9 @@ use anyhow::Context as _;
 use rollcall_campaigns::CoordinatorBackend;
 use rollcall_engine::coordinator::Coordinator;
 
-use crate::api::server::{ApiServerFlags, HttpFlags, serve_apis};
+use crate::api::server::{ApiServerFlags, HttpFlags, prepare, serve_apis};
 use crate::config::EngineFlags;
-use crate::exit::EX_USAGE;
-use crate::run::settings::{load_settings, verifier};
+use crate::run::settings::verifier;
 use crate::run::signals::shutdown_signal;
 
 /// Flags of `rollcall coordinator`.
@@ -47,23 +46,12 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    // Checked before anything connects: an open API is a configuration error, not a warning.
-    // Client certificates (mTLS with --tls-client-ca) authenticate callers as a token does.
-    if let Some(refusal) = args.api.open_api_refusal(args.http_listen) {
-        crate::io::console::err_line(format_args!("rollcall: {refusal}"));
-        return Ok(ExitCode::from(EX_USAGE));
-    }
-    let settings = match load_settings(&args.engine) {
-        Ok(settings) => settings,
+    // Checked before anything connects: an open API, a bad config or a wrong TLS file is a
+    // usage error, not a late failure. Client certificates (mTLS with --tls-client-ca)
+    // authenticate callers as a token does.
+    let (settings, tls) = match prepare(&args.api, args.http_listen, &args.engine) {
+        Ok(ready) => ready,
         Err(code) => return Ok(code),
-    };
-    // Before any connection is made: a wrong TLS file is a usage error, not a late failure.
-    let tls = match args.api.tls.load() {
-        Ok(tls) => tls,
-        Err(e) => {
-            crate::io::console::err_line(format_args!("rollcall: {e}"));
-            return Ok(ExitCode::from(EX_USAGE));
-        }
     };
     args.fleet.install_metrics()?;
     let allow_private = settings.engine.allow_private_targets;

@@ -16,10 +16,9 @@ use rollcall_engine::coordinator::Coordinator;
 use rollcall_engine::worker::Worker;
 use tokio::sync::watch;
 
-use crate::api::server::{ApiServerFlags, HttpFlags, serve_apis};
+use crate::api::server::{ApiServerFlags, HttpFlags, prepare, serve_apis};
 use crate::config::EngineFlags;
-use crate::exit::EX_USAGE;
-use crate::run::settings::{load_settings, verifier};
+use crate::run::settings::verifier;
 use crate::run::signals::shutdown_signal;
 
 /// Flags of `rollcall serve`.
@@ -47,20 +46,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(refusal) = args.api.open_api_refusal(Some(args.http_listen)) {
-        crate::io::console::err_line(format_args!("rollcall: {refusal}"));
-        return Ok(ExitCode::from(EX_USAGE));
-    }
-    let settings = match load_settings(&args.engine) {
-        Ok(settings) => settings,
+    // Checked before anything connects: an open API, a bad config or a wrong TLS file is a
+    // usage error, not a late failure.
+    let (settings, tls) = match prepare(&args.api, Some(args.http_listen), &args.engine) {
+        Ok(ready) => ready,
         Err(code) => return Ok(code),
-    };
-    let tls = match args.api.tls.load() {
-        Ok(tls) => tls,
-        Err(e) => {
-            crate::io::console::err_line(format_args!("rollcall: {e}"));
-            return Ok(ExitCode::from(EX_USAGE));
-        }
     };
     let allow_private = settings.engine.allow_private_targets;
     let verifier = verifier(settings)?;
