@@ -41,6 +41,10 @@ pub struct Args {
     #[command(flatten)]
     pub http: HttpFlags,
 
+    /// Serve Prometheus metrics on http://ADDR/metrics (apart from the APIs).
+    #[arg(long, value_name = "ADDR", env = "ROLLCALL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     #[command(flatten)]
     pub engine: Box<EngineFlags>,
 }
@@ -52,6 +56,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(ready) => ready,
         Err(code) => return Ok(code),
     };
+    if let Some(listen) = args.metrics_listen {
+        crate::metrics::install(listen)?;
+    }
     let allow_private = settings.engine.allow_private_targets;
     let verifier = verifier(settings)?;
 
