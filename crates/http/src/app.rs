@@ -1,31 +1,16 @@
-//! `HttpApi`, what every handler shares (the backend, the token check, the call limits shared
-//! with gRPC, the settings, the running webhooks), and `router`: the route table behind
-//! authentication and the per-caller rate, the open routes (health, readiness, the OpenAPI
-//! document) beside it, and JSON answers for unknown paths and methods.
-//!
-//! Health, readiness and the document are outside the token check, as gRPC health and
-//! reflection are: orchestrators probe without credentials and the document only describes the
-//! public schema. Every other route, GETs included, needs the token.
+//! `HttpApi`, what every handler shares: the backend, the token check, the call limits shared
+//! with gRPC, the settings, the running webhooks, when campaigns were created. The router is
+//! `routes`'.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header::AUTHORIZATION;
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use rollcall_api::{Admission, BearerAuth, Caller, CampaignBackend};
+use rollcall_api::{Admission, BearerAuth, CampaignBackend};
 use rollcall_core::CampaignId;
 use tokio::sync::watch;
 
-use crate::error::ApiError;
-use crate::routes;
-use crate::webhook::{WebhookPolicy, Webhooks};
-
-/// The header Reacher's clients send their secret in.
-pub(crate) const REACHER_SECRET: &str = "x-reacher-secret";
+use crate::webhook::{WebhookPolicy, Webhooks, unix_secs};
 
 /// Settings of the HTTP API (the CLI fills them from flags).
 #[derive(Debug, Clone)]
@@ -136,77 +121,4 @@ impl Created {
         let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         guard.0.get(id).copied()
     }
-}
-
-pub(crate) fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// The router of `api`: every route of the table, the open ones beside them.
-pub fn router(api: Arc<HttpApi>) -> Router {
-    let protected = routes::protected()
-        .router
-        .layer(middleware::from_fn_with_state(api.clone(), authenticate));
-    routes::open()
-        .router
-        .merge(protected)
-        .fallback(unknown_route)
-        .method_not_allowed_fallback(wrong_method)
-        .layer(DefaultBodyLimit::max(api.settings.max_body_bytes))
-        .with_state(api)
-}
-
-/// Checks the secret and counts the call against its caller's rate (shared with gRPC).
-async fn authenticate(
-    State(api): State<Arc<HttpApi>>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let headers = request.headers();
-    let by_secret = headers
-        .get(REACHER_SECRET)
-        .and_then(|v| api.auth.check_secret(Some(v.as_bytes())));
-    let caller: Caller = match by_secret {
-        Some(caller) => caller,
-        None if headers.contains_key(REACHER_SECRET) && !headers.contains_key(AUTHORIZATION) => {
-            return Err(ApiError::Unauthorized);
-        }
-        None => api
-            .auth
-            .check(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
-            .ok_or(ApiError::Unauthorized)?,
-    };
-    if !api.admission.try_admit(caller) {
-        return Err(ApiError::TooManyRequests {
-            message: format!(
-                "rate limit: at most {} calls per minute per token",
-                api.admission.limits().requests_per_minute
-            ),
-            retry_after: api.admission.retry_after_secs(),
-        });
-    }
-    request.extensions_mut().insert(caller);
-    Ok(next.run(request).await)
-}
-
-async fn unknown_route(request: Request) -> ApiError {
-    let path: String = request
-        .uri()
-        .path()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
-    ApiError::NotFound(format!(
-        "no route {path} (the routes are in GET /openapi.json)"
-    ))
-}
-
-async fn wrong_method(request: Request) -> ApiError {
-    ApiError::MethodNotAllowed(format!(
-        "{} is not served on this path (see GET /openapi.json)",
-        request.method()
-    ))
 }

@@ -23,7 +23,8 @@ use utoipa::IntoParams;
 
 use crate::app::HttpApi;
 use crate::error::{ApiError, ErrorBody, query_rejection};
-use crate::native::{CampaignProgress, campaign_id};
+use crate::native::campaign_id;
+use crate::rows::CampaignProgress;
 use crate::rows::ResultRow;
 
 /// Results per `results` event.

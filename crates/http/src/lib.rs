@@ -4,12 +4,14 @@
 //! of it (generated from the types by utoipa).
 //!
 //! # Layout
-//! - `app`: `HttpApi` (what every handler shares: backend, token check, call limits,
-//!   settings) and `router`, the route table with authentication and limits in front.
-//! - `routes`: `RouteTable`, which adds each route to the router and records it, so a test can
-//!   hold the router against the OpenAPI document.
+//! - `app`: `HttpApi`, what every handler shares (backend, token check, call limits,
+//!   settings, webhooks).
+//! - `routes`: `router`, the route table (each route added to the router and recorded, so a
+//!   test holds the router against the OpenAPI document) with authentication and the
+//!   per-caller rate in front.
 //! - `error`: `ApiError`, the one way a request fails (status, `{"error": ...}`, `Retry-After`).
-//! - `rows`: a result as JSON and CSV (the fields of the CLI's JSONL and CSV output).
+//! - `rows`: a result as JSON and CSV (the fields of the CLI's JSONL and CSV output), and a
+//!   campaign's progress.
 //! - `native`: `/v1/verify` and `/v1/campaigns...`, with the list upload (JSON or a streamed
 //!   text/CSV body) in `upload`.
 //! - `events`: `GET /v1/campaigns/{id}/events`, the Server-Sent Events stream.
@@ -35,9 +37,10 @@ mod serve;
 mod upload;
 mod webhook;
 
-pub use app::{HttpApi, HttpSettings, router};
+pub use app::{HttpApi, HttpSettings};
 pub use error::{ApiError, ErrorBody};
 pub use openapi::{ApiDoc, document};
 pub use reacher::Reachable;
+pub use routes::router;
 pub use serve::{Error, serve};
 pub use webhook::WebhookPolicy;

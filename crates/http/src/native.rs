@@ -12,14 +12,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use rollcall_api::{CampaignBackend, CampaignState, ProgressSnapshot, ResultRecord};
-use rollcall_core::{CampaignId, Status};
+use rollcall_api::{CampaignBackend, ResultRecord};
+use rollcall_core::CampaignId;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::app::HttpApi;
 use crate::error::{ApiError, ErrorBody, json_rejection, query_rejection};
-use crate::rows::{ResultRow, csv_header};
+use crate::rows::{CampaignProgress, ResultRow, csv_header, state_name};
 
 /// Results read from the backend per call.
 const PAGE: usize = 1000;
@@ -37,61 +37,6 @@ pub struct VerifyRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub options: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-/// A campaign's progress.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct CampaignProgress {
-    pub campaign_id: String,
-    /// `pending`, `running`, `done`, `cancelled` or `failed`.
-    pub state: &'static str,
-    /// Entries submitted.
-    pub total: u64,
-    /// Entries with their result.
-    pub done: u64,
-    pub deliverable: u64,
-    pub undeliverable: u64,
-    pub risky: u64,
-    pub unknown: u64,
-    /// Recent results per second.
-    pub rate_per_s: f64,
-    /// Estimated seconds until done; absent while there is no rate to go by.
-    pub eta_s: Option<f64>,
-    /// Why it failed or was cancelled.
-    pub detail: Option<String>,
-}
-
-pub(crate) fn state_name(state: CampaignState) -> &'static str {
-    match state {
-        CampaignState::Pending => "pending",
-        CampaignState::Running => "running",
-        CampaignState::Done => "done",
-        CampaignState::Cancelled => "cancelled",
-        CampaignState::Failed => "failed",
-    }
-}
-
-impl From<&ProgressSnapshot> for CampaignProgress {
-    fn from(p: &ProgressSnapshot) -> CampaignProgress {
-        let count = |s: Status| p.counts.by_status[s as usize];
-        CampaignProgress {
-            campaign_id: p.campaign_id.to_string(),
-            state: state_name(p.state),
-            total: p.counts.total,
-            done: p.counts.done,
-            deliverable: count(Status::Deliverable),
-            undeliverable: count(Status::Undeliverable),
-            risky: count(Status::Risky),
-            unknown: count(Status::Unknown),
-            rate_per_s: if p.rate_per_s.is_finite() {
-                p.rate_per_s
-            } else {
-                0.0
-            },
-            eta_s: p.eta_s(),
-            detail: p.detail.clone(),
-        }
-    }
 }
 
 /// An id from a path: one that cannot be an id is a campaign that does not exist.

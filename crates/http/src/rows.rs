@@ -1,13 +1,13 @@
 //! A result as the HTTP API shows it: `ResultRow`, with the fields of the CLI's JSONL output
 //! (`rollcall verify --format jsonl`), and the same rows as CSV (the CLI's verdict columns,
-//! `address` first). Pure: no I/O.
+//! `address` first); a campaign's progress as it shows it (`CampaignProgress`). Pure: no I/O.
 //!
 //! One difference from the CLI: the backend keeps the verdict, not the submitted text, so
 //! `address` is the address as verified (for an entry that is not an address, the entry as
 //! sent).
 
-use rollcall_api::ResultRecord;
-use rollcall_core::{Flag, VERDICT_COLUMNS, Verdict};
+use rollcall_api::{CampaignState, ProgressSnapshot, ResultRecord};
+use rollcall_core::{Flag, Status, VERDICT_COLUMNS, Verdict};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -141,6 +141,61 @@ pub fn csv_header() -> String {
             .chain(VERDICT_COLUMNS)
             .map(str::to_string),
     )
+}
+
+/// A campaign's progress.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CampaignProgress {
+    pub campaign_id: String,
+    /// `pending`, `running`, `done`, `cancelled` or `failed`.
+    pub state: &'static str,
+    /// Entries submitted.
+    pub total: u64,
+    /// Entries with their result.
+    pub done: u64,
+    pub deliverable: u64,
+    pub undeliverable: u64,
+    pub risky: u64,
+    pub unknown: u64,
+    /// Recent results per second.
+    pub rate_per_s: f64,
+    /// Estimated seconds until done; absent while there is no rate to go by.
+    pub eta_s: Option<f64>,
+    /// Why it failed or was cancelled.
+    pub detail: Option<String>,
+}
+
+pub(crate) fn state_name(state: CampaignState) -> &'static str {
+    match state {
+        CampaignState::Pending => "pending",
+        CampaignState::Running => "running",
+        CampaignState::Done => "done",
+        CampaignState::Cancelled => "cancelled",
+        CampaignState::Failed => "failed",
+    }
+}
+
+impl From<&ProgressSnapshot> for CampaignProgress {
+    fn from(p: &ProgressSnapshot) -> CampaignProgress {
+        let count = |s: Status| p.counts.by_status[s as usize];
+        CampaignProgress {
+            campaign_id: p.campaign_id.to_string(),
+            state: state_name(p.state),
+            total: p.counts.total,
+            done: p.counts.done,
+            deliverable: count(Status::Deliverable),
+            undeliverable: count(Status::Undeliverable),
+            risky: count(Status::Risky),
+            unknown: count(Status::Unknown),
+            rate_per_s: if p.rate_per_s.is_finite() {
+                p.rate_per_s
+            } else {
+                0.0
+            },
+            eta_s: p.eta_s(),
+            detail: p.detail.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use hyper_util::service::TowerToHyperService;
 use rollcall_api::ServerTls;
 use tokio::net::TcpListener;
 
-use crate::app::{HttpApi, router};
+use crate::app::HttpApi;
+use crate::routes::router;
 
 /// Why the HTTP server could not serve.
 #[derive(Debug, thiserror::Error)]

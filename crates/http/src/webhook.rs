@@ -38,8 +38,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
 use crate::error::ApiError;
-use crate::native::CampaignProgress;
-use crate::rows::ResultRow;
+use crate::rows::{CampaignProgress, ResultRow};
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "rollcall-signature";
@@ -193,7 +192,7 @@ impl Target {
     /// One attempt: POSTs `body` with its id and signature; `Ok` on a 2xx answer.
     async fn post(&self, id: &str, body: Bytes, timeout: Duration) -> Result<(), String> {
         let addrs = self.resolve().await.map_err(|e| e.to_string())?;
-        let timestamp = crate::app::unix_secs();
+        let timestamp = unix_secs();
         let path = self
             .uri
             .path_and_query()
@@ -285,6 +284,13 @@ fn client_tls() -> Arc<rustls::ClientConfig> {
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth()
     }))
+}
+
+/// Seconds since the Unix epoch (0 on a clock before it).
+pub(crate) fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn to_hex(bytes: &[u8]) -> String {
