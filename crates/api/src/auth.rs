@@ -42,11 +42,25 @@ impl BearerAuth {
     }
 
     /// The caller a call with `header` is counted against, or `None` when it is refused.
-    fn check(&self, header: Option<&[u8]>) -> Option<Caller> {
+    /// The caller an `authorization` header value (`Bearer <token>`) names, or `None` when the
+    /// token is required and missing or wrong. Also used by the HTTP API.
+    pub fn check(&self, header: Option<&[u8]>) -> Option<Caller> {
         let Some(expected) = &self.expected else {
             return Some(Caller::ANONYMOUS);
         };
         let presented = strip_scheme(header?)?;
+        constant_time_eq(presented, expected).then(|| Caller::for_token(expected))
+    }
+}
+
+impl BearerAuth {
+    /// Like `check`, for a bare secret without the `Bearer` scheme (the HTTP API's
+    /// `x-reacher-secret` header).
+    pub fn check_secret(&self, secret: Option<&[u8]>) -> Option<Caller> {
+        let Some(expected) = &self.expected else {
+            return Some(Caller::ANONYMOUS);
+        };
+        let presented = secret?.trim_ascii();
         constant_time_eq(presented, expected).then(|| Caller::for_token(expected))
     }
 }

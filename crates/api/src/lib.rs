@@ -53,7 +53,7 @@ pub use backend::{
 };
 pub use client::{Client, connect, connect_with_tls};
 pub use error::{Error, TlsPart};
-pub use limits::{CallLimits, Caller};
+pub use limits::{Admission, CallLimits, Caller};
 pub use server::{serve, serve_service, serve_service_with_tls, serve_with_tls};
 pub use service::VerifierService;
 pub use tls::{ClientTls, ServerTls};

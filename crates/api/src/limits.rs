@@ -62,7 +62,7 @@ struct Bucket {
 
 /// The limits in force, shared by every clone of the service.
 #[derive(Debug)]
-pub(crate) struct Admission {
+pub struct Admission {
     limits: CallLimits,
     verify: Arc<Semaphore>,
     /// One bucket per caller. Bounded: callers are the configured tokens (only calls that
@@ -71,7 +71,7 @@ pub(crate) struct Admission {
 }
 
 impl Admission {
-    pub(crate) fn new(limits: CallLimits) -> Admission {
+    pub fn new(limits: CallLimits) -> Admission {
         Admission {
             limits,
             verify: Arc::new(Semaphore::new(limits.max_concurrent_verify.get())),
@@ -119,6 +119,29 @@ impl Admission {
 
     /// A slot for one `Verify` call, held until the call ends; none free is RESOURCE_EXHAUSTED
     /// at once (waiting would let clients pile up calls the fleet then has to serve).
+    /// Counts a call of `caller` against its rate: `false` when it is over (the HTTP API's
+    /// form of `admit`).
+    pub fn try_admit(&self, caller: Caller) -> bool {
+        self.admit_at(caller, Instant::now())
+    }
+
+    /// A `Verify` slot, or `None` when every one is taken (the HTTP API's form of
+    /// `verify_slot`).
+    pub fn try_verify_slot(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.verify).try_acquire_owned().ok()
+    }
+
+    /// The limits enforced.
+    pub fn limits(&self) -> CallLimits {
+        self.limits
+    }
+
+    /// Seconds until a caller over its rate has a call again (one call's worth of refill),
+    /// for a `Retry-After` header.
+    pub fn retry_after_secs(&self) -> u64 {
+        60u64.div_ceil(u64::from(self.limits.requests_per_minute.get()))
+    }
+
     pub(crate) fn verify_slot(&self) -> Result<OwnedSemaphorePermit, Status> {
         Arc::clone(&self.verify).try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(

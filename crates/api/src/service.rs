@@ -54,6 +54,13 @@ impl<B: CampaignBackend> VerifierService<B> {
         self
     }
 
+    /// Shares `admission` (call limits and their counters) with another front end: the HTTP
+    /// API of the same process counts against the same rates and Verify slots.
+    pub fn with_admission(mut self, admission: Arc<Admission>) -> VerifierService<B> {
+        self.admission = admission;
+        self
+    }
+
     /// Counts the call against its caller's rate (the caller `BearerAuth` set; anonymous when
     /// the service is used without it).
     fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {

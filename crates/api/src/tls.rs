@@ -31,6 +31,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ServerTls {
     identity: Identity,
     client_ca: Option<Certificate>,
+    /// The same inputs as PEM, for servers that take a rustls configuration (the HTTP API).
+    cert_pem: Arc<[u8]>,
+    key_pem: Arc<[u8]>,
+    client_ca_pem: Option<Arc<[u8]>>,
 }
 
 impl fmt::Debug for ServerTls {
@@ -51,6 +55,9 @@ impl ServerTls {
         Ok(ServerTls {
             identity: Identity::from_pem(cert_chain, key),
             client_ca: None,
+            cert_pem: Arc::from(cert_chain),
+            key_pem: Arc::from(key),
+            client_ca_pem: None,
         })
     }
 
@@ -60,6 +67,7 @@ impl ServerTls {
         check_roots(ca, TlsPart::ClientCa)?;
         Ok(ServerTls {
             client_ca: Some(Certificate::from_pem(ca)),
+            client_ca_pem: Some(Arc::from(ca)),
             ..self
         })
     }
@@ -67,6 +75,46 @@ impl ServerTls {
     /// True when clients must present a certificate (mTLS).
     pub fn requires_client_certs(&self) -> bool {
         self.client_ca.is_some()
+    }
+
+    /// The same identity (and client CA) as a rustls server configuration, for a server that
+    /// is not tonic (the HTTP API), offering `alpn` (e.g. `h2`, `http/1.1`). The inputs were
+    /// checked when `self` was built, so this fails only on what rustls refuses beyond them.
+    pub fn rustls_config(&self, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, Error> {
+        let certs = certificates(&self.cert_pem, TlsPart::ServerCert)?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| tls_error(TlsPart::ServerKey, e.to_string()))?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_error(TlsPart::ServerCert, e.to_string()))?;
+        let builder = match &self.client_ca_pem {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                for cert in certificates(ca, TlsPart::ClientCa)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| tls_error(TlsPart::ClientCa, e.to_string()))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .map_err(|e| tls_error(TlsPart::ClientCa, e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| tls_error(TlsPart::ServerKey, e.to_string()))?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
+    }
+
+    /// How long a TLS handshake may take before the connection is dropped.
+    pub fn handshake_timeout() -> Duration {
+        HANDSHAKE_TIMEOUT
     }
 
     pub(crate) fn config(&self) -> ServerTlsConfig {

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::commands::{
-    bench, completions, coordinator, demo, doctor, man, probe, sim, submit, verify, watch, worker,
+    bench, completions, coordinator, demo, doctor, man, probe, serve, sim, submit, verify, watch,
+    worker,
 };
 
 /// rollcall: tells which email addresses can receive mail, without sending any.
@@ -57,6 +58,10 @@ enum Command {
     /// publishes batches to RabbitMQ, reads the workers' results from Redis. Stops cleanly on
     /// SIGTERM. Campaigns are kept in Redis: a restarted coordinator picks them up.
     Coordinator(coordinator::Args),
+    /// One process serving the gRPC and HTTP APIs (rollcall's routes, Reacher-compatible
+    /// routes, events, signed webhooks) over the embedded engine: no broker, no store.
+    /// Stops cleanly on SIGTERM. See docs/http-api.md.
+    Serve(serve::Args),
     /// Submit a list to a coordinator; prints the campaign id. With --wait, follow it and
     /// write the results.
     Submit(submit::Args),
@@ -92,6 +97,7 @@ impl Cli {
             Command::Bench(args) => bench::run(args).await,
             Command::Worker(args) => worker::run(args).await,
             Command::Coordinator(args) => coordinator::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Watch(args) => watch::run(args).await,
             Command::Completions(args) => completions::run(args, Cli::command()).await,

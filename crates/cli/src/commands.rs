@@ -9,6 +9,7 @@ pub mod demo;
 pub mod doctor;
 pub mod man;
 pub mod probe;
+pub mod serve;
 pub mod sim;
 pub mod submit;
 pub mod verify;

@@ -46,13 +46,14 @@ impl CampaignId {
         }
     }
 
-    /// A fresh random id: `c` and 20 lowercase base-32 characters (100 bits).
+    /// A fresh random id: `c` and 26 lowercase base-32 characters (130 bits), so an id seen by
+    /// one client cannot be guessed from another (the HTTP API needs no listing of ids).
     pub fn random() -> CampaignId {
         const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
         let mut rng = rand::rng();
-        let mut id = String::with_capacity(21);
+        let mut id = String::with_capacity(27);
         id.push('c');
-        for _ in 0..20 {
+        for _ in 0..26 {
             id.push(char::from(ALPHABET[rng.random_range(0..32)]));
         }
         CampaignId(id)
@@ -139,7 +140,7 @@ mod tests {
         let b = CampaignId::random();
         assert_ne!(a, b);
         assert_eq!(CampaignId::new(a.as_str()).unwrap(), a);
-        assert_eq!(a.as_str().len(), 21);
+        assert_eq!(a.as_str().len(), 27);
     }
 
     #[test]

@@ -54,4 +54,4 @@ pub use role::is_role_local_part;
 pub use rollcall_smtp_proto::{CommandKind, EnhancedCode, Reply};
 pub use site::{Provider, Site};
 pub use syntax::{SyntaxError, SyntaxReason};
-pub use verdict::{Evidence, Reason, ReplyText, Status, Verdict};
+pub use verdict::{Evidence, Reason, ReplyText, Status, VERDICT_COLUMNS, Verdict};

@@ -18,6 +18,28 @@ use crate::error::Error;
 use crate::flags::Flags;
 use crate::syntax::{SyntaxError, SyntaxReason, is_forbidden_char};
 
+/// The columns of a verdict in CSV output, in this order: after the input's columns in the
+/// CLI's output, after `address` in the HTTP API's downloads.
+pub const VERDICT_COLUMNS: [&str; 17] = [
+    "status",
+    "reason",
+    "normalized",
+    "domain",
+    "mx",
+    "egress",
+    "smtp_code",
+    "enhanced_code",
+    "flags",
+    "is_disposable",
+    "is_role",
+    "is_free",
+    "is_catch_all",
+    "duplicate",
+    "detail",
+    "smtp_text",
+    "row",
+];
+
 /// The four answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

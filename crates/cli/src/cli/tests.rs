@@ -48,7 +48,7 @@ fn client_commands_parse() {
     ]);
     match limited.map(|cli| cli.command) {
         Ok(Command::Coordinator(args)) => {
-            assert_eq!((args.max_rows, args.keep_finished), (10, 0));
+            assert_eq!((args.api.max_rows, args.api.keep_finished), (10, 0));
         }
         other => panic!("unexpected {other:?}"),
     }

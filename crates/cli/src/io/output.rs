@@ -73,26 +73,9 @@ fn defused(cell: &str) -> Cow<'_, str> {
     }
 }
 
-/// Verdict columns appended after the input's columns, in this order.
-pub const VERDICT_COLUMNS: [&str; 17] = [
-    "status",
-    "reason",
-    "normalized",
-    "domain",
-    "mx",
-    "egress",
-    "smtp_code",
-    "enhanced_code",
-    "flags",
-    "is_disposable",
-    "is_role",
-    "is_free",
-    "is_catch_all",
-    "duplicate",
-    "detail",
-    "smtp_text",
-    "row",
-];
+/// Verdict columns appended after the input's columns, in this order (the HTTP API's CSV has
+/// them too: they are `rollcall_core`'s).
+pub use rollcall_core::VERDICT_COLUMNS;
 
 /// What the verdict columns are called after an input that already has columns of those
 /// names (a results file verified again): this before each.
