@@ -7,18 +7,27 @@
 //! most `max_outstanding` items are in flight (input reading pauses beyond that), and a finished
 //! address is remembered only as a 64-bit key and a compact verdict, for later duplicates.
 //!
+//! With a result cache (`with_cache`), rows are read in batches and looked up before they are
+//! routed: a fresh verdict comes out at once, the rest is verified and written back
+//! (`coordinator/cache.rs`).
+//!
 //! Does not talk SMTP, does not decide verdicts from replies (the worker does).
 
 use std::collections::HashMap;
+
+mod cache;
+
+pub use cache::{CacheNote, CacheSetup};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rollcall_core::ports::{
     Batch, BatchItem, ItemResult, MxHost, QueueError, StateStore, WorkQueue,
 };
+use rollcall_core::ports::{CacheEntry, verdict_for_row};
 use rollcall_core::{
-    CampaignId, EmailAddress, EnhancedCode, Evidence, Flags, ItemId, Reason, Site, SyntaxError,
-    Verdict,
+    CampaignId, EmailAddress, EnhancedCode, Evidence, Flags, ItemId, Reason, Site, Status,
+    SyntaxError, Verdict,
 };
 use rollcall_dns::{MxResolver, Resolution};
 use tokio::sync::{mpsc, watch};
@@ -45,6 +54,18 @@ pub struct OutputRow<P> {
     pub verdict: Arc<Verdict>,
     /// This address appeared earlier in the input; the verdict is the first occurrence's.
     pub duplicate: bool,
+    /// Whether the verdict came from the result cache, when it was reached, what it was before.
+    pub cache: CacheNote,
+}
+
+impl<P> OutputRow<P> {
+    /// `deliverable->undeliverable` when the address was cached with another status and
+    /// verified again; `None` when unchanged, new or straight from the cache.
+    pub fn changed(&self) -> Option<String> {
+        self.cache
+            .previous
+            .and_then(|before| rollcall_core::ports::change(before, self.verdict.status()))
+    }
 }
 
 /// The coordinator of one process. Cheap to clone.
@@ -57,6 +78,8 @@ pub struct Coordinator<Q, S> {
     keep_results: bool,
     /// The campaign's bound on retry waits, carried by every batch (`Batch::max_wait_ms`).
     max_wait_ms: Option<u64>,
+    /// Verdicts remembered between runs.
+    cache: Option<Arc<CacheSetup>>,
 }
 
 /// How `Coordinator::resume` treats a campaign whose results are partly recorded already.
@@ -78,6 +101,7 @@ impl<Q, S> Clone for Coordinator<Q, S> {
             config: self.config.clone(),
             keep_results: self.keep_results,
             max_wait_ms: self.max_wait_ms,
+            cache: self.cache.clone(),
         }
     }
 }
@@ -136,6 +160,10 @@ struct Pending<P> {
     /// A parsed address (remembered for duplicates); false for rows that did not parse.
     dedupable: bool,
     duplicates: Vec<(u64, String, P)>,
+    /// The address's cache key, when a cache is in use (its verdict is written back).
+    cache_key: Option<String>,
+    /// The status a stale cache entry held.
+    previous: Option<Status>,
 }
 
 struct Route {
@@ -196,6 +224,12 @@ struct Run<'a, Q, S, P> {
     lanes: HashMap<String, Lanes>,
     /// Rows published so far (the denominator of a site's share).
     routed_rows: u64,
+    /// When each item that came from the cache was verified (for its later duplicates).
+    cached_at: HashMap<ItemId, u64>,
+    /// What each item whose verdict changed since its cached one was before.
+    changed_from: HashMap<ItemId, Status>,
+    /// Verdicts waiting to be written to the cache.
+    to_cache: Vec<CacheEntry>,
 }
 
 impl<'a, Q, S, P> Run<'a, Q, S, P> {
@@ -228,6 +262,9 @@ impl<'a, Q, S, P> Run<'a, Q, S, P> {
             publishing: tokio::task::JoinSet::new(),
             lanes: HashMap::new(),
             routed_rows: 0,
+            cached_at: HashMap::new(),
+            changed_from: HashMap::new(),
+            to_cache: Vec::new(),
         }
     }
 }
@@ -267,7 +304,15 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
             config,
             keep_results: false,
             max_wait_ms: None,
+            cache: None,
         }
+    }
+
+    /// This coordinator with a result cache: fresh verdicts are not verified again, new ones
+    /// are written to it.
+    pub fn with_cache(mut self, cache: Option<CacheSetup>) -> Self {
+        self.cache = cache.map(Arc::new);
+        self
     }
 
     /// This coordinator with the campaign's own bound on retry waits (`Some(Duration::ZERO)`:
@@ -340,17 +385,27 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
         let mut input_done = false;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rows = Vec::new();
         loop {
-            let room = run.pending.len() < self.config.max_outstanding;
+            let room = self
+                .config
+                .max_outstanding
+                .saturating_sub(run.pending.len());
+            // With a cache, rows are taken in batches (one lookup each); without, one at a
+            // time as before.
+            let take = if self.cache.is_some() {
+                room.min(cache::LOOKUP_BATCH)
+            } else {
+                room.min(1)
+            };
             tokio::select! {
-                row = input.recv(), if !input_done && room => match row {
-                    Some(row) => {
-                        run.last_row = Instant::now();
-                        run.ingest(row).await?;
-                    }
-                    None => {
+                n = input.recv_many(&mut rows, take.max(1)), if !input_done && take > 0 => {
+                    if n == 0 {
                         input_done = true;
                         run.flush_open(true).await?;
+                    } else {
+                        run.last_row = Instant::now();
+                        run.ingest_many(std::mem::take(&mut rows)).await?;
                     }
                 },
                 Some((domain, resolution)) = resolved_rx.recv() => {
@@ -361,6 +416,7 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
                     run.flush_open(input_done).await?;
                     run.confirmed()?;
                     run.collect().await?;
+                    run.write_cache().await;
                 }
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
@@ -380,6 +436,7 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
         // Interrupted: what is not confirmed yet is given up (a resumed run publishes again
         // whatever has no result).
         run.publishing.abort_all();
+        run.write_cache().await;
         run.summary.elapsed = started.elapsed();
         Ok(run.summary)
     }
@@ -398,11 +455,26 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         self.done.get(index)?.as_ref()
     }
 
-    async fn ingest(&mut self, row: InputRow<P>) -> Result<(), Error> {
+    /// Takes in rows read together: one cache lookup for all of them, then each in order.
+    async fn ingest_many(&mut self, rows: Vec<InputRow<P>>) -> Result<(), Error> {
+        let parsed: Vec<_> = rows.iter().map(|r| EmailAddress::parse(&r.text)).collect();
+        let found = self.look_up(&parsed).await;
+        for (row, parsed) in rows.into_iter().zip(parsed) {
+            self.ingest(row, parsed, &found).await?;
+        }
+        Ok(())
+    }
+
+    async fn ingest(
+        &mut self,
+        row: InputRow<P>,
+        parsed: Result<EmailAddress, SyntaxError>,
+        found: &HashMap<String, CacheEntry>,
+    ) -> Result<(), Error> {
         self.summary.rows += 1;
         metrics::gauge!("rollcall_campaign_addresses", "state" => "total")
             .set(self.summary.rows as f64);
-        let address = match EmailAddress::parse(&row.text) {
+        let address = match parsed {
             Ok(address) => address,
             Err(error) => return self.ingest_unparsed(row, &error).await,
         };
@@ -411,7 +483,19 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             let item = ItemId(u64::from(seen));
             if let Some(compact) = self.finished(item) {
                 let verdict = Arc::new(expand(compact, &self.strings, &address));
-                self.emit(row.row, row.text, row.payload, verdict, true, false)
+                let note = match self.cached_at.get(&item) {
+                    Some(&at) => CacheNote {
+                        cached: true,
+                        verified_at: Some(at),
+                        previous: None,
+                    },
+                    None => CacheNote {
+                        cached: false,
+                        verified_at: Some(self.now()),
+                        previous: self.changed_from.get(&item).copied(),
+                    },
+                };
+                self.emit(row.row, row.text, row.payload, verdict, true, false, note)
                     .await;
             } else if let Some(pending) = self.pending.get_mut(&item) {
                 pending.duplicates.push((row.row, row.text, row.payload));
@@ -423,10 +507,39 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         if let Ok(number) = u32::try_from(item.0) {
             self.dedupe.insert(key, number);
         }
+        let cache_key = self.co.cache.as_ref().map(|_| address.cache_key());
+        let entry = cache_key.as_ref().and_then(|k| found.get(k));
         let early = self.early.remove(&item);
-        if early.is_none() && self.replay_only {
-            return Ok(());
+        if early.is_none() {
+            if let (Some(cache), Some(entry)) = (&self.co.cache, entry)
+                && cache::fresh(cache, entry)
+            {
+                let verdict = verdict_for_row(&entry.verdict, &address);
+                let at = entry.verified_at;
+                self.remember_compact(item, &verdict);
+                self.cached_at.insert(item, at);
+                let note = CacheNote {
+                    cached: true,
+                    verified_at: Some(at),
+                    previous: None,
+                };
+                self.emit(
+                    row.row,
+                    row.text,
+                    row.payload,
+                    Arc::new(verdict),
+                    false,
+                    false,
+                    note,
+                )
+                .await;
+                return Ok(());
+            }
+            if self.replay_only {
+                return Ok(());
+            }
         }
+        let previous = entry.map(|e| e.verdict.status());
         self.pending.insert(
             item,
             Pending {
@@ -435,6 +548,8 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 payload: row.payload,
                 dedupable: true,
                 duplicates: Vec::new(),
+                cache_key,
+                previous,
             },
         );
         if let Some(result) = early {
@@ -474,6 +589,8 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 payload: row.payload,
                 dedupable: false,
                 duplicates: Vec::new(),
+                cache_key: None,
+                previous: None,
             },
         );
         if let Some(result) = early {
@@ -740,24 +857,23 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         };
         let verdict = Arc::new(result.verdict);
         if pending.dedupable {
-            let compact = Compact {
-                reason: verdict.reason(),
-                flags: verdict.flags,
-                code: verdict.evidence.smtp_code.unwrap_or(0),
-                enhanced: verdict.evidence.enhanced_code,
-                mx: self.strings.intern(verdict.evidence.mx_host.as_deref()),
-                detail: self.strings.intern(verdict.detail.as_deref()),
-            };
-            if let Some(slot) = usize::try_from(result.item.0)
-                .ok()
-                .and_then(|n| n.checked_sub(1))
-                .and_then(|i| self.done.get_mut(i))
-            {
-                *slot = Some(compact);
-            }
+            self.remember_compact(result.item, &verdict);
         }
+        if let Some(previous) = pending.previous
+            && previous != verdict.status()
+        {
+            self.changed_from.insert(result.item, previous);
+        }
+        if !replayed && let Some(key) = pending.cache_key {
+            self.remember(key, &verdict).await;
+        }
+        let note = CacheNote {
+            cached: false,
+            verified_at: (!replayed).then(|| self.now()),
+            previous: pending.previous,
+        };
         for (row, text, payload) in pending.duplicates {
-            self.emit(row, text, payload, verdict.clone(), true, replayed)
+            self.emit(row, text, payload, verdict.clone(), true, replayed, note)
                 .await;
         }
         self.emit(
@@ -767,10 +883,31 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             verdict,
             false,
             replayed,
+            note,
         )
         .await;
     }
 
+    /// Keeps what `item` came to, small, for the duplicates that come later.
+    fn remember_compact(&mut self, item: ItemId, verdict: &Verdict) {
+        let compact = Compact {
+            reason: verdict.reason(),
+            flags: verdict.flags,
+            code: verdict.evidence.smtp_code.unwrap_or(0),
+            enhanced: verdict.evidence.enhanced_code,
+            mx: self.strings.intern(verdict.evidence.mx_host.as_deref()),
+            detail: self.strings.intern(verdict.detail.as_deref()),
+        };
+        if let Some(slot) = usize::try_from(item.0)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| self.done.get_mut(i))
+        {
+            *slot = Some(compact);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn emit(
         &mut self,
         row: u64,
@@ -779,8 +916,12 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         verdict: Arc<Verdict>,
         duplicate: bool,
         replayed: bool,
+        cache: CacheNote,
     ) {
         self.summary.count(&verdict, duplicate);
+        if self.co.cache.is_some() && verdict.evidence.domain.is_some() {
+            self.summary.count_cache(&cache, verdict.status());
+        }
         if !replayed {
             metrics::counter!(
                 "rollcall_verifications_total",
@@ -800,6 +941,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 payload,
                 verdict,
                 duplicate,
+                cache,
             })
             .await;
     }

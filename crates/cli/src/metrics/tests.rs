@@ -152,6 +152,7 @@ async fn verify_example_fleet() -> usize {
         in_rx,
         out_tx,
         stop,
+        None,
     ));
     let mut out = 0;
     while out_rx.recv().await.is_some() {

@@ -239,6 +239,9 @@ pub(crate) async fn run(
         resolver,
         connector,
         metrics: metrics.clone(),
+        // No result cache: every demo and bench run probes every address, so their figures
+        // compare from run to run (and nothing is written to the user's cache folder).
+        cache: None,
     };
     let mut judge = Judge {
         expect,
