@@ -128,6 +128,9 @@ impl CacheFlags {
 }
 
 #[cfg(test)]
+mod sim_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

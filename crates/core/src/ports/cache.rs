@@ -320,6 +320,13 @@ impl CacheClock {
         }
     }
 
+    /// Sets a manual clock to `now` (the system clock is left alone).
+    pub fn set(&self, now: u64) {
+        if let CacheClock::Manual(at) = self {
+            at.store(now, Ordering::Relaxed);
+        }
+    }
+
     /// Moves a manual clock forward (the system clock moves by itself).
     pub fn advance(&self, by: Duration) {
         if let CacheClock::Manual(now) = self {

@@ -1,0 +1,348 @@
+//! The result cache end to end: `verify`'s run loop against a simulated fleet (its counters
+//! are the proof of what went on the wire), with a SQLite file in a temporary folder and a
+//! manual clock, so TTLs are checked without sleeping.
+//!
+//! - a second run of the same list makes no SMTP connection at all and gives every address
+//!   its first run's verdict, `cached` and stamped with the first run's time;
+//! - past a TTL (and under `--max-age` or `--refresh`) an address is verified again, and a
+//!   mailbox removed from the world between runs comes out `deliverable->undeliverable`;
+//! - `--changes-only` keeps those rows alone.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rollcall_core::ports::{CacheClock, CachePolicy};
+use rollcall_dns::{MxResolver, ResolverConfig};
+use rollcall_engine::WorkerMetrics;
+use rollcall_engine::config::EngineConfig;
+use rollcall_engine::coordinator::{CacheSetup, InputRow, OutputRow};
+use rollcall_engine::summary::Summary;
+use rollcall_sim::{Fleet, FleetSpec, SimOptions};
+use rollcall_sqlite::SqliteCache;
+use tokio::sync::mpsc;
+
+use crate::io::output::{ChangesOnly, RowSink};
+use crate::io::progress::Progress;
+use crate::run::embedded::{RowOrder, run_verification};
+use crate::run::settings::Verifier;
+
+const DAY: u64 = 86_400;
+/// The manual clock's first reading: any fixed time will do.
+const T0: u64 = 1_800_000_000;
+
+/// `keep.test` (ann and bob valid) and `grey.test`; without `bob` when `bob_left`.
+fn world(base: &str, bob_left: bool) -> String {
+    let bob = if bob_left { "" } else { r#", "bob" = "valid""# };
+    format!(
+        r#"
+[fleet]
+address_base = "{base}"
+
+[profiles.default]
+
+[[host]]
+name = "mx.keep.test"
+
+[[site]]
+name = "keep"
+mx = [{{ host = "mx.keep.test", preference = 10 }}]
+
+[[domain]]
+name = "keep.test"
+site = "keep"
+mailboxes = {{ "ann" = "valid"{bob} }}
+"#
+    )
+}
+
+const LIST: [&str; 5] = [
+    "ann@keep.test",
+    "Bob@Keep.Test",
+    "zed@keep.test",
+    "not an address",
+    "ann@keep.test",
+];
+
+async fn start(toml: &str) -> Fleet {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let spec = FleetSpec::from_toml(toml).unwrap();
+    rollcall_sim::start(&spec, SimOptions::default())
+        .await
+        .unwrap()
+}
+
+fn verifier(fleet: &Fleet, cache: Option<CacheSetup>) -> Verifier {
+    let mut config = EngineConfig {
+        helo_name: "verifier.rollcall.test".into(),
+        mail_from: "probe@rollcall.test".into(),
+        smtp_port: fleet.smtp_port(),
+        allow_private_targets: true,
+        connect_timeout: Duration::from_secs(2),
+        defer_retry: vec![Duration::from_millis(200)],
+        ..EngineConfig::default()
+    };
+    config.shaping.default.rcpt_rate.per_minute = 60_000;
+    config.shaping.default.rcpt_rate.burst = 100;
+    config.shaping.default.connect_rate.per_minute = 60_000;
+    config.shaping.default.connect_rate.burst = 50;
+    config.shaping.default.session_idle = Duration::from_millis(200);
+    let connector = rollcall_engine::connector(&config).unwrap();
+    let resolver = MxResolver::new(ResolverConfig {
+        nameservers: vec![fleet.dns_addr()],
+        allow_private_targets: true,
+        timeout: Duration::from_secs(1),
+        ..ResolverConfig::default()
+    })
+    .unwrap();
+    Verifier {
+        engine: Arc::new(config),
+        resolver,
+        connector,
+        metrics: Arc::new(WorkerMetrics::default()),
+        cache,
+    }
+}
+
+/// What a row came out as: status, reason, cached, verified_at, changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    status: String,
+    cached: bool,
+    verified_at: Option<u64>,
+    changed: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct Rows(Arc<Mutex<BTreeMap<u64, Seen>>>);
+
+impl RowSink<()> for Rows {
+    fn write_row(&mut self, row: &OutputRow<()>) -> std::io::Result<()> {
+        let seen = Seen {
+            status: row.verdict.status().to_string(),
+            cached: row.cache.cached,
+            verified_at: row.cache.verified_at,
+            changed: row.changed(),
+        };
+        assert!(
+            self.0.lock().unwrap().insert(row.row, seen).is_none(),
+            "row {} written twice",
+            row.row
+        );
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Rows {
+    fn get(&self, row: u64) -> Seen {
+        self.0.lock().unwrap()[&row].clone()
+    }
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// Verifies `LIST` against `fleet`; the rows, the summary and the SMTP connections and RCPTs
+/// the fleet counted during the run.
+async fn run(
+    fleet: &Fleet,
+    cache: Option<CacheSetup>,
+    changes_only: bool,
+) -> (Rows, Summary, u64, u64) {
+    let before = fleet.counters().totals;
+    let (tx, rx) = mpsc::channel(LIST.len());
+    for (i, text) in LIST.iter().enumerate() {
+        tx.send(InputRow {
+            row: i as u64 + 1,
+            text: (*text).to_string(),
+            payload: (),
+        })
+        .await
+        .unwrap();
+    }
+    drop(tx);
+    let rows = Rows::default();
+    let mut sink: Box<dyn RowSink<()>> = if changes_only {
+        Box::new(ChangesOnly(rows.clone()))
+    } else {
+        Box::new(rows.clone())
+    };
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_verification(
+            verifier(fleet, cache),
+            rx,
+            sink.as_mut(),
+            &mut Progress::hidden(),
+            RowOrder::Input,
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("the run ends")
+    .unwrap();
+    let after = fleet.counters().totals;
+    (
+        rows,
+        summary,
+        after.connections - before.connections,
+        after.rcpts - before.rcpts,
+    )
+}
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "rollcall-cache-{test}-{}-{:x}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn setup(store: &Arc<SqliteCache>, clock: &CacheClock, policy: CachePolicy) -> CacheSetup {
+    CacheSetup {
+        store: store.clone(),
+        policy,
+        clock: clock.clone(),
+    }
+}
+
+#[tokio::test]
+async fn a_second_run_probes_nothing_and_a_changed_world_is_reported() {
+    let dir = scratch("twice");
+    let store = Arc::new(SqliteCache::open(&dir.join("results.sqlite")).unwrap());
+    let clock = CacheClock::manual(T0);
+    let policy = CachePolicy::default();
+    let fleet = start(&world("127.44.0.0", false)).await;
+
+    // First run: everything is probed and remembered.
+    let (rows, summary, connections, rcpts) =
+        run(&fleet, Some(setup(&store, &clock, policy)), false).await;
+    assert_eq!(rows.len(), 5);
+    assert!(connections > 0 && rcpts >= 3, "{connections} {rcpts}");
+    assert_eq!(rows.get(1).status, "deliverable");
+    assert_eq!(rows.get(2).status, "deliverable");
+    assert_eq!(rows.get(3).status, "undeliverable");
+    for row in 1..=5 {
+        assert!(!rows.get(row).cached, "row {row}");
+    }
+    assert_eq!(rows.get(1).verified_at, Some(T0));
+    assert_eq!((summary.cached, summary.cache_misses), (0, 4));
+    // Three addresses (ann, bob, zed): the duplicate and the non-address are not entries.
+    assert_eq!(store.len().await.unwrap(), 3);
+
+    // Second run, a day later: no connection at all, every verdict from the cache.
+    clock.advance(Duration::from_secs(DAY));
+    let (again, summary, connections, rcpts) =
+        run(&fleet, Some(setup(&store, &clock, policy)), false).await;
+    assert_eq!(
+        (connections, rcpts),
+        (0, 0),
+        "cached rows made SMTP traffic"
+    );
+    assert_eq!(again.len(), 5);
+    for row in [1, 2, 3, 5] {
+        let seen = again.get(row);
+        assert!(seen.cached, "row {row}: {seen:?}");
+        assert_eq!(seen.verified_at, Some(T0), "row {row}");
+        assert_eq!(seen.status, rows.get(row).status, "row {row}");
+        assert_eq!(seen.changed, None);
+    }
+    assert!(!again.get(4).cached, "a non-address is never cached");
+    assert_eq!((summary.cached, summary.cache_misses), (4, 0));
+    fleet.shutdown().await;
+
+    // Bob leaves; 31 days after the first run the deliverable verdicts have expired (30d),
+    // the undeliverable one (90d) has not.
+    let changed_world = start(&world("127.44.1.0", true)).await;
+    clock.set(T0 + 31 * DAY);
+    let (third, summary, connections, _) =
+        run(&changed_world, Some(setup(&store, &clock, policy)), false).await;
+    assert!(connections > 0);
+    let bob = third.get(2);
+    assert_eq!(bob.status, "undeliverable");
+    assert!(!bob.cached);
+    assert_eq!(bob.changed.as_deref(), Some("deliverable->undeliverable"));
+    assert_eq!(bob.verified_at, Some(T0 + 31 * DAY));
+    let ann = third.get(1);
+    assert_eq!((ann.cached, ann.changed.clone()), (false, None), "{ann:?}");
+    let zed = third.get(3);
+    assert!(zed.cached && zed.verified_at == Some(T0), "{zed:?}");
+    assert_eq!(
+        (summary.cached, summary.cache_misses, summary.changed),
+        (1, 3, 1)
+    );
+
+    // The same world again the next day with --changes-only: nothing changed since, nothing
+    // is written; with --refresh everything is probed, and only rows that changed come out.
+    clock.advance(Duration::from_secs(DAY));
+    let (quiet, summary, connections, _) =
+        run(&changed_world, Some(setup(&store, &clock, policy)), true).await;
+    assert_eq!(quiet.len(), 0);
+    assert_eq!((summary.out, summary.cached, connections), (5, 4, 0));
+    let refresh = CachePolicy {
+        refresh: true,
+        ..policy
+    };
+    let (all, summary, connections, _) =
+        run(&changed_world, Some(setup(&store, &clock, refresh)), false).await;
+    assert!(connections > 0);
+    assert_eq!(summary.cached, 0);
+    assert!((1..=5).all(|r| !all.get(r).cached));
+    changed_world.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn max_age_and_class_ttls_decide_what_is_verified_again() {
+    let store = Arc::new(rollcall_core::ports::MemoryCache::new());
+    let clock = CacheClock::manual(T0);
+    let fleet = start(&world("127.44.2.0", false)).await;
+    let setup = |policy: CachePolicy| CacheSetup {
+        store: store.clone(),
+        policy,
+        clock: clock.clone(),
+    };
+    let policy = CachePolicy {
+        deliverable: Duration::from_secs(10 * DAY),
+        undeliverable: Duration::from_secs(2 * DAY),
+        ..CachePolicy::default()
+    };
+    run(&fleet, Some(setup(policy)), false).await;
+
+    // Day 3: zed (undeliverable, 2d) is due again; ann and bob (deliverable, 10d) are not.
+    clock.advance(Duration::from_secs(3 * DAY));
+    let (rows, _, _, rcpts) = run(&fleet, Some(setup(policy)), false).await;
+    assert!(rows.get(1).cached && rows.get(2).cached);
+    assert!(!rows.get(3).cached);
+    assert!(rcpts >= 1);
+
+    // --max-age 1d: everything older than a day is verified again, whatever its TTL.
+    clock.advance(Duration::from_secs(2 * DAY));
+    let aged = CachePolicy {
+        max_age: Some(Duration::from_secs(DAY)),
+        ..policy
+    };
+    let (rows, summary, connections, _) = run(&fleet, Some(setup(aged)), false).await;
+    assert!(connections > 0);
+    assert_eq!(summary.cached, 0, "{:?}", rows.get(1));
+
+    // No cache at all: nothing is stamped as cached, every row is probed.
+    let (rows, summary, connections, _) = run(&fleet, None, false).await;
+    assert!(connections > 0);
+    assert!((1..=5).all(|r| !rows.get(r).cached));
+    assert_eq!((summary.cached, summary.cache_misses), (0, 0));
+    fleet.shutdown().await;
+}
