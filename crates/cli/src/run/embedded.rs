@@ -399,6 +399,9 @@ Fi,ann@nowhere.example,red\n";
                 "detail",
                 "smtp_text",
                 "row",
+                "cached",
+                "verified_at",
+                "changed",
             ]
         );
         let mut by_row = BTreeMap::new();
