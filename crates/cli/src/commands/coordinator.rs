@@ -17,6 +17,7 @@ use rollcall_engine::coordinator::Coordinator;
 
 use crate::config::EngineFlags;
 use crate::exit::EX_USAGE;
+use crate::run::cache::CacheReadFlags;
 use crate::run::settings::{load_settings, verifier};
 use crate::run::signals::shutdown_signal;
 
@@ -81,6 +82,11 @@ pub struct Args {
     #[command(flatten)]
     pub limits: crate::api::limits::ApiLimitFlags,
 
+    /// The result cache, in the fleet's Redis (keys `PREFIX:{r:ADDRESS}:v`, each expiring
+    /// with its entry): a fresh verdict comes out of a campaign at once, unprobed.
+    #[command(flatten)]
+    pub cache: CacheReadFlags,
+
     #[command(flatten)]
     pub engine: Box<EngineFlags>,
 }
@@ -106,6 +112,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     args.fleet.install_metrics()?;
+    let policy = settings.cache;
     let verifier = verifier(settings)?;
     if args.token.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(listen = %args.listen, "the API has no token and listens beyond loopback (--insecure-no-auth)");
@@ -114,8 +121,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (state, queue) = args.fleet.connect().await?;
     // The backlog is exported here too, so it stays visible when every worker is down.
     let sampler = tokio::spawn(sample_backlog(queue.clone(), state.clone()));
+    let cache = args
+        .cache
+        .setup(Arc::new(state.result_cache()), policy);
     let coordinator = Coordinator::new(queue.clone(), state, verifier.resolver, verifier.engine)
-        .keeping_results();
+        .keeping_results()
+        .with_cache(cache);
     let limits = args.limits.backend(args.max_rows, args.keep_finished);
     let backend = Arc::new(CoordinatorBackend::new(coordinator, limits)?);
     let picked = backend

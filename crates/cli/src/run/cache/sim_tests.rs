@@ -7,13 +7,16 @@
 //! - past a TTL (and under `--max-age` or `--refresh`) an address is verified again, and a
 //!   mailbox removed from the world between runs comes out `deliverable->undeliverable`;
 //! - `--changes-only` keeps those rows alone.
+//!
+//! The first check runs twice: over SQLite (the embedded wiring's store) and over Redis (the
+//! distributed wiring's, on its own key prefix, deleted afterwards).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rollcall_core::ports::{CacheClock, CachePolicy};
+use rollcall_core::ports::{CacheClock, CachePolicy, ResultCache};
 use rollcall_dns::{MxResolver, ResolverConfig};
 use rollcall_engine::WorkerMetrics;
 use rollcall_engine::config::EngineConfig;
@@ -211,7 +214,7 @@ fn rand_suffix() -> u128 {
         .as_nanos()
 }
 
-fn setup(store: &Arc<SqliteCache>, clock: &CacheClock, policy: CachePolicy) -> CacheSetup {
+fn setup(store: &Arc<dyn ResultCache>, clock: &CacheClock, policy: CachePolicy) -> CacheSetup {
     CacheSetup {
         store: store.clone(),
         policy,
@@ -222,10 +225,55 @@ fn setup(store: &Arc<SqliteCache>, clock: &CacheClock, policy: CachePolicy) -> C
 #[tokio::test]
 async fn a_second_run_probes_nothing_and_a_changed_world_is_reported() {
     let dir = scratch("twice");
-    let store = Arc::new(SqliteCache::open(&dir.join("results.sqlite")).unwrap());
+    let sqlite = Arc::new(SqliteCache::open(&dir.join("results.sqlite")).unwrap());
+    twice_then_changed(sqlite.clone(), ["127.44.0.0", "127.44.1.0"]).await;
+    // Three addresses (ann, bob, zed): the duplicate and the non-address are not entries.
+    assert_eq!(sqlite.len().await.unwrap(), 3);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn the_same_over_redis() {
+    const URL: &str = "redis://127.0.0.1:6379";
+    let prefix = format!("rctest-cache-{:016x}", rand::random::<u64>());
+    let state = match rollcall_redis::RedisState::connect(URL, &prefix).await {
+        Ok(state) => state,
+        Err(e) => {
+            let hint = "start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 \
+                        --port 6379 --save \"\" --appendonly no";
+            if std::env::var_os("CI").is_some() {
+                panic!("Redis is not reachable at {URL} ({e}); {hint}");
+            }
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED: Redis is not reachable at {URL} ({e}).\n*** {hint}\n"
+            );
+            return;
+        }
+    };
+    let cache = Arc::new(state.result_cache());
+    twice_then_changed(cache.clone(), ["127.44.3.0", "127.44.4.0"]).await;
+    // Every entry is one key of the prefix, with a TTL; then they are deleted.
+    let client = redis::Client::open(URL).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut con).await.unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(keys.contains(&cache.redis_key("bob@keep.test")), "{keys:?}");
+}
+
+/// Runs the list four times over `store` with a manual clock: cold, warm a day later (no
+/// SMTP traffic), 31 days later against a world where bob left (`changed`), then with
+/// `--changes-only` and `--refresh`.
+async fn twice_then_changed(store: Arc<dyn ResultCache>, bases: [&str; 2]) {
     let clock = CacheClock::manual(T0);
     let policy = CachePolicy::default();
-    let fleet = start(&world("127.44.0.0", false)).await;
+    let fleet = start(&world(bases[0], false)).await;
 
     // First run: everything is probed and remembered.
     let (rows, summary, connections, rcpts) =
@@ -240,8 +288,6 @@ async fn a_second_run_probes_nothing_and_a_changed_world_is_reported() {
     }
     assert_eq!(rows.get(1).verified_at, Some(T0));
     assert_eq!((summary.cached, summary.cache_misses), (0, 4));
-    // Three addresses (ann, bob, zed): the duplicate and the non-address are not entries.
-    assert_eq!(store.len().await.unwrap(), 3);
 
     // Second run, a day later: no connection at all, every verdict from the cache.
     clock.advance(Duration::from_secs(DAY));
@@ -266,7 +312,7 @@ async fn a_second_run_probes_nothing_and_a_changed_world_is_reported() {
 
     // Bob leaves; 31 days after the first run the deliverable verdicts have expired (30d),
     // the undeliverable one (90d) has not.
-    let changed_world = start(&world("127.44.1.0", true)).await;
+    let changed_world = start(&world(bases[1], true)).await;
     clock.set(T0 + 31 * DAY);
     let (third, summary, connections, _) =
         run(&changed_world, Some(setup(&store, &clock, policy)), false).await;
@@ -302,19 +348,14 @@ async fn a_second_run_probes_nothing_and_a_changed_world_is_reported() {
     assert_eq!(summary.cached, 0);
     assert!((1..=5).all(|r| !all.get(r).cached));
     changed_world.shutdown().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn max_age_and_class_ttls_decide_what_is_verified_again() {
-    let store = Arc::new(rollcall_core::ports::MemoryCache::new());
+    let store: Arc<dyn ResultCache> = Arc::new(rollcall_core::ports::MemoryCache::new());
     let clock = CacheClock::manual(T0);
     let fleet = start(&world("127.44.2.0", false)).await;
-    let setup = |policy: CachePolicy| CacheSetup {
-        store: store.clone(),
-        policy,
-        clock: clock.clone(),
-    };
+    let setup = |policy: CachePolicy| setup(&store, &clock, policy);
     let policy = CachePolicy {
         deliverable: Duration::from_secs(10 * DAY),
         undeliverable: Duration::from_secs(2 * DAY),
