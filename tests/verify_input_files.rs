@@ -36,7 +36,10 @@ fn rollcall() -> Command {
 }
 
 fn test_cache_home() -> PathBuf {
-    std::env::temp_dir().join(format!("rollcall-verify-input-cache-{}", std::process::id()))
+    std::env::temp_dir().join(format!(
+        "rollcall-verify-input-cache-{}",
+        std::process::id()
+    ))
 }
 
 /// `rollcall verify INPUT -o OUT` with DNS on a loopback port nothing answers, plus `extra`.
@@ -565,7 +568,9 @@ fn the_default_result_cache_follows_xdg_and_home_and_tests_keep_out_of_the_users
     std::fs::write(&input, "a@nowhere.invalid\n").unwrap();
     let run = |envs: &[(&str, &Path)], extra: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rollcall"));
-        command.env_remove("XDG_CACHE_HOME").env_remove("ROLLCALL_CACHE");
+        command
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("ROLLCALL_CACHE");
         for (key, value) in envs {
             command.env(key, value);
         }
@@ -586,7 +591,10 @@ fn the_default_result_cache_follows_xdg_and_home_and_tests_keep_out_of_the_users
     run(&[("HOME", &home), ("XDG_CACHE_HOME", &xdg)], &[]);
     assert!(xdg.join("rollcall/results.sqlite").exists());
     let (home2, xdg2) = (dir.join("home2"), dir.join("xdg2"));
-    run(&[("HOME", &home2), ("XDG_CACHE_HOME", &xdg2)], &["--no-cache"]);
+    run(
+        &[("HOME", &home2), ("XDG_CACHE_HOME", &xdg2)],
+        &["--no-cache"],
+    );
     assert!(!home2.exists() && !xdg2.exists(), "--no-cache wrote a file");
 
     // Every test file that runs `rollcall verify` points its cache away from the user's
@@ -601,15 +609,23 @@ fn the_default_result_cache_follows_xdg_and_home_and_tests_keep_out_of_the_users
             files.push(path);
         }
     }
-    for file in files.iter().filter(|p| p.extension().is_some_and(|e| e == "rs")) {
+    for file in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+    {
         let text = std::fs::read_to_string(file).unwrap();
         let runs_verify = text.contains(".arg(\"verify\")")
             || text.contains("command.arg(\"verify\")")
             || text.contains("spawn(&run.scratch, \"verify\"");
         // Processes started through support_dist/procs.rs get its XDG_CACHE_HOME (below).
-        let kept_out = ["XDG_CACHE_HOME", "--no-cache", "--cache", "mod support_dist"]
-            .iter()
-            .any(|k| text.contains(k));
+        let kept_out = [
+            "XDG_CACHE_HOME",
+            "--no-cache",
+            "--cache",
+            "mod support_dist",
+        ]
+        .iter()
+        .any(|k| text.contains(k));
         assert!(
             !runs_verify || kept_out,
             "{} runs `rollcall verify` with the user's cache folder",

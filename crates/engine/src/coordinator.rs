@@ -11,24 +11,28 @@
 //! routed: a fresh verdict comes out at once, the rest is verified and written back
 //! (`coordinator/cache.rs`).
 //!
-//! Does not talk SMTP, does not decide verdicts from replies (the worker does).
+//! Does not talk SMTP, does not decide verdicts from replies (the worker does). Beside it:
+//! `coordinator/cache.rs` (the result cache), `coordinator/finished.rs` (what a finished
+//! address is kept as, for later duplicates), `coordinator/lanes.rs` (the shards a site's batches go to).
 
 use std::collections::HashMap;
 
 mod cache;
+mod finished;
+mod lanes;
 
+use cache::RunCache;
 pub use cache::{CacheNote, CacheSetup};
+use finished::{Compact, Interner, expand};
+use lanes::Lanes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rollcall_core::ports::{
-    Batch, BatchItem, ItemResult, MxHost, QueueError, StateStore, WorkQueue,
+    Batch, BatchItem, CacheEntry, ItemResult, MxHost, QueueError, StateStore, WorkQueue,
+    verdict_for_row,
 };
-use rollcall_core::ports::{CacheEntry, verdict_for_row};
-use rollcall_core::{
-    CampaignId, EmailAddress, EnhancedCode, Evidence, Flags, ItemId, Reason, Site, Status,
-    SyntaxError, Verdict,
-};
+use rollcall_core::{CampaignId, EmailAddress, ItemId, Reason, Site, Status, SyntaxError, Verdict};
 use rollcall_dns::{MxResolver, Resolution};
 use tokio::sync::{mpsc, watch};
 
@@ -103,53 +107,6 @@ impl<Q, S> Clone for Coordinator<Q, S> {
             max_wait_ms: self.max_wait_ms,
             cache: self.cache.clone(),
         }
-    }
-}
-
-/// A finished address, kept small (24 bytes) for duplicates that come later: a million
-/// finished addresses must not cost more than a few tens of MB.
-#[derive(Debug, Clone, Copy)]
-struct Compact {
-    reason: Reason,
-    flags: Flags,
-    /// The last SMTP code, 0 when none (no reply code is 0).
-    code: u16,
-    enhanced: Option<EnhancedCode>,
-    /// Indexes into the interned MX names and details (`NONE` when absent or not interned).
-    mx: u32,
-    detail: u32,
-}
-
-const NONE: u32 = u32::MAX;
-
-/// Strings that repeat across verdicts (MX host names, fixed details), stored once. Bounded:
-/// past `MAX_INTERNED` distinct strings a new one is not kept (a later duplicate lacks it).
-#[derive(Default)]
-struct Interner {
-    index: HashMap<Arc<str>, u32>,
-    values: Vec<Arc<str>>,
-}
-
-const MAX_INTERNED: usize = 100_000;
-
-impl Interner {
-    fn intern(&mut self, text: Option<&str>) -> u32 {
-        let Some(text) = text else { return NONE };
-        if let Some(&i) = self.index.get(text) {
-            return i;
-        }
-        if self.values.len() >= MAX_INTERNED {
-            return NONE;
-        }
-        let shared: Arc<str> = Arc::from(text);
-        let i = self.values.len() as u32;
-        self.values.push(shared.clone());
-        self.index.insert(shared, i);
-        i
-    }
-
-    fn get(&self, i: u32) -> Option<&str> {
-        self.values.get(i as usize).map(|s| &**s)
     }
 }
 
@@ -228,8 +185,8 @@ struct Run<'a, Q, S, P> {
     cached_at: HashMap<ItemId, u64>,
     /// What each item whose verdict changed since its cached one was before.
     changed_from: HashMap<ItemId, Status>,
-    /// Verdicts waiting to be written to the cache.
-    to_cache: Vec<CacheEntry>,
+    /// The result cache, and the verdicts waiting to be written to it.
+    cache: RunCache,
 }
 
 impl<'a, Q, S, P> Run<'a, Q, S, P> {
@@ -264,30 +221,9 @@ impl<'a, Q, S, P> Run<'a, Q, S, P> {
             routed_rows: 0,
             cached_at: HashMap::new(),
             changed_from: HashMap::new(),
-            to_cache: Vec::new(),
+            cache: RunCache::new(co.cache.clone()),
         }
     }
-}
-
-/// A site's lanes: batches go to them in turn.
-struct Lanes {
-    count: u32,
-    next: u32,
-    /// Rows of the site published so far in this run.
-    rows: u64,
-}
-
-/// Whether a site holding `site_rows` of the `routed_rows` published so far is hot enough to
-/// be spread over all `shards`, so every worker probes it from its own egresses. A shard is a queue
-/// that drains in order, so a site holding more than one shard's fair share (1/`shards` of
-/// the campaign) on one shard makes every other site of that shard wait behind it, and is
-/// probed by one worker's egresses alone. Small sites stay on one shard, so their sessions
-/// stay warm: a site needs at least one batch per shard before it spreads.
-fn spreads_wide(site_rows: u64, routed_rows: u64, shards: u32, batch_size: usize) -> bool {
-    let shards = u64::from(shards);
-    shards > 1
-        && site_rows.saturating_mul(shards) >= routed_rows
-        && site_rows >= (batch_size.max(1) as u64).saturating_mul(shards)
 }
 
 impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
@@ -416,7 +352,7 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
                     run.flush_open(input_done).await?;
                     run.confirmed()?;
                     run.collect().await?;
-                    run.write_cache().await;
+                    run.cache.write().await;
                 }
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
@@ -436,7 +372,8 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
         // Interrupted: what is not confirmed yet is given up (a resumed run publishes again
         // whatever has no result).
         run.publishing.abort_all();
-        run.write_cache().await;
+        run.cache.write().await;
+        run.summary.cache_errors = run.cache.errors;
         run.summary.elapsed = started.elapsed();
         Ok(run.summary)
     }
@@ -458,7 +395,12 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
     /// Takes in rows read together: one cache lookup for all of them, then each in order.
     async fn ingest_many(&mut self, rows: Vec<InputRow<P>>) -> Result<(), Error> {
         let parsed: Vec<_> = rows.iter().map(|r| EmailAddress::parse(&r.text)).collect();
-        let found = self.look_up(&parsed).await;
+        let dedupe = &self.dedupe;
+        let unseen = parsed
+            .iter()
+            .flatten()
+            .filter(|a| !dedupe.contains_key(&a.dedupe_key()));
+        let found = self.cache.look_up(unseen).await;
         for (row, parsed) in rows.into_iter().zip(parsed) {
             self.ingest(row, parsed, &found).await?;
         }
@@ -491,7 +433,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                     },
                     None => CacheNote {
                         cached: false,
-                        verified_at: Some(self.now()),
+                        verified_at: Some(self.cache.now()),
                         previous: self.changed_from.get(&item).copied(),
                     },
                 };
@@ -507,12 +449,12 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         if let Ok(number) = u32::try_from(item.0) {
             self.dedupe.insert(key, number);
         }
-        let cache_key = self.co.cache.as_ref().map(|_| address.cache_key());
+        let cache_key = self.cache.is_on().then(|| address.cache_key());
         let entry = cache_key.as_ref().and_then(|k| found.get(k));
         let early = self.early.remove(&item);
         if early.is_none() {
-            if let (Some(cache), Some(entry)) = (&self.co.cache, entry)
-                && cache::fresh(cache, entry)
+            if let Some(entry) = entry
+                && self.cache.fresh(entry)
             {
                 let verdict = verdict_for_row(&entry.verdict, &address);
                 let at = entry.verified_at;
@@ -714,34 +656,15 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             self.routed_rows += rows;
             let lanes = self.lanes.entry(route.site.clone()).or_insert_with(|| {
                 let hosts: Vec<&str> = route.mx.iter().map(|mx| mx.name.as_str()).collect();
-                Lanes {
-                    count: self.co.config.shaping.for_site(&route.site, &hosts).shards,
-                    next: 0,
-                    rows: 0,
-                }
+                Lanes::new(self.co.config.shaping.for_site(&route.site, &hosts).shards)
             });
-            lanes.rows += rows;
-            let shards = self.co.queue.shards();
-            if lanes.count < shards
-                && spreads_wide(
-                    lanes.rows,
-                    self.routed_rows,
-                    shards,
-                    self.co.config.batch_size,
-                )
-            {
-                tracing::info!(
-                    site = %route.site,
-                    rows = lanes.rows,
-                    of = self.routed_rows,
-                    shards,
-                    "a hot site: its batches now go to every shard"
-                );
-                lanes.count = shards;
-            }
-            let lane = lanes.next;
-            lanes.next = (lanes.next + 1) % lanes.count.max(1);
-            lane
+            lanes.take(
+                &route.site,
+                rows,
+                self.routed_rows,
+                self.co.queue.shards(),
+                self.co.config.batch_size,
+            )
         };
         let batch = Batch {
             campaign: self.campaign.clone(),
@@ -865,11 +788,11 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             self.changed_from.insert(result.item, previous);
         }
         if !replayed && let Some(key) = pending.cache_key {
-            self.remember(key, &verdict).await;
+            self.cache.remember(key, &verdict).await;
         }
         let note = CacheNote {
             cached: false,
-            verified_at: (!replayed).then(|| self.now()),
+            verified_at: (!replayed).then(|| self.cache.now()),
             previous: pending.previous,
         };
         for (row, text, payload) in pending.duplicates {
@@ -890,14 +813,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
 
     /// Keeps what `item` came to, small, for the duplicates that come later.
     fn remember_compact(&mut self, item: ItemId, verdict: &Verdict) {
-        let compact = Compact {
-            reason: verdict.reason(),
-            flags: verdict.flags,
-            code: verdict.evidence.smtp_code.unwrap_or(0),
-            enhanced: verdict.evidence.enhanced_code,
-            mx: self.strings.intern(verdict.evidence.mx_host.as_deref()),
-            detail: self.strings.intern(verdict.detail.as_deref()),
-        };
+        let compact = Compact::of(verdict, &mut self.strings);
         if let Some(slot) = usize::try_from(item.0)
             .ok()
             .and_then(|n| n.checked_sub(1))
@@ -919,7 +835,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         cache: CacheNote,
     ) {
         self.summary.count(&verdict, duplicate);
-        if self.co.cache.is_some() && verdict.evidence.domain.is_some() {
+        if self.cache.is_on() && verdict.evidence.domain.is_some() {
             self.summary.count_cache(&cache, verdict.status());
         }
         if !replayed {
@@ -944,55 +860,5 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 cache,
             })
             .await;
-    }
-}
-
-fn expand(compact: &Compact, strings: &Interner, address: &EmailAddress) -> Verdict {
-    let mut evidence = Evidence::for_address(address);
-    evidence.smtp_code = Some(compact.code).filter(|c| *c != 0);
-    evidence.enhanced_code = compact.enhanced;
-    evidence.mx_host = strings.get(compact.mx).map(str::to_string);
-    let verdict = Verdict::new(compact.reason, evidence).with_flags(compact.flags);
-    match strings.get(compact.detail) {
-        Some(detail) => verdict.with_detail(detail),
-        None => verdict,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_site_spreads_once_it_holds_a_shards_share_and_a_batch_per_shard() {
-        // 8 shards, batches of 100: 800 rows at least, and 1/8 of what was published.
-        assert!(spreads_wide(800, 6_400, 8, 100));
-        assert!(
-            !spreads_wide(799, 800, 8, 100),
-            "too few rows for a batch per shard"
-        );
-        assert!(!spreads_wide(800, 6_401, 8, 100), "under a shard's share");
-        assert!(
-            !spreads_wide(50_000, 50_000, 1, 100),
-            "one shard: nowhere to spread"
-        );
-        assert!(spreads_wide(2, 2, 2, 0), "a batch size of 0 counts as 1");
-        assert!(!spreads_wide(1, 1, 2, 0), "a batch size of 0 counts as 1");
-    }
-
-    #[test]
-    fn a_finished_address_costs_little() {
-        let size = std::mem::size_of::<Option<Compact>>();
-        assert!(size <= 24, "{size}");
-    }
-
-    #[test]
-    fn interner_shares_and_stays_bounded() {
-        let mut strings = Interner::default();
-        let a = strings.intern(Some("mx1.example.net"));
-        assert_eq!(strings.intern(Some("mx1.example.net")), a);
-        assert_eq!(strings.get(a), Some("mx1.example.net"));
-        assert_eq!(strings.intern(None), NONE);
-        assert_eq!(strings.get(NONE), None);
     }
 }

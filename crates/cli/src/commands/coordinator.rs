@@ -121,9 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (state, queue) = args.fleet.connect().await?;
     // The backlog is exported here too, so it stays visible when every worker is down.
     let sampler = tokio::spawn(sample_backlog(queue.clone(), state.clone()));
-    let cache = args
-        .cache
-        .setup(Arc::new(state.result_cache()), policy);
+    let cache = args.cache.setup(Arc::new(state.result_cache()), policy);
     let coordinator = Coordinator::new(queue.clone(), state, verifier.resolver, verifier.engine)
         .keeping_results()
         .with_cache(cache);

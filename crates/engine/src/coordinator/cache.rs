@@ -1,7 +1,8 @@
-//! The coordinator's side of the result cache: a batch of input rows is looked up in one call
-//! before any of them is routed, a fresh entry comes out at once (`cached = true`, its
-//! `verified_at`) with no DNS or SMTP work, and every verdict reached by probing is written
-//! back in batches. A cache that fails is a warning, never a verdict: its rows are verified.
+//! The coordinator's side of the result cache (`RunCache`): a batch of input rows is looked up
+//! in one call before any of them is routed, a fresh entry comes out at once (`cached = true`,
+//! its `verified_at`) with no DNS or SMTP work, and every verdict reached by probing is
+//! written back in batches. A cache that fails is a warning, never a verdict: its rows are
+//! verified.
 //!
 //! What is fresh is the `CachePolicy`'s call (TTL per verdict class, `--max-age`,
 //! `--refresh`), by the setup's `CacheClock`.
@@ -9,15 +10,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rollcall_core::ports::{
-    CacheClock, CacheEntry, CacheError, CachePolicy, ResultCache, StateStore, WorkQueue,
-};
-use rollcall_core::{EmailAddress, Status, SyntaxError};
-
-use super::Run;
+use rollcall_core::ports::{CacheClock, CacheEntry, CacheError, CachePolicy, ResultCache};
+use rollcall_core::{EmailAddress, Status, Verdict};
 
 /// Entries written per `put_many`.
-pub(super) const PUT_BATCH: usize = 1000;
+const PUT_BATCH: usize = 1000;
 /// Rows read (and looked up) at once, at most.
 pub(super) const LOOKUP_BATCH: usize = 1000;
 
@@ -51,84 +48,104 @@ pub struct CacheNote {
     pub previous: Option<Status>,
 }
 
-impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
-    /// The entries of the addresses among `parsed` that this run has not seen yet, by cache
-    /// key, in one call to the store (none without a cache).
-    pub(super) async fn look_up(
+/// One run's use of the cache: its setup, the entries waiting to be written, the failures.
+pub(super) struct RunCache {
+    setup: Option<Arc<CacheSetup>>,
+    queued: Vec<CacheEntry>,
+    /// Reads and writes that failed.
+    pub(super) errors: u64,
+}
+
+impl RunCache {
+    pub(super) fn new(setup: Option<Arc<CacheSetup>>) -> RunCache {
+        RunCache {
+            setup,
+            queued: Vec::new(),
+            errors: 0,
+        }
+    }
+
+    /// Whether the run has a cache.
+    pub(super) fn is_on(&self) -> bool {
+        self.setup.is_some()
+    }
+
+    /// The entries of `addresses` (those the run has not seen yet), by cache key, in one call
+    /// to the store; none without a cache.
+    pub(super) async fn look_up<'a>(
         &mut self,
-        parsed: &[Result<EmailAddress, SyntaxError>],
+        addresses: impl Iterator<Item = &'a EmailAddress>,
     ) -> HashMap<String, CacheEntry> {
-        let Some(cache) = self.co.cache.clone() else {
+        let Some(setup) = self.setup.clone() else {
             return HashMap::new();
         };
         let mut seen = HashSet::new();
-        let keys: Vec<String> = parsed
-            .iter()
-            .flatten()
-            .filter(|a| !self.dedupe.contains_key(&a.dedupe_key()))
+        let keys: Vec<String> = addresses
             .map(EmailAddress::cache_key)
             .filter(|k| seen.insert(k.clone()))
             .collect();
         if keys.is_empty() {
             return HashMap::new();
         }
-        match cache.store.get_many(&keys, cache.clock.now()).await {
+        match setup.store.get_many(&keys, setup.clock.now()).await {
             Ok(found) => found
                 .into_iter()
                 .flatten()
                 .map(|e| (e.key.clone(), e))
                 .collect(),
             Err(error) => {
-                self.cache_failed("read", &error);
+                self.failed("read", &error);
                 HashMap::new()
             }
         }
     }
 
-    /// Queues the verdict of a probed address for the cache; writes when a batch is full.
-    pub(super) async fn remember(&mut self, key: String, verdict: &rollcall_core::Verdict) {
-        let Some(cache) = &self.co.cache else { return };
-        if let Some(entry) = cache.policy.entry_for(key, verdict, cache.clock.now()) {
-            self.to_cache.push(entry);
+    /// Whether `entry` may stand for a probe now.
+    pub(super) fn fresh(&self, entry: &CacheEntry) -> bool {
+        self.setup
+            .as_ref()
+            .is_some_and(|s| s.policy.is_fresh(entry, s.clock.now()))
+    }
+
+    /// Queues the verdict of a probed address; writes when a batch is full.
+    pub(super) async fn remember(&mut self, key: String, verdict: &Verdict) {
+        let Some(setup) = &self.setup else { return };
+        if let Some(entry) = setup.policy.entry_for(key, verdict, setup.clock.now()) {
+            self.queued.push(entry);
         }
-        if self.to_cache.len() >= PUT_BATCH {
-            self.write_cache().await;
+        if self.queued.len() >= PUT_BATCH {
+            self.write().await;
         }
     }
 
     /// Writes the queued entries.
-    pub(super) async fn write_cache(&mut self) {
-        let Some(cache) = self.co.cache.clone() else {
+    pub(super) async fn write(&mut self) {
+        let Some(setup) = self.setup.clone() else {
             return;
         };
-        if self.to_cache.is_empty() {
+        if self.queued.is_empty() {
             return;
         }
-        let entries = std::mem::take(&mut self.to_cache);
-        if let Err(error) = cache.store.put_many(&entries, cache.clock.now()).await {
-            self.cache_failed("write", &error);
+        let entries = std::mem::take(&mut self.queued);
+        if let Err(error) = setup.store.put_many(&entries, setup.clock.now()).await {
+            self.failed("write", &error);
         }
     }
 
-    fn cache_failed(&mut self, what: &str, error: &CacheError) {
+    fn failed(&mut self, what: &str, error: &CacheError) {
         metrics::counter!("rollcall_cache_errors_total", "kind" => error.as_metric_label())
             .increment(1);
-        if self.summary.cache_errors == 0 {
+        if self.errors == 0 {
             tracing::warn!(%error, "cannot {what} the result cache; its rows are verified");
         }
-        self.summary.cache_errors += 1;
+        self.errors += 1;
     }
 
     /// The time a verdict reached now is stamped with.
     pub(super) fn now(&self) -> u64 {
-        match &self.co.cache {
-            Some(cache) => cache.clock.now(),
+        match &self.setup {
+            Some(setup) => setup.clock.now(),
             None => CacheClock::System.now(),
         }
     }
-}
-
-/// Whether `entry` may stand for a probe now.
-pub(super) fn fresh(cache: &CacheSetup, entry: &CacheEntry) -> bool {
-    cache.policy.is_fresh(entry, cache.clock.now())
 }

@@ -262,7 +262,11 @@ async fn the_same_over_redis() {
         .query_async(&mut con)
         .await
         .unwrap();
-    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut con)
+        .await
+        .unwrap();
     assert_eq!(keys.len(), 3, "{keys:?}");
     assert!(keys.contains(&cache.redis_key("bob@keep.test")), "{keys:?}");
 }
