@@ -17,9 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rollcall_core::ports::{CacheClock, CachePolicy, ResultCache};
-use rollcall_dns::{MxResolver, ResolverConfig};
 use rollcall_engine::WorkerMetrics;
-use rollcall_engine::config::EngineConfig;
 use rollcall_engine::coordinator::{CacheSetup, InputRow, OutputRow};
 use rollcall_engine::summary::Summary;
 use rollcall_sim::{Fleet, FleetSpec, SimOptions};
@@ -77,28 +75,8 @@ async fn start(toml: &str) -> Fleet {
 }
 
 fn verifier(fleet: &Fleet, cache: Option<CacheSetup>) -> Verifier {
-    let mut config = EngineConfig {
-        helo_name: "verifier.rollcall.test".into(),
-        mail_from: "probe@rollcall.test".into(),
-        smtp_port: fleet.smtp_port(),
-        allow_private_targets: true,
-        connect_timeout: Duration::from_secs(2),
-        defer_retry: vec![Duration::from_millis(200)],
-        ..EngineConfig::default()
-    };
-    config.shaping.default.rcpt_rate.per_minute = 60_000;
-    config.shaping.default.rcpt_rate.burst = 100;
-    config.shaping.default.connect_rate.per_minute = 60_000;
-    config.shaping.default.connect_rate.burst = 50;
-    config.shaping.default.session_idle = Duration::from_millis(200);
+    let (config, resolver) = crate::run::simulated::test_engine(fleet);
     let connector = rollcall_engine::connector(&config).unwrap();
-    let resolver = MxResolver::new(ResolverConfig {
-        nameservers: vec![fleet.dns_addr()],
-        allow_private_targets: true,
-        timeout: Duration::from_secs(1),
-        ..ResolverConfig::default()
-    })
-    .unwrap();
     Verifier {
         engine: Arc::new(config),
         resolver,
