@@ -159,7 +159,8 @@ mod tests {
             vec![Duration::from_millis(500), Duration::from_millis(1500)]
         );
         assert!(parse_duration("10").is_err());
-        assert!(parse_duration("10d").is_err());
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("10w").is_err());
         assert!(parse_duration("m").is_err());
     }
 }
