@@ -23,6 +23,7 @@ cache="$work/results.sqlite"
 
 run() {
   local name=$1
+  shift
   port=$((30000 + RANDOM % 20000))
   dns=$((30000 + RANDOM % 20000))
   "$bin" sim --fleet "$fleet" --smtp-port "$port" --dns-listen "127.0.0.1:$dns" \
@@ -38,7 +39,7 @@ run() {
   kill -INT "$sim"
   wait "$sim" || true
   sim=""
-  echo "summary ($name): $(tr -d ' \n' <"$work/summary-$name.json" | grep -o '"rows":[0-9]*,"written":[0-9]*,"duplicates":[0-9]*,"cached":[0-9]*,"cache_misses":[0-9]*,"changed":[0-9]*')"
+  echo "summary ($name): $(for k in rows written cached cache_misses changed; do grep -o "\"$k\": *[0-9]*" "$work/summary-$name.json"; done | tr -d ' ' | tr '\n' ' ')"
   echo "cached rows in the output ($name): $(awk -F, 'NR>1 && $(NF-2)=="true"' "$work/out-$name.csv" | wc -l)"
   echo "cache file ($name): $(du -b "$cache" | cut -f1) bytes, WAL $(du -b "$cache-wal" 2>/dev/null | cut -f1 || echo 0) bytes"
   echo "sim totals ($name): $(grep '^totals' "$work/sim-$name.log" | grep -o '"connections":[0-9]*,"connections_refused":[0-9]*\|"rcpts":[0-9]*' | tr '\n' ' ')"
