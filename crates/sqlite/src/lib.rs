@@ -152,7 +152,7 @@ impl SqliteCache {
     }
 
     /// Entries held, lapsed ones included.
-    pub async fn len(&self) -> Result<u64, CacheError> {
+    pub async fn count(&self) -> Result<u64, CacheError> {
         self.with(|con| {
             let n: i64 = con.query_row("SELECT count(*) FROM results", [], |r| r.get(0))?;
             Ok(u64::try_from(n).unwrap_or(0))

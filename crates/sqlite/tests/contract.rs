@@ -42,7 +42,10 @@ async fn entries_outlive_the_connection_and_lapsed_ones_are_pruned() {
         .unwrap();
     {
         let cache = SqliteCache::open(&path).unwrap();
-        cache.put_many(&[entry.clone()], now).await.unwrap();
+        cache
+            .put_many(std::slice::from_ref(&entry), now)
+            .await
+            .unwrap();
     }
     let cache = SqliteCache::open(&path).unwrap();
     let key = vec!["ann@example.com".to_string()];
@@ -52,7 +55,7 @@ async fn entries_outlive_the_connection_and_lapsed_ones_are_pruned() {
     );
     assert_eq!(cache.prune(entry.keep_until - 1).await.unwrap(), 0);
     assert_eq!(cache.prune(entry.keep_until).await.unwrap(), 1);
-    assert_eq!(cache.len().await.unwrap(), 0);
+    assert_eq!(cache.count().await.unwrap(), 0);
     assert_eq!(cache.get_many(&key, now).await.unwrap(), vec![None]);
     // WAL mode: the write-ahead log stands beside the file while a connection is open.
     assert!(dir.join("results.sqlite-wal").exists());

@@ -457,8 +457,14 @@ pub async fn result_cache<C: ResultCache>(cache: &C, prefix: &str) {
 
     // A later verdict replaces the earlier one.
     let a2 = entry("ann", Reason::MailboxDisabled, now + 5);
-    cache.put_many(&[a2.clone()], now + 5).await.unwrap();
-    let got = cache.get_many(&[a.key.clone()], now + 5).await.unwrap();
+    cache
+        .put_many(std::slice::from_ref(&a2), now + 5)
+        .await
+        .unwrap();
+    let got = cache
+        .get_many(std::slice::from_ref(&a.key), now + 5)
+        .await
+        .unwrap();
     assert_eq!(got, vec![Some(a2.clone())]);
 
     // Kept until `keep_until`, gone from then on (the catch-all one lapses first).

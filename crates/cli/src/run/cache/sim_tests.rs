@@ -206,7 +206,7 @@ async fn a_second_run_probes_nothing_and_a_changed_world_is_reported() {
     let sqlite = Arc::new(SqliteCache::open(&dir.join("results.sqlite")).unwrap());
     twice_then_changed(sqlite.clone(), ["127.44.0.0", "127.44.1.0"]).await;
     // Three addresses (ann, bob, zed): the duplicate and the non-address are not entries.
-    assert_eq!(sqlite.len().await.unwrap(), 3);
+    assert_eq!(sqlite.count().await.unwrap(), 3);
     let _ = std::fs::remove_dir_all(dir);
 }
 
