@@ -810,6 +810,7 @@ fn compose_inline_configs_are_accepted_by_the_binary() {
     std::fs::write(&input, "").expect("write input");
     let verify = |config: &Path| {
         Command::new(env!("CARGO_BIN_EXE_rollcall"))
+            .env("XDG_CACHE_HOME", &dir)
             .arg("verify")
             .arg("--config")
             .arg(config)

@@ -836,6 +836,7 @@ fn the_default_config_file_is_accepted_by_the_binary() -> Result<()> {
     let run = |config: &Path| -> Result<std::process::Output> {
         Command::new(env!("CARGO_BIN_EXE_rollcall"))
             .arg("verify")
+            .arg("--no-cache")
             .arg("--config")
             .arg(config)
             .arg(&input)

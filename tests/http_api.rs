@@ -82,6 +82,8 @@ fn serve(procs: &mut Procs, scratch: &Scratch, sim: &Sim, name: &str, extra: &[&
         "127.0.0.1:0".into(),
         "--http-listen".into(),
         format!("127.0.0.1:{port}"),
+        // Each run verifies afresh, and nothing is written to the user's cache folder.
+        "--no-cache".into(),
     ];
     args.extend(http_flags());
     args.extend(sim.engine_args());

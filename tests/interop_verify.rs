@@ -104,6 +104,7 @@ async fn verify_against_postfix_matches_truth() {
     let status = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_rollcall"))
             .arg("verify")
+            .arg("--no-cache")
             .arg(&list_arg)
             .args(["-o"])
             .arg(&out_arg)
@@ -270,6 +271,7 @@ fn verify_args(
 async fn verify_within_bound(args: Vec<String>) -> Option<std::process::ExitStatus> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
         .arg("verify")
+        .arg("--no-cache")
         .args(&args)
         .spawn()
         .expect("rollcall runs");

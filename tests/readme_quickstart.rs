@@ -67,6 +67,8 @@ fn shell(line: &str, dir: &Path) -> Command {
         .arg(format!("exec {line}"))
         .current_dir(dir)
         .env("PATH", path)
+        // The README's `verify` keeps its result cache here, not in the user's cache folder.
+        .env("XDG_CACHE_HOME", dir.join("cache"))
         .env_remove("ROLLCALL_CONFIG");
     command
 }

@@ -27,8 +27,19 @@ fn scratch(test: &str) -> PathBuf {
     dir
 }
 
+/// The binary, with its default result cache in a temporary folder of this test process, never
+/// the user's cache folder.
 fn rollcall() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rollcall"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rollcall"));
+    command.env("XDG_CACHE_HOME", test_cache_home());
+    command
+}
+
+fn test_cache_home() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "rollcall-verify-input-cache-{}",
+        std::process::id()
+    ))
 }
 
 /// `rollcall verify INPUT -o OUT` with DNS on a loopback port nothing answers, plus `extra`.
@@ -548,4 +559,80 @@ fn verbose_logs_come_without_colour_when_not_on_a_terminal() {
         .unwrap();
     assert_eq!(both.status.code(), Some(64), "-q and -v together: {both:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_default_result_cache_follows_xdg_and_home_and_tests_keep_out_of_the_users() {
+    let dir = scratch("cache-home");
+    let input = dir.join("list.txt");
+    std::fs::write(&input, "a@nowhere.invalid\n").unwrap();
+    let run = |envs: &[(&str, &Path)], extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rollcall"));
+        command
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("ROLLCALL_CACHE");
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let out = command
+            .arg("verify")
+            .arg(&input)
+            .arg("-o")
+            .arg(dir.join("out.csv"))
+            .args(["--progress", "off", "--helo", "probe.rollcall.test"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    let (home, xdg) = (dir.join("home"), dir.join("xdg"));
+    run(&[("HOME", &home)], &[]);
+    assert!(home.join(".cache/rollcall/results.sqlite").exists());
+    run(&[("HOME", &home), ("XDG_CACHE_HOME", &xdg)], &[]);
+    assert!(xdg.join("rollcall/results.sqlite").exists());
+    let (home2, xdg2) = (dir.join("home2"), dir.join("xdg2"));
+    run(
+        &[("HOME", &home2), ("XDG_CACHE_HOME", &xdg2)],
+        &["--no-cache"],
+    );
+    assert!(!home2.exists() && !xdg2.exists(), "--no-cache wrote a file");
+
+    // Every test file that runs `rollcall verify` points its cache away from the user's
+    // folder: XDG_CACHE_HOME set to a temporary folder, or --cache / --no-cache.
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in std::fs::read_dir(&tests).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            files.push(path);
+        }
+    }
+    for file in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+    {
+        let text = std::fs::read_to_string(file).unwrap();
+        let runs_verify = text.contains(".arg(\"verify\")")
+            || text.contains("command.arg(\"verify\")")
+            || text.contains("spawn(&run.scratch, \"verify\"");
+        // Processes started through support_dist/procs.rs get its XDG_CACHE_HOME (below).
+        let kept_out = [
+            "XDG_CACHE_HOME",
+            "--no-cache",
+            "--cache",
+            "mod support_dist",
+        ]
+        .iter()
+        .any(|k| text.contains(k));
+        assert!(
+            !runs_verify || kept_out,
+            "{} runs `rollcall verify` with the user's cache folder",
+            file.display()
+        );
+    }
+    let procs = std::fs::read_to_string(tests.join("support_dist/procs.rs")).unwrap();
+    assert!(procs.contains("XDG_CACHE_HOME"));
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -193,7 +193,7 @@ run_distributed() {
   api=$(port)
   cmetrics=$(port)
   # shellcheck disable=SC2046
-  "$bin" coordinator --listen "127.0.0.1:$api" "${fleet_flags[@]}" \
+  "$bin" coordinator --listen "127.0.0.1:$api" --no-cache "${fleet_flags[@]}" \
     --metrics-listen "127.0.0.1:$cmetrics" $(engine_flags) >"$work/coordinator-w$workers.log" 2>&1 &
   local coordinator_pid=$!
   pids+=("$coordinator_pid")
@@ -351,7 +351,7 @@ quiet_moment "rollcall verify"
 t0=$(date +%s.%N)
 # shellcheck disable=SC2046
 /usr/bin/time -f '%U %S' -o "$work/verify.time" \
-  "$bin" verify "$work/list-verify.txt" -o "$work/verify.csv" --progress off $(engine_flags) \
+  "$bin" verify "$work/list-verify.txt" -o "$work/verify.csv" --progress off --no-cache $(engine_flags) \
   >"$work/verify.log" 2>&1
 t1=$(date +%s.%N)
 echo "  CPU of rollcall verify: $(awk '{ printf "%.1f s", $1 + $2 }' "$work/verify.time")"

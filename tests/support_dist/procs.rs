@@ -70,6 +70,8 @@ impl Procs {
         let child = command
             .args(args)
             .env("ROLLCALL_LOG", "info")
+            // `verify`'s result cache goes to the scratch folder, never the user's.
+            .env("XDG_CACHE_HOME", scratch.path("cache"))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

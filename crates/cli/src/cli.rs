@@ -47,9 +47,11 @@ enum Command {
     Verify(verify::Args),
     /// Start the bundled simulated fleet on loopback and verify its list with the embedded
     /// engine; print the summary, throughput and accuracy against the fleet's ground truth.
+    /// Runs with no result cache: every address is probed, every run alike.
     Demo(demo::Args),
     /// The fleet benchmark: a generated fleet with a fixed latency, the achieved rate against
-    /// the theoretical bound (docs/BENCHMARKS.md), and CPU time per 1,000 addresses.
+    /// the theoretical bound (docs/BENCHMARKS.md), and CPU time per 1,000 addresses. Runs with
+    /// no result cache, so its figures compare from run to run.
     Bench(bench::Args),
     /// One worker of the distributed wiring: takes shard leases in Redis, consumes those
     /// shards from RabbitMQ, probes and records results in Redis. Stops cleanly on SIGTERM.

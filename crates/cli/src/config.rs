@@ -14,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rollcall_core::ports::CachePolicy;
 use rollcall_dns::ResolverConfig;
 use rollcall_engine::config::{EngineConfig, TlsMode, parse_duration, parse_durations};
 use rollcall_engine::shaping::{ShapingOverride, ShapingTable, SiteRule};
@@ -42,6 +43,8 @@ pub struct Config {
     pub retry: RetrySection,
     #[serde(default)]
     pub shaping: ShapingSection,
+    #[serde(default)]
+    pub cache: CacheSection,
     #[serde(default)]
     pub engine: EngineSection,
     /// `[[egress]]`: the ways out (source addresses, SOCKS5 proxies).
@@ -96,6 +99,39 @@ pub struct RetrySection {
     /// `"10m"`, or `"off"` for no bound beyond the schedules.
     #[serde(default, deserialize_with = "max_wait_opt")]
     pub max_wait: Option<MaxWait>,
+}
+
+/// `[cache]`: how long a cached verdict stands for a probe, per verdict class (`0s`: never
+/// cached), and how long an expired one is kept to tell what changed.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub deliverable: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub undeliverable: Option<Duration>,
+    /// Risky verdicts: catch-all domains, and mailbox full, disposable, role account.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub catch_all: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub unknown: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub keep_expired: Option<Duration>,
+}
+
+impl CacheSection {
+    /// The policy: the built-in TTLs where the file says nothing.
+    pub fn policy(&self) -> CachePolicy {
+        let d = CachePolicy::default();
+        CachePolicy {
+            deliverable: self.deliverable.unwrap_or(d.deliverable),
+            undeliverable: self.undeliverable.unwrap_or(d.undeliverable),
+            risky: self.catch_all.unwrap_or(d.risky),
+            unknown: self.unknown.unwrap_or(d.unknown),
+            keep_expired: self.keep_expired.unwrap_or(d.keep_expired),
+            ..d
+        }
+    }
 }
 
 /// `[shaping.default]` and `[[shaping.site]]`.
@@ -441,6 +477,8 @@ pub(crate) struct Settings {
     pub resolver: ResolverConfig,
     /// True when no HELO name was configured and a guess is used (worth a warning).
     pub helo_defaulted: bool,
+    /// The result cache's TTLs (`[cache]`); `--max-age` and `--refresh` are the command's.
+    pub cache: CachePolicy,
 }
 
 /// Merges defaults < `file` < env/flags (`flags`) into engine and resolver settings, and checks
@@ -463,6 +501,7 @@ pub(crate) fn build_engine_config(
         engine,
         resolver,
         helo_defaulted,
+        cache: file.cache.policy(),
     })
 }
 

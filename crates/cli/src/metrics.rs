@@ -124,6 +124,11 @@ fn describe_verification() {
         "Output rows written by the coordinator, by status and reason"
     );
     describe_counter!(
+        "rollcall_cache_errors_total",
+        Unit::Count,
+        "Result cache reads or writes that failed, by kind; their rows were verified all the same"
+    );
+    describe_counter!(
         "rollcall_smtp_replies_total",
         Unit::Count,
         "SMTP replies to MAIL and RCPT, by command and reply class (2xx/4xx/5xx)"

@@ -151,6 +151,13 @@ impl EmailAddress {
         hasher.finish()
     }
 
+    /// The key a result cache keeps this address's verdict under, stable across builds and
+    /// runs: the local part lowercased (as `dedupe_key` treats it), `@`, the normalised ASCII
+    /// domain. `John@Example.COM` and `john@example.com` share one entry.
+    pub fn cache_key(&self) -> String {
+        format!("{}@{}", self.0.local.to_lowercase(), self.0.domain.as_str())
+    }
+
     /// True when the local part is ASCII. When false, probing needs a server that advertises
     /// SMTPUTF8 (RFC 6531); without it the address is `unknown/unverifiable`.
     pub fn is_ascii_local(&self) -> bool {

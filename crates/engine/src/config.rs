@@ -115,12 +115,12 @@ pub fn parse_durations(text: &str) -> Result<Vec<Duration>, String> {
         .collect()
 }
 
-/// Parses one duration: a number followed by `ms`, `s`, `m` or `h`.
+/// Parses one duration: a number followed by `ms`, `s`, `m`, `h` or `d` (days, for cache ages).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m or h)"))?;
+        .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m, h or d)"))?;
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
@@ -130,9 +130,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         _ => {
             return Err(format!(
-                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+                "`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)"
             ));
         }
     };
@@ -158,7 +159,8 @@ mod tests {
             vec![Duration::from_millis(500), Duration::from_millis(1500)]
         );
         assert!(parse_duration("10").is_err());
-        assert!(parse_duration("10d").is_err());
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("10w").is_err());
         assert!(parse_duration("m").is_err());
     }
 }

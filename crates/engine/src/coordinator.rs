@@ -7,22 +7,34 @@
 //! most `max_outstanding` items are in flight (input reading pauses beyond that), and a finished
 //! address is remembered only as a 64-bit key and a compact verdict, for later duplicates.
 //!
-//! Does not talk SMTP, does not decide verdicts from replies (the worker does).
+//! With a result cache (`with_cache`), rows are read in batches and looked up before they are
+//! routed: a fresh verdict comes out at once, the rest is verified and written back
+//! (`coordinator/cache.rs`).
+//!
+//! Does not talk SMTP, does not decide verdicts from replies (the worker does). Beside it:
+//! `coordinator/cache.rs` (the result cache), `coordinator/finished.rs` (what a finished
+//! address is kept as, for later duplicates), `coordinator/lanes.rs` (the shards a site's batches go to).
 
 use std::collections::HashMap;
+
+mod cache;
+mod finished;
+mod lanes;
+
+use cache::RunCache;
+pub use cache::{CacheNote, CacheSetup};
+use finished::{Compact, Interner, expand};
+use lanes::Lanes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rollcall_core::ports::{
-    Batch, BatchItem, ItemResult, MxHost, QueueError, StateStore, WorkQueue,
+    Batch, BatchItem, CacheEntry, ItemResult, MxHost, QueueError, StateStore, WorkQueue,
+    verdict_for_row,
 };
-use rollcall_core::{CampaignId, EmailAddress, ItemId, Reason, Site, SyntaxError, Verdict};
+use rollcall_core::{CampaignId, EmailAddress, ItemId, Reason, Site, Status, SyntaxError, Verdict};
 use rollcall_dns::{MxResolver, Resolution};
 use tokio::sync::{mpsc, watch};
-
-mod finished;
-
-use finished::{Compact, Interner, expand};
 
 use crate::config::EngineConfig;
 use crate::summary::Summary;
@@ -46,6 +58,18 @@ pub struct OutputRow<P> {
     pub verdict: Arc<Verdict>,
     /// This address appeared earlier in the input; the verdict is the first occurrence's.
     pub duplicate: bool,
+    /// Whether the verdict came from the result cache, when it was reached, what it was before.
+    pub cache: CacheNote,
+}
+
+impl<P> OutputRow<P> {
+    /// `deliverable->undeliverable` when the address was cached with another status and
+    /// verified again; `None` when unchanged, new or straight from the cache.
+    pub fn changed(&self) -> Option<String> {
+        self.cache
+            .previous
+            .and_then(|before| rollcall_core::ports::change(before, self.verdict.status()))
+    }
 }
 
 /// The coordinator of one process. Cheap to clone.
@@ -58,6 +82,8 @@ pub struct Coordinator<Q, S> {
     keep_results: bool,
     /// The campaign's bound on retry waits, carried by every batch (`Batch::max_wait_ms`).
     max_wait_ms: Option<u64>,
+    /// Verdicts remembered between runs.
+    cache: Option<Arc<CacheSetup>>,
 }
 
 /// How `Coordinator::resume` treats a campaign whose results are partly recorded already.
@@ -79,6 +105,7 @@ impl<Q, S> Clone for Coordinator<Q, S> {
             config: self.config.clone(),
             keep_results: self.keep_results,
             max_wait_ms: self.max_wait_ms,
+            cache: self.cache.clone(),
         }
     }
 }
@@ -90,6 +117,10 @@ struct Pending<P> {
     /// A parsed address (remembered for duplicates); false for rows that did not parse.
     dedupable: bool,
     duplicates: Vec<(u64, String, P)>,
+    /// The address's cache key, when a cache is in use (its verdict is written back).
+    cache_key: Option<String>,
+    /// The status a stale cache entry held.
+    previous: Option<Status>,
 }
 
 struct Route {
@@ -150,6 +181,12 @@ struct Run<'a, Q, S, P> {
     lanes: HashMap<String, Lanes>,
     /// Rows published so far (the denominator of a site's share).
     routed_rows: u64,
+    /// When each item that came from the cache was verified (for its later duplicates).
+    cached_at: HashMap<ItemId, u64>,
+    /// What each item whose verdict changed since its cached one was before.
+    changed_from: HashMap<ItemId, Status>,
+    /// The result cache, and the verdicts waiting to be written to it.
+    cache: RunCache,
 }
 
 impl<'a, Q, S, P> Run<'a, Q, S, P> {
@@ -182,29 +219,11 @@ impl<'a, Q, S, P> Run<'a, Q, S, P> {
             publishing: tokio::task::JoinSet::new(),
             lanes: HashMap::new(),
             routed_rows: 0,
+            cached_at: HashMap::new(),
+            changed_from: HashMap::new(),
+            cache: RunCache::new(co.cache.clone()),
         }
     }
-}
-
-/// A site's lanes: batches go to them in turn.
-struct Lanes {
-    count: u32,
-    next: u32,
-    /// Rows of the site published so far in this run.
-    rows: u64,
-}
-
-/// Whether a site holding `site_rows` of the `routed_rows` published so far is hot enough to
-/// be spread over all `shards`, so every worker probes it from its own egresses. A shard is a queue
-/// that drains in order, so a site holding more than one shard's fair share (1/`shards` of
-/// the campaign) on one shard makes every other site of that shard wait behind it, and is
-/// probed by one worker's egresses alone. Small sites stay on one shard, so their sessions
-/// stay warm: a site needs at least one batch per shard before it spreads.
-fn spreads_wide(site_rows: u64, routed_rows: u64, shards: u32, batch_size: usize) -> bool {
-    let shards = u64::from(shards);
-    shards > 1
-        && site_rows.saturating_mul(shards) >= routed_rows
-        && site_rows >= (batch_size.max(1) as u64).saturating_mul(shards)
 }
 
 impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
@@ -221,7 +240,15 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
             config,
             keep_results: false,
             max_wait_ms: None,
+            cache: None,
         }
+    }
+
+    /// This coordinator with a result cache: fresh verdicts are not verified again, new ones
+    /// are written to it.
+    pub fn with_cache(mut self, cache: Option<CacheSetup>) -> Self {
+        self.cache = cache.map(Arc::new);
+        self
     }
 
     /// This coordinator with the campaign's own bound on retry waits (`Some(Duration::ZERO)`:
@@ -294,17 +321,27 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
         let mut input_done = false;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rows = Vec::new();
         loop {
-            let room = run.pending.len() < self.config.max_outstanding;
+            let room = self
+                .config
+                .max_outstanding
+                .saturating_sub(run.pending.len());
+            // With a cache, rows are taken in batches (one lookup each); without, one at a
+            // time as before.
+            let take = if self.cache.is_some() {
+                room.min(cache::LOOKUP_BATCH)
+            } else {
+                room.min(1)
+            };
             tokio::select! {
-                row = input.recv(), if !input_done && room => match row {
-                    Some(row) => {
-                        run.last_row = Instant::now();
-                        run.ingest(row).await?;
-                    }
-                    None => {
+                n = input.recv_many(&mut rows, take.max(1)), if !input_done && take > 0 => {
+                    if n == 0 {
                         input_done = true;
                         run.flush_open(true).await?;
+                    } else {
+                        run.last_row = Instant::now();
+                        run.ingest_many(std::mem::take(&mut rows)).await?;
                     }
                 },
                 Some((domain, resolution)) = resolved_rx.recv() => {
@@ -315,6 +352,7 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
                     run.flush_open(input_done).await?;
                     run.confirmed()?;
                     run.collect().await?;
+                    run.cache.write().await;
                 }
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
@@ -334,6 +372,8 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
         // Interrupted: what is not confirmed yet is given up (a resumed run publishes again
         // whatever has no result).
         run.publishing.abort_all();
+        run.cache.write().await;
+        run.summary.cache_errors = run.cache.errors;
         run.summary.elapsed = started.elapsed();
         Ok(run.summary)
     }
@@ -352,11 +392,31 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         self.done.get(index)?.as_ref()
     }
 
-    async fn ingest(&mut self, row: InputRow<P>) -> Result<(), Error> {
+    /// Takes in rows read together: one cache lookup for all of them, then each in order.
+    async fn ingest_many(&mut self, rows: Vec<InputRow<P>>) -> Result<(), Error> {
+        let parsed: Vec<_> = rows.iter().map(|r| EmailAddress::parse(&r.text)).collect();
+        let dedupe = &self.dedupe;
+        let unseen = parsed
+            .iter()
+            .flatten()
+            .filter(|a| !dedupe.contains_key(&a.dedupe_key()));
+        let found = self.cache.look_up(unseen).await;
+        for (row, parsed) in rows.into_iter().zip(parsed) {
+            self.ingest(row, parsed, &found).await?;
+        }
+        Ok(())
+    }
+
+    async fn ingest(
+        &mut self,
+        row: InputRow<P>,
+        parsed: Result<EmailAddress, SyntaxError>,
+        found: &HashMap<String, CacheEntry>,
+    ) -> Result<(), Error> {
         self.summary.rows += 1;
         metrics::gauge!("rollcall_campaign_addresses", "state" => "total")
             .set(self.summary.rows as f64);
-        let address = match EmailAddress::parse(&row.text) {
+        let address = match parsed {
             Ok(address) => address,
             Err(error) => return self.ingest_unparsed(row, &error).await,
         };
@@ -365,7 +425,19 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             let item = ItemId(u64::from(seen));
             if let Some(compact) = self.finished(item) {
                 let verdict = Arc::new(expand(compact, &self.strings, &address));
-                self.emit(row.row, row.text, row.payload, verdict, true, false)
+                let note = match self.cached_at.get(&item) {
+                    Some(&at) => CacheNote {
+                        cached: true,
+                        verified_at: Some(at),
+                        previous: None,
+                    },
+                    None => CacheNote {
+                        cached: false,
+                        verified_at: Some(self.cache.now()),
+                        previous: self.changed_from.get(&item).copied(),
+                    },
+                };
+                self.emit(row.row, row.text, row.payload, verdict, true, false, note)
                     .await;
             } else if let Some(pending) = self.pending.get_mut(&item) {
                 pending.duplicates.push((row.row, row.text, row.payload));
@@ -377,10 +449,39 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         if let Ok(number) = u32::try_from(item.0) {
             self.dedupe.insert(key, number);
         }
+        let cache_key = self.cache.is_on().then(|| address.cache_key());
+        let entry = cache_key.as_ref().and_then(|k| found.get(k));
         let early = self.early.remove(&item);
-        if early.is_none() && self.replay_only {
-            return Ok(());
+        if early.is_none() {
+            if let Some(entry) = entry
+                && self.cache.fresh(entry)
+            {
+                let verdict = verdict_for_row(&entry.verdict, &address);
+                let at = entry.verified_at;
+                self.remember_compact(item, &verdict);
+                self.cached_at.insert(item, at);
+                let note = CacheNote {
+                    cached: true,
+                    verified_at: Some(at),
+                    previous: None,
+                };
+                self.emit(
+                    row.row,
+                    row.text,
+                    row.payload,
+                    Arc::new(verdict),
+                    false,
+                    false,
+                    note,
+                )
+                .await;
+                return Ok(());
+            }
+            if self.replay_only {
+                return Ok(());
+            }
         }
+        let previous = entry.map(|e| e.verdict.status());
         self.pending.insert(
             item,
             Pending {
@@ -389,6 +490,8 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 payload: row.payload,
                 dedupable: true,
                 duplicates: Vec::new(),
+                cache_key,
+                previous,
             },
         );
         if let Some(result) = early {
@@ -428,6 +531,8 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 payload: row.payload,
                 dedupable: false,
                 duplicates: Vec::new(),
+                cache_key: None,
+                previous: None,
             },
         );
         if let Some(result) = early {
@@ -551,34 +656,15 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             self.routed_rows += rows;
             let lanes = self.lanes.entry(route.site.clone()).or_insert_with(|| {
                 let hosts: Vec<&str> = route.mx.iter().map(|mx| mx.name.as_str()).collect();
-                Lanes {
-                    count: self.co.config.shaping.for_site(&route.site, &hosts).shards,
-                    next: 0,
-                    rows: 0,
-                }
+                Lanes::new(self.co.config.shaping.for_site(&route.site, &hosts).shards)
             });
-            lanes.rows += rows;
-            let shards = self.co.queue.shards();
-            if lanes.count < shards
-                && spreads_wide(
-                    lanes.rows,
-                    self.routed_rows,
-                    shards,
-                    self.co.config.batch_size,
-                )
-            {
-                tracing::info!(
-                    site = %route.site,
-                    rows = lanes.rows,
-                    of = self.routed_rows,
-                    shards,
-                    "a hot site: its batches now go to every shard"
-                );
-                lanes.count = shards;
-            }
-            let lane = lanes.next;
-            lanes.next = (lanes.next + 1) % lanes.count.max(1);
-            lane
+            lanes.take(
+                &route.site,
+                rows,
+                self.routed_rows,
+                self.co.queue.shards(),
+                self.co.config.batch_size,
+            )
         };
         let batch = Batch {
             campaign: self.campaign.clone(),
@@ -694,17 +780,23 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         };
         let verdict = Arc::new(result.verdict);
         if pending.dedupable {
-            let compact = Compact::of(&verdict, &mut self.strings);
-            if let Some(slot) = usize::try_from(result.item.0)
-                .ok()
-                .and_then(|n| n.checked_sub(1))
-                .and_then(|i| self.done.get_mut(i))
-            {
-                *slot = Some(compact);
-            }
+            self.remember_compact(result.item, &verdict);
         }
+        if let Some(previous) = pending.previous
+            && previous != verdict.status()
+        {
+            self.changed_from.insert(result.item, previous);
+        }
+        if !replayed && let Some(key) = pending.cache_key {
+            self.cache.remember(key, &verdict).await;
+        }
+        let note = CacheNote {
+            cached: false,
+            verified_at: (!replayed).then(|| self.cache.now()),
+            previous: pending.previous,
+        };
         for (row, text, payload) in pending.duplicates {
-            self.emit(row, text, payload, verdict.clone(), true, replayed)
+            self.emit(row, text, payload, verdict.clone(), true, replayed, note)
                 .await;
         }
         self.emit(
@@ -714,10 +806,24 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             verdict,
             false,
             replayed,
+            note,
         )
         .await;
     }
 
+    /// Keeps what `item` came to, small, for the duplicates that come later.
+    fn remember_compact(&mut self, item: ItemId, verdict: &Verdict) {
+        let compact = Compact::of(verdict, &mut self.strings);
+        if let Some(slot) = usize::try_from(item.0)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| self.done.get_mut(i))
+        {
+            *slot = Some(compact);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn emit(
         &mut self,
         row: u64,
@@ -726,8 +832,12 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         verdict: Arc<Verdict>,
         duplicate: bool,
         replayed: bool,
+        cache: CacheNote,
     ) {
         self.summary.count(&verdict, duplicate);
+        if self.cache.is_on() && verdict.evidence.domain.is_some() {
+            self.summary.count_cache(&cache, verdict.status());
+        }
         if !replayed {
             metrics::counter!(
                 "rollcall_verifications_total",
@@ -747,29 +857,8 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 payload,
                 verdict,
                 duplicate,
+                cache,
             })
             .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_site_spreads_once_it_holds_a_shards_share_and_a_batch_per_shard() {
-        // 8 shards, batches of 100: 800 rows at least, and 1/8 of what was published.
-        assert!(spreads_wide(800, 6_400, 8, 100));
-        assert!(
-            !spreads_wide(799, 800, 8, 100),
-            "too few rows for a batch per shard"
-        );
-        assert!(!spreads_wide(800, 6_401, 8, 100), "under a shard's share");
-        assert!(
-            !spreads_wide(50_000, 50_000, 1, 100),
-            "one shard: nowhere to spread"
-        );
-        assert!(spreads_wide(2, 2, 2, 0), "a batch size of 0 counts as 1");
-        assert!(!spreads_wide(1, 1, 2, 0), "a batch size of 0 counts as 1");
     }
 }

@@ -12,13 +12,15 @@ use tokio::sync::{mpsc, watch};
 use crate::Error;
 use crate::config::EngineConfig;
 use crate::context::WorkerMetrics;
-use crate::coordinator::{Coordinator, InputRow, OutputRow};
+use crate::coordinator::{CacheSetup, Coordinator, InputRow, OutputRow};
 use crate::probe::Connector;
 use crate::summary::Summary;
 use crate::worker::Worker;
 
 /// Verifies `input` in this process, sending one `OutputRow` per input row to `output`.
-/// `stop` turning true ends the run early (what is done is summarised).
+/// `stop` turning true ends the run early (what is done is summarised). With `cache`, fresh
+/// verdicts come from it and new ones go to it.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<P: Send + 'static>(
     config: Arc<EngineConfig>,
     resolver: MxResolver,
@@ -27,6 +29,7 @@ pub async fn run<P: Send + 'static>(
     input: mpsc::Receiver<InputRow<P>>,
     output: mpsc::Sender<OutputRow<P>>,
     stop: watch::Receiver<bool>,
+    cache: Option<CacheSetup>,
 ) -> Result<Summary, Error> {
     let queue = Arc::new(MemoryQueue::new());
     let state = Arc::new(MemoryState::new());
@@ -40,7 +43,7 @@ pub async fn run<P: Send + 'static>(
     };
     let worker_stop = stop.clone();
     let worker_task = tokio::spawn(async move { worker.run(worker_stop).await });
-    let coordinator = Coordinator::new(queue.clone(), state, resolver, config);
+    let coordinator = Coordinator::new(queue.clone(), state, resolver, config).with_cache(cache);
     let summary = coordinator
         .run(CampaignId::random(), input, output, stop)
         .await;

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rollcall_core::Verdict;
 use rollcall_core::ports::status_index;
+use rollcall_core::{Status, Verdict};
 use serde::Serialize;
 
 /// Counts over the output rows of a run.
@@ -21,6 +21,14 @@ pub struct Summary {
     pub by_status: [u64; 4],
     pub by_reason: BTreeMap<&'static str, u64>,
     pub interrupted: bool,
+    /// With a result cache: rows whose verdict came from it (nothing probed).
+    pub cached: u64,
+    /// With a result cache: rows of an address it had no fresh verdict for (verified).
+    pub cache_misses: u64,
+    /// Rows whose status differs from the one the cache held (`changed` column).
+    pub changed: u64,
+    /// Cache reads or writes that failed (their rows were verified all the same).
+    pub cache_errors: u64,
     #[serde(skip)]
     pub elapsed: Duration,
 }
@@ -33,6 +41,18 @@ impl Summary {
         }
         self.by_status[status_index(verdict.status())] += 1;
         *self.by_reason.entry(verdict.reason().as_str()).or_default() += 1;
+    }
+
+    /// Counts a row of a run with a result cache.
+    pub fn count_cache(&mut self, note: &crate::coordinator::CacheNote, status: Status) {
+        if note.cached {
+            self.cached += 1;
+        } else {
+            self.cache_misses += 1;
+        }
+        if note.previous.is_some_and(|before| before != status) {
+            self.changed += 1;
+        }
     }
 
     /// Status names in `by_status` order.

@@ -99,6 +99,7 @@ async fn example_fleet_matches_ground_truth_and_stays_polite() {
         in_rx,
         out_tx,
         stop,
+        None,
     ));
     let mut out: HashMap<u64, OutputRow<()>> = HashMap::new();
     while let Some(row) = out_rx.recv().await {

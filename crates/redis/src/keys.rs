@@ -66,6 +66,12 @@ impl Keys {
         self.site("d", domain, "catchall")
     }
 
+    /// A remembered verdict of one address (`ResultCache`): its own tag, so a cache of
+    /// millions spreads over a cluster's slots.
+    pub(crate) fn cached_verdict(&self, cache_key: &str) -> String {
+        self.site("r", cache_key, "v")
+    }
+
     /// The greylist schedule: sorted set of entry ids by due time (ms since the epoch).
     pub(crate) fn greylist(&self) -> String {
         format!("{}:{{g}}:greylist", self.prefix)
@@ -181,6 +187,18 @@ mod tests {
         assert_eq!(
             keys().catch_all("example.test"),
             "rc:{d:example.test}:catchall"
+        );
+    }
+
+    #[test]
+    fn cached_verdicts_are_tagged_by_address() {
+        assert_eq!(
+            keys().cached_verdict("ann@example.test"),
+            "rc:{r:ann@example.test}:v"
+        );
+        assert_eq!(
+            hash_tag(&keys().cached_verdict("{x}@example.test")),
+            Some("r:%7Bx%7D@example.test")
         );
     }
 

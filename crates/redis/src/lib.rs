@@ -1,4 +1,5 @@
-//! `rollcall-redis`: the `StateStore` of the distributed wiring, over Redis. Every operation is
+//! `rollcall-redis`: the `StateStore` and the `ResultCache` of the distributed wiring, over
+//! Redis. Every operation is
 //! one atomic step (a Lua script or a single command) on keys that share one hash tag, so it
 //! runs unchanged on a single server or on Redis Cluster. The in-memory `MemoryState` in
 //! `rollcall-core` is the reference for the semantics; the shared contract
@@ -10,6 +11,7 @@
 //! # Layout
 //!
 //! - `store.rs`: `RedisState`, the connection, retries and the `StateStore` impl.
+//! - `cache.rs`: `RedisCache` (`RedisState::result_cache`), the `ResultCache` impl.
 //! - `calls.rs`: the Redis call behind each operation, built without I/O.
 //! - `scripts.rs`: the Lua scripts.
 //! - `keys.rs`: key names and hash tags.
@@ -36,6 +38,7 @@
 //! | `P:{c:CAMPAIGN}:meta` | string | the `CampaignRecord` JSON (name, phase, rows, created) |
 //! | `P:{c:CAMPAIGN}:input` | list | the campaign's input rows, in order (a restarted coordinator reads them back) |
 //! | `P:{campaigns}:index` | sorted set | every stored campaign id, score its creation time (ms) |
+//! | `P:{r:ADDRESS}:v` | string | a remembered verdict (`ResultCache`), the shared compact encoding, EX until its `keep_until` |
 //!
 //! A results cursor is N, the sequence number of the last result read (`done` at the time it
 //! was recorded), so it is a plain u64 that orders exactly like the stream.
@@ -46,11 +49,13 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod cache;
 mod calls;
 mod error;
 mod keys;
 mod scripts;
 mod store;
 
+pub use cache::RedisCache;
 pub use error::{Error, redact_url};
 pub use store::{DEFAULT_PREFIX, RedisState};

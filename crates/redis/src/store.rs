@@ -87,6 +87,11 @@ impl RedisState {
         self.keys.prefix()
     }
 
+    /// The result cache on this store's connection and prefix (`P:{r:ADDRESS}:v` keys).
+    pub fn result_cache(&self) -> crate::RedisCache {
+        crate::RedisCache::new(self.con.clone(), self.keys.clone())
+    }
+
     /// The server's id of this store's current connection (`CLIENT ID`), as `CLIENT LIST`
     /// shows it. It changes when the connection is re-established.
     pub async fn connection_id(&self) -> Result<i64, Error> {

@@ -135,3 +135,26 @@ async fn greylist_takes_nothing_when_asked_for_nothing() {
     );
     assert_eq!(s.greylist_pending().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn redis_cache_keeps_the_contract() {
+    let Some(fx) = Fixture::new().await else {
+        return;
+    };
+    let cache = fx.store.result_cache();
+    rollcall_core::ports::contract::result_cache(&cache, "").await;
+    let keys = fx.keys().await;
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with(&format!("{}:{{r:", fx.prefix)) && k.ends_with(":v")),
+        "{keys:?}"
+    );
+    // Redis expires them by itself: every one carries a TTL.
+    let mut admin = fx.admin.clone();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(cache.redis_key("ann@cache.example"))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "{ttl}");
+}

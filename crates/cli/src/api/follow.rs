@@ -231,6 +231,9 @@ impl Watch<'_> {
             payload,
             verdict: Arc::new(verdict),
             duplicate: result.duplicate,
+            // The gRPC results carry no cache note (yet): the coordinator's rows say nothing
+            // of it.
+            cache: Default::default(),
         })?;
         if self.flushed.elapsed() >= FLUSH_EVERY {
             results.sink.flush()?;

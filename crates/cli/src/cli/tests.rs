@@ -100,3 +100,34 @@ fn worker_needs_a_broker_and_a_store() {
         );
     }
 }
+
+/// Every on/off flag that a `ROLLCALL_*` variable can set takes the spellings a shell user
+/// writes (`1`/`0`, `yes`/`no`, `on`/`off`, `true`/`false`), not only `true`/`false`.
+#[test]
+fn boolean_variables_take_yes_and_1() {
+    fn walk(cmd: &clap::Command, bad: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let on_off = matches!(arg.get_action(), clap::ArgAction::SetTrue);
+            let Some(env) = arg.get_env().filter(|_| on_off) else {
+                continue;
+            };
+            let names: Vec<String> = arg
+                .get_value_parser()
+                .possible_values()
+                .map(|values| values.map(|v| v.get_name().to_string()).collect())
+                .unwrap_or_default();
+            if !["yes", "1", "no", "0"]
+                .iter()
+                .all(|v| names.iter().any(|n| n == v))
+            {
+                bad.push(format!("{} {:?}", cmd.get_name(), env));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, bad);
+        }
+    }
+    let mut bad = Vec::new();
+    walk(&<Cli as clap::CommandFactory>::command(), &mut bad);
+    assert!(bad.is_empty(), "take only true/false: {bad:?}");
+}

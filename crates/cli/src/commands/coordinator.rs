@@ -17,6 +17,7 @@ use rollcall_engine::coordinator::Coordinator;
 
 use crate::api::server::{ApiServerFlags, HttpFlags, prepare, serve_apis};
 use crate::config::EngineFlags;
+use crate::run::cache::CacheReadFlags;
 use crate::run::settings::verifier;
 use crate::run::signals::shutdown_signal;
 
@@ -41,6 +42,11 @@ pub struct Args {
     #[command(flatten)]
     pub fleet: crate::run::distributed::DistributedFlags,
 
+    /// The result cache, in the fleet's Redis (keys `PREFIX:{r:ADDRESS}:v`, each expiring
+    /// with its entry): a fresh verdict comes out of a campaign at once, unprobed.
+    #[command(flatten)]
+    pub cache: CacheReadFlags,
+
     #[command(flatten)]
     pub engine: Box<EngineFlags>,
 }
@@ -55,13 +61,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     args.fleet.install_metrics()?;
     let allow_private = settings.engine.allow_private_targets;
+    let policy = settings.cache;
     let verifier = verifier(settings)?;
 
     let (state, queue) = args.fleet.connect().await?;
     // The backlog is exported here too, so it stays visible when every worker is down.
     let sampler = tokio::spawn(sample_backlog(queue.clone(), state.clone()));
+    let cache = args.cache.setup(Arc::new(state.result_cache()), policy);
     let coordinator = Coordinator::new(queue.clone(), state, verifier.resolver, verifier.engine)
-        .keeping_results();
+        .keeping_results()
+        .with_cache(cache);
     let limits = args.api.backend_limits();
     let backend = Arc::new(CoordinatorBackend::new(coordinator, limits)?);
     let picked = backend

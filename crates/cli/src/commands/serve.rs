@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::api::server::{ApiServerFlags, HttpFlags, prepare, serve_apis};
 use crate::config::EngineFlags;
+use crate::run::cache::CacheFlags;
 use crate::run::settings::verifier;
 use crate::run::signals::shutdown_signal;
 
@@ -45,6 +46,11 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", env = "ROLLCALL_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// The result cache, a SQLite file as `verify`'s: a fresh verdict comes out of a campaign
+    /// or a verify call at once, unprobed (`--no-cache` turns it off).
+    #[command(flatten)]
+    pub cache: CacheFlags,
+
     #[command(flatten)]
     pub engine: Box<EngineFlags>,
 }
@@ -60,6 +66,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::metrics::install(listen)?;
     }
     let allow_private = settings.engine.allow_private_targets;
+    let cache = match args.cache.open(settings.cache).await {
+        Ok(cache) => cache,
+        Err(failure) => return failure.exit(),
+    };
     let verifier = verifier(settings)?;
 
     let queue = Arc::new(MemoryQueue::new());
@@ -75,7 +85,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (stop_worker, worker_stop) = watch::channel(false);
     let worker = tokio::spawn(async move { worker.run(worker_stop).await });
     let coordinator = Coordinator::new(queue.clone(), state, verifier.resolver, verifier.engine)
-        .keeping_results();
+        .keeping_results()
+        .with_cache(cache);
     let limits = args.api.backend_limits();
     let backend = Arc::new(CoordinatorBackend::new(coordinator, limits)?);
     let http = args

@@ -22,10 +22,11 @@ use crate::io::console;
 use crate::io::flags::{InputFlags, OutputFlags, ProgressFlags, flag};
 use crate::io::list::{self, is_stdio};
 use crate::io::output::{
-    FormulaGuard, InputShape, OutputFormat, RowSink, open_sink_guarded, result_prefix,
+    ChangesOnly, FormulaGuard, InputShape, OutputFormat, RowSink, open_sink_guarded, result_prefix,
 };
 use crate::io::progress::{Progress, interrupted_line, summary_table};
 use crate::io::rows::{CsvChoice, InputError, Record, spawn_reader};
+use crate::run::cache::CacheFlags;
 use crate::run::embedded::{INPUT_CHANNEL, RowOrder, RunError, run_verification};
 use crate::run::settings::{load_settings, verifier};
 use crate::run::signals::{Stop, StopSignals};
@@ -53,9 +54,19 @@ Output: rows come out in input order (--order completion writes each as it finis
 `row` column gives each \
 row's input position (line number for text and JSONL, record number after the header for \
 CSV). CSV columns: the input's columns (text: address; JSONL: address,input), then \
-status,reason,mx,smtp_code,enhanced_code,flags,duplicate,detail,smtp_text,row. JSONL fields: \
-row,address,status,reason,mx,smtp_code,enhanced_code,smtp_text,flags,duplicate,detail and \
-input (the original fields).
+status,reason,normalized,domain,mx,egress,smtp_code,enhanced_code,flags,is_disposable,is_role,\
+is_free,is_catch_all,duplicate,detail,smtp_text,row,cached,verified_at,changed. JSONL fields: \
+the same names, and input (the original fields).
+
+Result cache: verdicts are remembered in a SQLite file (--cache FILE; default \
+$XDG_CACHE_HOME/rollcall/results.sqlite, else ~/.cache/rollcall/results.sqlite). An address \
+whose cached verdict is fresh (deliverable 30d, undeliverable 90d, catch-all 7d, unknown never \
+cached; [cache] in the config file) comes out at once with cached=true and its verified_at, \
+and nothing is probed for it; the others are verified and written back. When a cached verdict \
+was verified again (expired, --refresh, --max-age) and its status changed, `changed` says so \
+(deliverable->undeliverable); --changes-only writes only those rows. --no-cache turns the \
+cache off. `rollcall demo` and `rollcall bench` never use the cache, so their figures stay \
+comparable.
 
 Exit codes: 0 done, 64 bad flags or config, 65 CSV header unreadable (a quote never closed, \
 longer than 64 KiB), 66 input not readable, 73 output not writable, 74 I/O error during the \
@@ -120,6 +131,14 @@ pub struct Args {
     #[command(flatten)]
     pub progress: ProgressFlags,
 
+    #[command(flatten)]
+    pub cache: CacheFlags,
+
+    /// Write only the rows whose status changed since the cached verdict (a nightly hygiene
+    /// job's report); the summary still counts every row.
+    #[arg(long, env = "ROLLCALL_CHANGES_ONLY", value_parser = clap::builder::BoolishValueParser::new())]
+    pub changes_only: bool,
+
     /// Serve Prometheus metrics on ADDR (`GET /metrics`), e.g. 127.0.0.1:9185, to watch the
     /// run. Off by default.
     #[arg(long, value_name = "ADDR", env = "ROLLCALL_METRICS_LISTEN")]
@@ -162,9 +181,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(sink) => sink,
         Err(failure) => return failure.exit(),
     };
-    let verifier = match verifier(settings) {
+    let policy = settings.cache;
+    let mut verifier = match verifier(settings) {
         Ok(v) => v,
         Err(e) => return fail(EX_USAGE, e),
+    };
+    verifier.cache = match args.cache.open(policy).await {
+        Ok(cache) => cache,
+        Err(failure) => return failure.exit(),
     };
     let mut signals = StopSignals::listen();
     let mut stopped_by = None;
@@ -250,8 +274,13 @@ fn open_output(
             }
         },
     };
-    open_sink_guarded(format, out, shape, args.csv_formula_guard)
-        .map_err(|e| Failure::new(EX_IOERR, format!("cannot write the output: {e}")))
+    let sink = open_sink_guarded(format, out, shape, args.csv_formula_guard)
+        .map_err(|e| Failure::new(EX_IOERR, format!("cannot write the output: {e}")))?;
+    Ok(if args.changes_only {
+        Box::new(ChangesOnly(sink))
+    } else {
+        sink
+    })
 }
 
 /// Prints the summary (and writes it as JSON when asked) and gives the exit code of a run that
@@ -313,6 +342,10 @@ fn write_summary_json(
         "rows": summary.rows,
         "written": summary.out,
         "duplicates": summary.duplicates,
+        "cached": summary.cached,
+        "cache_misses": summary.cache_misses,
+        "changed": summary.changed,
+        "cache_errors": summary.cache_errors,
         "by_status": by_status,
         "by_reason": summary.by_reason,
         "interrupted": summary.interrupted,
@@ -359,6 +392,11 @@ mod tests {
             "--tls",
             "--progress",
             "--csv-formula-guard",
+            "--cache",
+            "--no-cache",
+            "--refresh",
+            "--max-age",
+            "--changes-only",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }

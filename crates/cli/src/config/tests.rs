@@ -276,7 +276,23 @@ fn example_config_parses_and_builds() {
     assert!(c.shaping.site.iter().any(|r| r.pattern.contains("google")));
     assert!(c.shaping.site.iter().any(|r| r.pattern.contains("outlook")));
     assert!(c.shaping.site.iter().any(|r| r.pattern.contains("yahoo")));
-    build_engine_config(&c, &EngineFlags::default(), "unused.example").unwrap();
+    let settings = build_engine_config(&c, &EngineFlags::default(), "unused.example").unwrap();
+    // The example's [cache] says the built-in TTLs out loud.
+    assert_eq!(settings.cache, CachePolicy::default());
+    assert_eq!(c.cache.deliverable, Some(Duration::from_secs(30 * 86_400)));
+}
+
+#[test]
+fn cache_ttls_come_from_the_file_in_days_and_unknown_keys_are_refused() {
+    let c = Config::from_toml("[cache]\ndeliverable = \"2d\"\nunknown = \"1h\"\n").unwrap();
+    let policy = c.cache.policy();
+    assert_eq!(policy.deliverable, Duration::from_secs(2 * 86_400));
+    assert_eq!(policy.unknown, Duration::from_secs(3600));
+    assert_eq!(policy.undeliverable, CachePolicy::default().undeliverable);
+    let err = Config::from_toml("[cache]\ndelivrable = \"2d\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("delivrable"), "{err}");
 }
 
 #[test]

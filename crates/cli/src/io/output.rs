@@ -5,13 +5,17 @@
 //! CSV columns: the input's columns (CSV input: its header; text input: `address`; JSONL input:
 //! `address,input` with the original object as JSON), then `VERDICT_COLUMNS`:
 //! `status,reason,normalized,domain,mx,egress,smtp_code,enhanced_code,flags,is_disposable,
-//! is_role,is_free,is_catch_all,duplicate,detail,smtp_text,row`. After a CSV input that already
+//! is_role,is_free,is_catch_all,duplicate,detail,smtp_text,row,cached,verified_at,changed`
+//! (`cached`: the verdict came from the result cache; `verified_at`: when it was reached, RFC
+//! 3339 UTC; `changed`: `deliverable->undeliverable` when a cached verdict was verified again
+//! and differs, else empty). After a CSV input that already
 //! has a column of one of those names (a results file verified again) they are all named with
 //! `rollcall_` before them; when those names are taken too, the run is refused.
 //! JSONL fields: `row, address, status, reason, normalized, domain, mx, egress, smtp_code,
 //! enhanced_code, smtp_text, flags, is_disposable, is_role, is_free, is_catch_all, duplicate,
-//! detail`, and `input` (the original fields) for CSV and JSONL input; `normalized`, `domain`
-//! and `egress` are absent when there is nothing to say.
+//! detail, cached, verified_at, changed`, and `input` (the original fields) for CSV and JSONL
+//! input; `normalized`, `domain`, `egress`, `verified_at` and `changed` are absent when there
+//! is nothing to say.
 //!
 //! CSV output is guarded against spreadsheet formulas (OWASP "CSV Injection"): a cell that
 //! starts with `=`, `+`, `-`, `@`, a tab or a CR, whatever it holds (an input field, a server's
@@ -77,6 +81,37 @@ fn defused(cell: &str) -> Cow<'_, str> {
 /// them too: they are `rollcall_core`'s).
 pub use rollcall_core::VERDICT_COLUMNS;
 
+/// The result cache's columns, after the verdict columns: whether the verdict came from the
+/// cache, when it was verified, and what changed since the cached verdict.
+pub const CACHE_COLUMNS: [&str; 3] = ["cached", "verified_at", "changed"];
+
+/// Every column a result row adds after the input's: the verdict's, then the cache's.
+pub fn result_columns() -> impl Iterator<Item = &'static str> + Clone {
+    VERDICT_COLUMNS.into_iter().chain(CACHE_COLUMNS)
+}
+
+/// `secs` since the Unix epoch as RFC 3339 UTC, `2026-12-07T18:47:13Z`.
+pub fn rfc3339(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's `civil_from_days`).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 /// What the verdict columns are called after an input that already has columns of those
 /// names (a results file verified again): this before each.
 pub const RESULT_PREFIX: &str = "rollcall_";
@@ -86,8 +121,7 @@ pub const RESULT_PREFIX: &str = "rollcall_";
 /// the names taken when even the prefixed names are.
 pub fn result_prefix(columns: &[String]) -> Result<&'static str, Vec<String>> {
     let taken = |prefix: &str| -> Vec<String> {
-        VERDICT_COLUMNS
-            .iter()
+        result_columns()
             .map(|c| format!("{prefix}{c}"))
             .filter(|c| columns.iter().any(|i| i.trim().eq_ignore_ascii_case(c)))
             .collect()
@@ -116,6 +150,16 @@ pub trait RowSink<P> {
     fn write_row(&mut self, row: &OutputRow<P>) -> io::Result<()>;
     /// Pushes buffered rows to the file or pipe, so what is there is whole and readable.
     fn flush(&mut self) -> io::Result<()>;
+}
+
+impl<P, S: RowSink<P> + ?Sized> RowSink<P> for Box<S> {
+    fn write_row(&mut self, row: &OutputRow<P>) -> io::Result<()> {
+        (**self).write_row(row)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (**self).flush()
+    }
 }
 
 /// What the input looked like, so its columns can be written back.
@@ -197,10 +241,8 @@ impl<W: Write> CsvOutput<W> {
             })?,
             _ => "",
         };
-        let verdict_columns: Vec<String> = VERDICT_COLUMNS
-            .iter()
-            .map(|c| format!("{prefix}{c}"))
-            .collect();
+        let verdict_columns: Vec<String> =
+            result_columns().map(|c| format!("{prefix}{c}")).collect();
         header.extend(verdict_columns.iter().map(String::as_str));
         // The input's header is input too.
         let header: Vec<Cow<'_, str>> = match guard {
@@ -279,6 +321,9 @@ impl<W: Write> RowSink<Record> for CsvOutput<W> {
                 .map(|t| t.as_str().to_string())
                 .unwrap_or_default(),
             row.row.to_string(),
+            row.cache.cached.to_string(),
+            row.cache.verified_at.map(rfc3339).unwrap_or_default(),
+            row.changed().unwrap_or_default(),
         ]);
         if self.guard == FormulaGuard::On {
             for cell in &mut self.fields {
@@ -340,6 +385,11 @@ struct JsonRow<'a> {
     is_catch_all: bool,
     duplicate: bool,
     detail: Option<String>,
+    cached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changed: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     input: Option<Value>,
 }
@@ -373,6 +423,9 @@ impl<W: Write> RowSink<Record> for JsonlOutput<W> {
             is_catch_all: v.flags.contains(Flag::CatchAllDomain),
             duplicate: row.duplicate,
             detail: detail(&row.payload, v),
+            cached: row.cache.cached,
+            verified_at: row.cache.verified_at.map(rfc3339),
+            changed: row.changed(),
             input,
         };
         serde_json::to_writer(&mut self.out, &line).map_err(io::Error::other)?;
@@ -381,6 +434,22 @@ impl<W: Write> RowSink<Record> for JsonlOutput<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// `--changes-only`: passes on only the rows whose verdict changed since the cached one.
+pub struct ChangesOnly<S>(pub S);
+
+impl<P, S: RowSink<P>> RowSink<P> for ChangesOnly<S> {
+    fn write_row(&mut self, row: &OutputRow<P>) -> io::Result<()> {
+        match row.changed() {
+            Some(_) => self.0.write_row(row),
+            None => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -441,6 +510,7 @@ mod tests {
             payload,
             verdict,
             duplicate,
+            cache: Default::default(),
         }
     }
 
@@ -496,10 +566,11 @@ mod tests {
             lines,
             [
                 "address,status,reason,normalized,domain,mx,egress,smtp_code,enhanced_code,flags,\
-                 is_disposable,is_role,is_free,is_catch_all,duplicate,detail,smtp_text,row",
+                 is_disposable,is_role,is_free,is_catch_all,duplicate,detail,smtp_text,row,\
+                 cached,verified_at,changed",
                 "info@example.com,undeliverable,mailbox_not_found,info@example.com,example.com,\
                  mx1.example.com,,550,5.1.1,role_account;free_provider,false,true,true,false,true,,\
-                 5.1.1 <info@example.com>: User unknown,7",
+                 5.1.1 <info@example.com>: User unknown,7,false,,",
             ]
         );
     }
@@ -518,7 +589,10 @@ mod tests {
             &[out_row(2, "Ann,", record, verdict, false)],
         );
         let mut reader = csv::Reader::from_reader(text.as_bytes());
-        assert_eq!(reader.headers().unwrap().len(), 2 + VERDICT_COLUMNS.len());
+        assert_eq!(
+            reader.headers().unwrap().len(),
+            2 + result_columns().count()
+        );
         let rec = reader.records().next().unwrap().unwrap();
         assert_eq!(&rec[0], "Ann");
         assert_eq!(&rec[1], "");
@@ -617,6 +691,7 @@ mod tests {
                 "is_catch_all": false,
                 "duplicate": false,
                 "detail": null,
+                "cached": false,
             })
         );
         let record = Record {
@@ -646,7 +721,7 @@ mod tests {
         let columns = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         assert_eq!(result_prefix(&columns(&["name", "email"])), Ok(""));
         // A results file verified again: its old result columns stay, the new ones get a prefix.
-        let once: Vec<&str> = ["email"].into_iter().chain(VERDICT_COLUMNS).collect();
+        let once: Vec<&str> = ["email"].into_iter().chain(result_columns()).collect();
         assert_eq!(result_prefix(&columns(&once)), Ok(RESULT_PREFIX));
         assert_eq!(
             result_prefix(&columns(&["email", " Status "])),
@@ -665,21 +740,17 @@ mod tests {
         let header = text.lines().next().unwrap();
         assert!(header.starts_with("email,status,reason,"), "{header}");
         assert!(
-            header.ends_with(",rollcall_smtp_text,rollcall_row"),
+            header.ends_with(",rollcall_smtp_text,rollcall_row,rollcall_cached,rollcall_verified_at,rollcall_changed"),
             "{header}"
         );
         // ... and a third time: refused, naming the columns in the way.
         let twice: Vec<String> = once
             .iter()
             .map(|c| c.to_string())
-            .chain(
-                VERDICT_COLUMNS
-                    .iter()
-                    .map(|c| format!("{RESULT_PREFIX}{c}")),
-            )
+            .chain(result_columns().map(|c| format!("{RESULT_PREFIX}{c}")))
             .collect();
         let taken = result_prefix(&twice).unwrap_err();
-        assert_eq!(taken.len(), VERDICT_COLUMNS.len());
+        assert_eq!(taken.len(), result_columns().count());
         assert_eq!(taken[0], "rollcall_status");
         let refused = CsvOutput::new(Vec::new(), InputShape::Csv(twice))
             .err()
@@ -719,9 +790,55 @@ mod tests {
             "\"is_catch_all\"",
             "\"duplicate\"",
             "\"detail\"",
+            "\"cached\"",
         ];
         let positions: Vec<usize> = keys.iter().map(|k| lines.find(k).unwrap()).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{lines}");
         assert!(lines.ends_with('\n') && lines.matches('\n').count() == 1);
+    }
+
+    #[test]
+    fn cache_columns_say_where_a_verdict_came_from_and_what_changed() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_796_668_033), "2026-12-07T18:27:13Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        let mut cached = out_row(1, "info@example.com", Record::plain(), rejected(), false);
+        cached.cache = rollcall_engine::coordinator::CacheNote {
+            cached: true,
+            verified_at: Some(0),
+            previous: None,
+        };
+        let mut changed = out_row(2, "info@example.com", Record::plain(), rejected(), false);
+        changed.cache.previous = Some(rollcall_core::Status::Deliverable);
+        let mut same = out_row(3, "info@example.com", Record::plain(), rejected(), false);
+        same.cache.previous = Some(rollcall_core::Status::Undeliverable);
+        let rows = [cached, changed, same];
+        let text = csv_text(InputShape::Text, &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].ends_with(",1,true,1970-01-01T00:00:00Z,"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].ends_with(",2,false,,deliverable->undeliverable"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[3].ends_with(",3,false,,"), "{}", lines[3]);
+        let json = jsonl_values(InputShape::Text, &rows);
+        assert_eq!(json[0]["cached"], true);
+        assert_eq!(json[0]["verified_at"], "1970-01-01T00:00:00Z");
+        assert_eq!(json[1]["changed"], "deliverable->undeliverable");
+        assert!(json[2].get("changed").is_none());
+        // --changes-only lets through the changed row alone.
+        let mut only = ChangesOnly(CsvOutput::new(Vec::new(), InputShape::Text).unwrap());
+        for row in &rows {
+            only.write_row(row).unwrap();
+        }
+        RowSink::<Record>::flush(&mut only).unwrap();
+        let text = String::from_utf8(only.0.writer.into_inner().unwrap()).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("deliverable->undeliverable"));
     }
 }

@@ -291,6 +291,29 @@ pub fn summary_table(summary: &Summary) -> String {
     let _ = writeln!(out, "{:<22}{:>12}", "rows read", group(summary.rows));
     let _ = writeln!(out, "{:<22}{:>12}", "rows verified", group(summary.out));
     let _ = writeln!(out, "{:<22}{:>12}", "duplicates", group(summary.duplicates));
+    if summary.cached + summary.cache_misses > 0 {
+        let _ = writeln!(
+            out,
+            "{:<22}{:>12}",
+            "cached (no probe)",
+            group(summary.cached)
+        );
+        let _ = writeln!(
+            out,
+            "{:<22}{:>12}",
+            "not cached",
+            group(summary.cache_misses)
+        );
+        let _ = writeln!(out, "{:<22}{:>12}", "changed", group(summary.changed));
+    }
+    if summary.cache_errors > 0 {
+        let _ = writeln!(
+            out,
+            "{:<22}{:>12}",
+            "cache errors",
+            group(summary.cache_errors)
+        );
+    }
     for (name, n) in Summary::STATUS_NAMES.iter().zip(summary.by_status) {
         let _ = writeln!(out, "{name:<22}{:>12}  {:>5.1}%", group(n), pct(n));
     }

@@ -10,9 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollcall_dns::{MxResolver, ResolverConfig};
 use rollcall_engine::WorkerMetrics;
-use rollcall_engine::config::EngineConfig;
 use rollcall_engine::coordinator::{InputRow, OutputRow};
 use rollcall_sim::{FleetSpec, SimOptions};
 use tokio::sync::{mpsc, watch};
@@ -103,29 +101,8 @@ async fn verify_example_fleet() -> usize {
     )
     .await
     .unwrap();
-    let mut config = EngineConfig {
-        helo_name: "verifier.rollcall.test".into(),
-        mail_from: "probe@rollcall.test".into(),
-        smtp_port: fleet.smtp_port(),
-        allow_private_targets: true,
-        connect_timeout: Duration::from_secs(2),
-        greylist_retry: vec![Duration::from_millis(600), Duration::from_secs(1)],
-        defer_retry: vec![Duration::from_millis(200), Duration::from_millis(400)],
-        ..EngineConfig::default()
-    };
-    config.shaping.default.rcpt_rate.per_minute = 60_000;
-    config.shaping.default.rcpt_rate.burst = 200;
-    config.shaping.default.connect_rate.per_minute = 60_000;
-    config.shaping.default.connect_rate.burst = 50;
-    config.shaping.default.session_idle = Duration::from_millis(300);
+    let (config, resolver) = crate::run::simulated::test_engine(&fleet);
     let connector = rollcall_engine::connector(&config).unwrap();
-    let resolver = MxResolver::new(ResolverConfig {
-        nameservers: vec![fleet.dns_addr()],
-        allow_private_targets: true,
-        timeout: Duration::from_secs(1),
-        ..ResolverConfig::default()
-    })
-    .unwrap();
 
     let mut rows: Vec<String> = fleet.addresses().to_vec();
     rows.push("not an address".into());
@@ -152,6 +129,7 @@ async fn verify_example_fleet() -> usize {
         in_rx,
         out_tx,
         stop,
+        None,
     ));
     let mut out = 0;
     while out_rx.recv().await.is_some() {

@@ -80,6 +80,7 @@ pub async fn run_verification<P: Send + 'static>(
         engine_rx,
         out_tx,
         stop_rx,
+        verifier.cache,
     ));
     let mut run = RunLoop {
         out: Out { sink, error: None },
@@ -303,6 +304,7 @@ mod tests {
                 ..ResolverConfig::default()
             },
             helo_defaulted: false,
+            cache: Default::default(),
         };
         verifier(settings).unwrap()
     }
@@ -397,6 +399,9 @@ Fi,ann@nowhere.example,red\n";
                 "detail",
                 "smtp_text",
                 "row",
+                "cached",
+                "verified_at",
+                "changed",
             ]
         );
         let mut by_row = BTreeMap::new();

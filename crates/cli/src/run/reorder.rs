@@ -89,6 +89,7 @@ mod tests {
                 rollcall_core::Evidence::for_input("x"),
             )),
             duplicate: false,
+            cache: Default::default(),
         }
     }
 

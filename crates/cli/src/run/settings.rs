@@ -9,6 +9,7 @@ use std::sync::Arc;
 use rollcall_dns::MxResolver;
 use rollcall_engine::WorkerMetrics;
 use rollcall_engine::config::EngineConfig;
+use rollcall_engine::coordinator::CacheSetup;
 use rollcall_engine::probe::Connector;
 
 use crate::config::{self, Config, EngineFlags};
@@ -21,6 +22,9 @@ pub struct Verifier {
     pub resolver: MxResolver,
     pub connector: Arc<dyn Connector>,
     pub metrics: Arc<WorkerMetrics>,
+    /// The result cache (`verify` without `--no-cache`); `None` for `demo` and `bench`, so
+    /// their figures stay comparable from run to run.
+    pub cache: Option<CacheSetup>,
 }
 
 /// Why the engine's ports could not be built from valid-looking settings.
@@ -41,6 +45,7 @@ pub fn verifier(settings: config::Settings) -> Result<Verifier, SetupError> {
         resolver,
         connector,
         metrics: Arc::new(WorkerMetrics::default()),
+        cache: None,
     })
 }
 

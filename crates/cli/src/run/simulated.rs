@@ -189,6 +189,35 @@ pub(crate) fn engine_config(fleet: &Fleet, spec: &FleetSpec, knobs: &Knobs) -> E
     config
 }
 
+/// The engine's settings and resolver for a test run against `fleet` (the metrics and cache
+/// tests): loopback targets allowed, short retries, a permissive rate; the rest as built in.
+#[cfg(test)]
+pub(crate) fn test_engine(fleet: &Fleet) -> (EngineConfig, MxResolver) {
+    let mut config = EngineConfig {
+        helo_name: "verifier.rollcall.test".into(),
+        mail_from: "probe@rollcall.test".into(),
+        smtp_port: fleet.smtp_port(),
+        allow_private_targets: true,
+        connect_timeout: Duration::from_secs(2),
+        greylist_retry: vec![Duration::from_millis(600), Duration::from_secs(1)],
+        defer_retry: vec![Duration::from_millis(200), Duration::from_millis(400)],
+        ..EngineConfig::default()
+    };
+    config.shaping.default.rcpt_rate.per_minute = 60_000;
+    config.shaping.default.rcpt_rate.burst = 200;
+    config.shaping.default.connect_rate.per_minute = 60_000;
+    config.shaping.default.connect_rate.burst = 50;
+    config.shaping.default.session_idle = Duration::from_millis(300);
+    let resolver = MxResolver::new(ResolverConfig {
+        nameservers: vec![fleet.dns_addr()],
+        allow_private_targets: true,
+        timeout: Duration::from_secs(1),
+        ..ResolverConfig::default()
+    })
+    .unwrap();
+    (config, resolver)
+}
+
 fn parse_truth(status: &impl Serialize, reason: &impl Serialize) -> Option<(Status, Reason)> {
     let text = |v: &dyn erased::Ser| v.name();
     let (s, r) = (text(status), text(reason));
@@ -239,6 +268,9 @@ pub(crate) async fn run(
         resolver,
         connector,
         metrics: metrics.clone(),
+        // No result cache: every demo and bench run probes every address, so their figures
+        // compare from run to run (and nothing is written to the user's cache folder).
+        cache: None,
     };
     let mut judge = Judge {
         expect,

@@ -1,14 +1,16 @@
-//! The behaviour every `StateStore` must have, as plain async checks that panic on a
-//! violation. `MemoryState`'s tests run them, and so do the tests of every other store (the
-//! Redis one), so both wirings agree. Each check takes a store and a fresh key prefix.
+//! The behaviour every `StateStore` and every `ResultCache` must have, as plain async checks
+//! that panic on a violation. `MemoryState`'s and `MemoryCache`'s tests run them, and so do
+//! the tests of every other store (Redis, SQLite), so the wirings agree. Each check takes a
+//! store and a fresh key prefix.
 
 use std::time::{Duration, SystemTime};
 
 use super::{
-    BackoffPolicy, Batch, BatchItem, CampaignPhase, CampaignRecord, CircuitDecision,
-    GREYLIST_LEASE, GreylistEntry, ItemResult, Progress, RateDecision, RateLimit, StateStore,
+    BackoffPolicy, Batch, BatchItem, CacheEntry, CachePolicy, CampaignPhase, CampaignRecord,
+    CircuitDecision, GREYLIST_LEASE, GreylistEntry, ItemResult, Progress, RateDecision, RateLimit,
+    ResultCache, StateStore,
 };
-use crate::{CampaignId, Evidence, ItemId, Reason, Verdict};
+use crate::{CampaignId, EmailAddress, Evidence, Flags, ItemId, Reason, Verdict};
 
 /// GCRA: the burst is granted at once, the next cell must wait about one interval, other keys
 /// are independent.
@@ -424,12 +426,93 @@ pub async fn all<S: StateStore>(store: &S, prefix: &str) {
     campaigns(store).await;
 }
 
+/// A result cache: what was put comes back whole, in the order asked, absent keys are `None`;
+/// a later put replaces; an entry is gone once `now` reaches its `keep_until`; a batch of
+/// thousands goes in one call each way. Keys are `prefix` plus an address.
+pub async fn result_cache<C: ResultCache>(cache: &C, prefix: &str) {
+    let policy = CachePolicy::default();
+    let now = 1_800_000_000;
+    let entry = |local: &str, reason: Reason, at: u64| -> CacheEntry {
+        let address = EmailAddress::parse(&format!("{local}@cache.example")).unwrap();
+        let mut evidence = Evidence::for_address(&address);
+        evidence.set_reply(
+            550,
+            crate::EnhancedCode::parse("5.1.1"),
+            "5.1.1 <x>: \"no\" such user; ok",
+        );
+        evidence.mx_host = Some("mx1.cache.example".into());
+        evidence.egress = Some("eu-1".into());
+        let verdict = Verdict::new(reason, evidence)
+            .with_flags(Flags {
+                catch_all_domain: reason == Reason::CatchAll,
+                free_provider: true,
+                ..Flags::default()
+            })
+            .with_detail("after 2 tries, égal");
+        let key = format!("{prefix}{}", address.cache_key());
+        policy.entry_for(key, &verdict, at).unwrap()
+    };
+    let a = entry("ann", Reason::Accepted, now);
+    let b = entry("bob", Reason::MailboxNotFound, now - 10);
+    let c = entry("cy", Reason::CatchAll, now);
+    cache
+        .put_many(&[a.clone(), b.clone(), c.clone()], now)
+        .await
+        .unwrap();
+    let missing = format!("{prefix}nobody@cache.example");
+    let got = cache
+        .get_many(&[b.key.clone(), missing.clone(), a.key.clone()], now)
+        .await
+        .unwrap();
+    assert_eq!(got, vec![Some(b.clone()), None, Some(a.clone())]);
+    assert!(cache.get_many(&[], now).await.unwrap().is_empty());
+
+    // A later verdict replaces the earlier one.
+    let a2 = entry("ann", Reason::MailboxDisabled, now + 5);
+    cache
+        .put_many(std::slice::from_ref(&a2), now + 5)
+        .await
+        .unwrap();
+    let got = cache
+        .get_many(std::slice::from_ref(&a.key), now + 5)
+        .await
+        .unwrap();
+    assert_eq!(got, vec![Some(a2.clone())]);
+
+    // Kept until `keep_until`, gone from then on (the catch-all one lapses first).
+    let got = cache
+        .get_many(&[c.key.clone(), a2.key.clone()], c.keep_until - 1)
+        .await
+        .unwrap();
+    assert_eq!(got, vec![Some(c.clone()), Some(a2.clone())]);
+    let got = cache
+        .get_many(&[c.key.clone(), a2.key.clone()], c.keep_until)
+        .await
+        .unwrap();
+    assert_eq!(got, vec![None, Some(a2.clone())]);
+
+    // Thousands at once.
+    let many: Vec<CacheEntry> = (0..3000)
+        .map(|i| entry(&format!("m{i}"), Reason::Accepted, now))
+        .collect();
+    cache.put_many(&many, now).await.unwrap();
+    let keys: Vec<String> = many.iter().map(|e| e.key.clone()).collect();
+    let got = cache.get_many(&keys, now).await.unwrap();
+    assert_eq!(got.len(), 3000);
+    assert!(got.iter().zip(&many).all(|(g, e)| g.as_ref() == Some(e)));
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::MemoryState;
+    use super::super::{MemoryCache, MemoryState};
 
     #[tokio::test]
     async fn memory_state_keeps_the_contract() {
         super::all(&MemoryState::new(), "test:").await;
+    }
+
+    #[tokio::test]
+    async fn memory_cache_keeps_the_contract() {
+        super::result_cache(&MemoryCache::new(), "test:").await;
     }
 }
