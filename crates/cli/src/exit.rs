@@ -29,6 +29,22 @@ pub const EX_INTERRUPTED: u8 = 130;
 /// 128 + SIGTERM, what a shell reports for a program stopped by `kill`.
 pub const EX_TERMINATED: u8 = 143;
 
+/// A required service (Redis, RabbitMQ, the coordinator) could not be reached: the error a
+/// command returns for it, which `main` turns into `EX_UNAVAILABLE` (69), not a bare 1.
+#[derive(Debug, thiserror::Error)]
+#[error("a required service is unreachable")]
+pub struct Unavailable;
+
+/// The exit code for an error a command returned: 69 when a required service could not be
+/// reached (`Unavailable` among its contexts), else 1.
+pub fn code_for(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<Unavailable>().is_some() {
+        EX_UNAVAILABLE
+    } else {
+        1
+    }
+}
+
 /// Prints `rollcall: MESSAGE` on stderr and gives `code` as the command's result.
 pub fn fail(code: u8, message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
     console::err_line(format_args!("rollcall: {message}"));
@@ -53,5 +69,26 @@ impl Failure {
     /// Prints the line (`fail`) and gives the exit code.
     pub fn exit(self) -> anyhow::Result<ExitCode> {
         fail(self.code, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context as _;
+
+    use super::*;
+
+    #[test]
+    fn an_unreachable_service_exits_69_whatever_wraps_it() {
+        let refused = || -> Result<(), std::io::Error> {
+            Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+        };
+        let e = refused()
+            .context(Unavailable)
+            .context("cannot connect to Redis at redis://127.0.0.1:1")
+            .unwrap_err();
+        assert_eq!(code_for(&e), EX_UNAVAILABLE);
+        let e = refused().context("cannot read the list").unwrap_err();
+        assert_eq!(code_for(&e), 1);
     }
 }

@@ -78,7 +78,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             console::err_line(format_args!("rollcall: {e:#}"));
-            ExitCode::FAILURE
+            ExitCode::from(exit::code_for(&e))
         }
     }
 }

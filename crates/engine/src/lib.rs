@@ -9,7 +9,9 @@
 //!   FROM) and the per-(site, egress) key scheme of every politeness budget.
 //! - `shaping`: politeness per (site, egress) and the per-site rule table.
 //! - `coordinator`: input rows in, exactly one output row per input row out
-//!   (`coordinator/finished`: what it keeps of a finished address for later duplicates).
+//!   (`coordinator/collect`: recorded results back into output rows; `coordinator/finished`:
+//!   what it keeps of a finished address for later duplicates; `coordinator/cache`: the result
+//!   cache's lookups and write-backs; `coordinator/lanes`: a site's batches per shard).
 //! - `verdicts`: verdicts built from DNS and probe outcomes.
 //! - `summary`: counts of a run.
 //! - `embedded`: coordinator and worker wired in one process over in-memory ports.

@@ -58,6 +58,7 @@ impl Remote {
     pub async fn connect(&self, tls: Option<&ClientTls>) -> anyhow::Result<Client> {
         rollcall_api::connect_with_tls(&self.coordinator, self.token.clone(), tls)
             .await
+            .context(crate::exit::Unavailable)
             .with_context(|| format!("cannot reach the coordinator at {}", self.coordinator))
     }
 }

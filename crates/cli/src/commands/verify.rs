@@ -68,9 +68,10 @@ was verified again (expired, --refresh, --max-age) and its status changed, `chan
 cache off. `rollcall demo` and `rollcall bench` never use the cache, so their figures stay \
 comparable.
 
-Exit codes: 0 done, 64 bad flags or config, 65 CSV header unreadable (a quote never closed, \
-longer than 64 KiB), 66 input not readable, 73 output not writable, 74 I/O error during the \
-run, 130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM (both: the rows verified so \
+Exit codes: 0 done, 64 bad flags or config, 65 bad input data (no column holds mostly \
+addresses; a CSV header unreadable: a quote never closed, longer than 64 KiB), 66 input \
+missing or not readable (a directory), 70 internal failure, 73 output not writable, 74 I/O \
+error during the run, 130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM (both: the rows verified so \
 far are written whole, then the summary).";
 
 /// Flags of `rollcall verify`.

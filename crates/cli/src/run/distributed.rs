@@ -9,6 +9,8 @@ use anyhow::Context;
 use rollcall_amqp::{AmqpConfig, AmqpQueue};
 use rollcall_redis::RedisState;
 
+use crate::exit::Unavailable;
+
 /// Flags of a distributed process. `Debug` masks the passwords in the URLs.
 #[derive(Clone, clap::Args)]
 pub struct DistributedFlags {
@@ -75,6 +77,7 @@ impl DistributedFlags {
     pub(crate) async fn connect(&self) -> anyhow::Result<(Arc<RedisState>, Arc<AmqpQueue>)> {
         let state = RedisState::connect(&self.redis, &self.prefix)
             .await
+            .context(Unavailable)
             .with_context(|| {
                 format!(
                     "cannot connect to Redis at {}",
@@ -88,6 +91,7 @@ impl DistributedFlags {
             ..AmqpConfig::default()
         })
         .await
+        .context(Unavailable)
         .context("cannot connect to RabbitMQ")?;
         Ok((Arc::new(state), Arc::new(queue)))
     }
