@@ -423,26 +423,8 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         };
         let key = address.dedupe_key();
         if let Some(&seen) = self.dedupe.get(&key) {
-            let item = ItemId(u64::from(seen));
-            if let Some(compact) = self.finished(item) {
-                let verdict = Arc::new(expand(compact, &self.strings, &address));
-                let note = match self.cached_at.get(&item) {
-                    Some(&at) => CacheNote {
-                        cached: true,
-                        verified_at: Some(at),
-                        previous: None,
-                    },
-                    None => CacheNote {
-                        cached: false,
-                        verified_at: Some(self.cache.now()),
-                        previous: self.changed_from.get(&item).copied(),
-                    },
-                };
-                self.emit(row.row, row.text, row.payload, verdict, true, false, note)
-                    .await;
-            } else if let Some(pending) = self.pending.get_mut(&item) {
-                pending.duplicates.push((row.row, row.text, row.payload));
-            }
+            self.ingest_duplicate(row, ItemId(u64::from(seen)), &address)
+                .await;
             return Ok(());
         }
         let item = self.new_item();
@@ -457,25 +439,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             if let Some(entry) = entry
                 && self.cache.fresh(entry)
             {
-                let verdict = verdict_for_row(&entry.verdict, &address);
-                let at = entry.verified_at;
-                self.remember_compact(item, &verdict);
-                self.cached_at.insert(item, at);
-                let note = CacheNote {
-                    cached: true,
-                    verified_at: Some(at),
-                    previous: None,
-                };
-                self.emit(
-                    row.row,
-                    row.text,
-                    row.payload,
-                    Arc::new(verdict),
-                    false,
-                    false,
-                    note,
-                )
-                .await;
+                self.emit_cached(row, item, entry, &address).await;
                 return Ok(());
             }
             if self.replay_only {
@@ -510,6 +474,59 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             blocked_via: Vec::new(),
         };
         self.route(domain, batch_item).await
+    }
+
+    /// A row whose address came earlier in the run: the earlier verdict when it is known,
+    /// else the row waits beside the first one.
+    async fn ingest_duplicate(&mut self, row: InputRow<P>, item: ItemId, address: &EmailAddress) {
+        if let Some(compact) = self.finished(item) {
+            let verdict = Arc::new(expand(compact, &self.strings, address));
+            let note = match self.cached_at.get(&item) {
+                Some(&at) => CacheNote {
+                    cached: true,
+                    verified_at: Some(at),
+                    previous: None,
+                },
+                None => CacheNote {
+                    cached: false,
+                    verified_at: Some(self.cache.now()),
+                    previous: self.changed_from.get(&item).copied(),
+                },
+            };
+            self.emit(row.row, row.text, row.payload, verdict, true, false, note)
+                .await;
+        } else if let Some(pending) = self.pending.get_mut(&item) {
+            pending.duplicates.push((row.row, row.text, row.payload));
+        }
+    }
+
+    /// A row whose verdict the result cache holds, fresh: out at once, nothing probed.
+    async fn emit_cached(
+        &mut self,
+        row: InputRow<P>,
+        item: ItemId,
+        entry: &CacheEntry,
+        address: &EmailAddress,
+    ) {
+        let verdict = verdict_for_row(&entry.verdict, address);
+        let at = entry.verified_at;
+        self.remember_compact(item, &verdict);
+        self.cached_at.insert(item, at);
+        let note = CacheNote {
+            cached: true,
+            verified_at: Some(at),
+            previous: None,
+        };
+        self.emit(
+            row.row,
+            row.text,
+            row.payload,
+            Arc::new(verdict),
+            false,
+            false,
+            note,
+        )
+        .await;
     }
 
     /// A row that is not an address: its syntax verdict, recorded without a probe.
