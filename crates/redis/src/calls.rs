@@ -313,6 +313,14 @@ pub(crate) fn campaign_get_meta(keys: &Keys, campaign: &CampaignId) -> Call {
     Call::command("campaign_list", "GET", keys.meta(campaign))
 }
 
+pub(crate) fn webhook_put(keys: &Keys, campaign: &CampaignId, json: &str) -> Call {
+    Call::command("webhook_save", "SET", keys.webhook(campaign)).arg(json)
+}
+
+pub(crate) fn webhook_get(keys: &Keys, campaign: &CampaignId) -> Call {
+    Call::command("webhook_load", "GET", keys.webhook(campaign))
+}
+
 pub(crate) fn campaign_append_input(
     keys: &Keys,
     campaign: &CampaignId,
@@ -350,6 +358,7 @@ pub(crate) fn campaign_delete_keys(keys: &Keys, campaign: &CampaignId) -> Call {
         keys.progress(campaign),
         keys.recorded(campaign),
         keys.results(campaign),
+        keys.webhook(campaign),
     ];
     let mut cmd = redis::cmd("DEL");
     cmd.arg(&all);

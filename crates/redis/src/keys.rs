@@ -119,6 +119,11 @@ impl Keys {
         self.campaign(campaign, "meta")
     }
 
+    /// The campaign's webhook state (`WebhookState` JSON: settings and delivery progress).
+    pub(crate) fn webhook(&self, campaign: &CampaignId) -> String {
+        self.campaign(campaign, "webhook")
+    }
+
     /// List of the campaign's input rows, in order.
     pub(crate) fn input(&self, campaign: &CampaignId) -> String {
         self.campaign(campaign, "input")
@@ -222,6 +227,7 @@ mod tests {
             k.total_request(&c, "r"),
             k.meta(&c),
             k.input(&c),
+            k.webhook(&c),
         ];
         for key in &all {
             assert_eq!(hash_tag(key), Some("c:camp-1"), "{key}");

@@ -18,7 +18,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, FromRedisValue, ServerErrorKind, Value};
 use rollcall_core::ports::{
     BackoffPolicy, CampaignRecord, CircuitDecision, GreylistEntry, ItemResult, Lease, Progress,
-    RateDecision, RateLimit, StateStore, StoreError, status_index,
+    RateDecision, RateLimit, StateStore, StoreError, WebhookState, status_index,
 };
 
 use rollcall_core::{CampaignId, ItemId};
@@ -536,6 +536,31 @@ impl StateStore for RedisState {
         }
         self.query(&calls::campaign_input(&self.keys, campaign, from, max))
             .await
+    }
+
+    async fn webhook_save(
+        &self,
+        campaign: &CampaignId,
+        state: &WebhookState,
+    ) -> Result<(), StoreError> {
+        let json = encode("webhook state", state)?;
+        self.send(&calls::webhook_put(&self.keys, campaign, &json))
+            .await
+            .map(drop)
+    }
+
+    async fn webhook_load(
+        &self,
+        campaign: &CampaignId,
+    ) -> Result<Option<WebhookState>, StoreError> {
+        let json: Option<String> = self
+            .query(&calls::webhook_get(&self.keys, campaign))
+            .await?;
+        json.map(|json| {
+            serde_json::from_str(&json)
+                .map_err(|e| StoreError::Data(format!("webhook state of {campaign}: {e}")))
+        })
+        .transpose()
     }
 
     async fn campaign_delete(&self, campaign: &CampaignId) -> Result<(), StoreError> {

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use super::{
     BackoffPolicy, Batch, BatchItem, CacheEntry, CachePolicy, CampaignPhase, CampaignRecord,
-    CircuitDecision, GREYLIST_LEASE, GreylistEntry, ItemResult, Progress, RateDecision, RateLimit,
-    ResultCache, StateStore,
+    CircuitDecision, GREYLIST_LEASE, GreylistEntry, ItemResult, PendingDelivery, Progress,
+    RateDecision, RateLimit, ResultCache, RowRanges, StateStore, WebhookState,
 };
 use crate::{CampaignId, EmailAddress, Evidence, Flags, ItemId, Reason, Verdict};
 
@@ -424,6 +424,50 @@ pub async fn all<S: StateStore>(store: &S, prefix: &str) {
     greylist(store, &campaign).await;
     results(store, &campaign).await;
     campaigns(store).await;
+    webhooks(store).await;
+}
+
+/// A campaign's webhook state: absent until saved, read back whole (settings, rows delivered,
+/// the delivery begun, the completion), replaced whole, deleted with the campaign.
+pub async fn webhooks<S: StateStore>(store: &S) {
+    let record = CampaignRecord {
+        id: CampaignId::random(),
+        name: "hooked".into(),
+        phase: CampaignPhase::Running,
+        detail: None,
+        rows: 4,
+        created_ms: 3_000,
+        max_wait_ms: None,
+    };
+    let other = CampaignId::random();
+    store.campaign_save(&record).await.unwrap();
+    assert_eq!(store.webhook_load(&record.id).await.unwrap(), None);
+    let mut state = WebhookState::new(
+        "https://hooks.example/in?x=1".into(),
+        "s3cret".into(),
+        Some(r#"{"tenant":7}"#.into()),
+    );
+    store.webhook_save(&record.id, &state).await.unwrap();
+    assert_eq!(
+        store.webhook_load(&record.id).await.unwrap(),
+        Some(state.clone())
+    );
+    state.batches = 2;
+    state.delivered = [0u64, 1, 3].into_iter().collect::<RowRanges>();
+    state.pending = Some(PendingDelivery {
+        id: "c-results-1".into(),
+        rows: [2u64].into_iter().collect(),
+    });
+    state.completion_id = Some("c-completed".into());
+    store.webhook_save(&record.id, &state).await.unwrap();
+    let back = store.webhook_load(&record.id).await.unwrap().unwrap();
+    assert_eq!(back, state);
+    assert!(back.delivered.contains(3) && !back.delivered.contains(2));
+    assert_eq!(store.webhook_load(&other).await.unwrap(), None);
+    // Saving a webhook does not change the campaign's record.
+    assert!(store.campaign_list().await.unwrap().contains(&record));
+    store.campaign_delete(&record.id).await.unwrap();
+    assert_eq!(store.webhook_load(&record.id).await.unwrap(), None);
 }
 
 /// A result cache: what was put comes back whole, in the order asked, absent keys are `None`;

@@ -14,7 +14,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::state::status_index;
 use super::{
     BackoffPolicy, CampaignRecord, CircuitDecision, GREYLIST_LEASE, GreylistEntry, ItemResult,
-    Lease, Progress, RateDecision, RateLimit, StateStore, StoreError,
+    Lease, Progress, RateDecision, RateLimit, StateStore, StoreError, WebhookState,
 };
 use crate::{CampaignId, ItemId};
 
@@ -59,6 +59,7 @@ struct Campaign {
     /// The campaign's record, once saved.
     record: Option<CampaignRecord>,
     input: Vec<String>,
+    webhook: Option<WebhookState>,
 }
 
 impl Campaign {
@@ -450,6 +451,30 @@ impl StateStore for MemoryState {
             .take(max)
             .cloned()
             .collect())
+    }
+
+    async fn webhook_save(
+        &self,
+        campaign: &CampaignId,
+        state: &WebhookState,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .campaigns
+            .entry(campaign.clone())
+            .or_default()
+            .webhook = Some(state.clone());
+        Ok(())
+    }
+
+    async fn webhook_load(
+        &self,
+        campaign: &CampaignId,
+    ) -> Result<Option<WebhookState>, StoreError> {
+        Ok(self
+            .lock()
+            .campaigns
+            .get(campaign)
+            .and_then(|c| c.webhook.clone()))
     }
 
     async fn campaign_delete(&self, campaign: &CampaignId) -> Result<(), StoreError> {

@@ -1,6 +1,6 @@
 //! The ports of the engine: the `WorkQueue` that carries batches from the coordinator to the
 //! workers, the `StateStore` that holds what the whole fleet must agree on (rate limits,
-//! session leases, circuits, catch-all verdicts, the greylist schedule, results and progress),
+//! session leases, circuits, catch-all verdicts, the greylist schedule, results and progress, campaigns and their webhooks' delivery state),
 //! and the `ResultCache` that remembers verdicts between runs.
 //!
 //! Each port has an in-memory implementation here (the embedded wiring); the distributed wiring
@@ -14,6 +14,7 @@ mod memory_queue;
 mod memory_state;
 mod queue;
 mod state;
+mod webhook;
 
 pub use batch::{Batch, BatchItem, ItemResult, MAX_BATCH_HOST_ADDRS, MAX_BATCH_MX_HOSTS, MxHost};
 pub use cache::{
@@ -28,3 +29,4 @@ pub use state::{
     BackoffPolicy, CampaignPhase, CampaignRecord, CircuitDecision, GREYLIST_LEASE, GreylistEntry,
     Lease, Progress, RateDecision, RateLimit, StateStore, StoreError, status_index,
 };
+pub use webhook::{PendingDelivery, RowRanges, WebhookState};

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Batch, ItemResult};
+use super::{Batch, ItemResult, WebhookState};
 use crate::{CampaignId, ItemId, Status};
 
 /// Failures of the store transport.
@@ -305,7 +305,16 @@ pub trait StateStore: Send + Sync + 'static {
         from: u64,
         max: usize,
     ) -> Result<Vec<String>, StoreError>;
-    /// Forgets a campaign: its record, input, results and progress.
+    /// Creates or replaces a campaign's webhook state (its settings and delivery progress).
+    async fn webhook_save(
+        &self,
+        campaign: &CampaignId,
+        state: &WebhookState,
+    ) -> Result<(), StoreError>;
+    /// The campaign's webhook state, if it has one.
+    async fn webhook_load(&self, campaign: &CampaignId)
+    -> Result<Option<WebhookState>, StoreError>;
+    /// Forgets a campaign: its record, input, results, progress and webhook state.
     async fn campaign_delete(&self, campaign: &CampaignId) -> Result<(), StoreError>;
 }
 
