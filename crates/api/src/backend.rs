@@ -3,14 +3,16 @@
 //! Owns `CampaignBackend` and the plain types it speaks: `SubmitOptions`, `SubmitOutcome`,
 //! `CampaignState`, `ProgressSnapshot`, `ResultRecord` and `BackendError`. Nothing here knows
 //! gRPC: the coordinator implements this trait without seeing a tonic type, and the service
-//! (`service`, `watch`) builds every RPC, streaming included, on these five calls.
+//! (`service`, `watch`) builds every RPC, streaming included, on these five calls. Two more,
+//! with defaults that keep nothing, let the HTTP API's webhooks survive a restart of a backend
+//! that keeps its campaigns (`webhook_save`, `webhooks_to_resume`).
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::Stream;
-use rollcall_core::ports::Progress;
+use rollcall_core::ports::{Progress, WebhookState};
 use rollcall_core::{CampaignId, Verdict};
 
 /// The addresses of a submission, chunk by chunk, as the client streams them. An `Err` item
@@ -51,6 +53,23 @@ pub trait CampaignBackend: Send + Sync + 'static {
     /// Verifies one address now, outside any campaign. Input that is not an address gets its
     /// `invalid_syntax` verdict, not an error.
     async fn verify_one(&self, address: &str) -> Result<Verdict, BackendError>;
+
+    /// Keeps `campaign`'s webhook state (settings and delivery progress) with the campaign,
+    /// for `webhooks_to_resume` after a restart. The default keeps nothing: a backend whose
+    /// campaigns do not outlive the process has nothing to resume.
+    async fn webhook_save(
+        &self,
+        _campaign: &CampaignId,
+        _state: &WebhookState,
+    ) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// The webhooks of the campaigns picked up at start whose deliveries were not finished
+    /// (their completion event not yet delivered), each handed out once.
+    async fn webhooks_to_resume(&self) -> Result<Vec<(CampaignId, WebhookState)>, BackendError> {
+        Ok(Vec::new())
+    }
 }
 
 /// How to run a campaign (validated by the service before the backend sees it). `None` means

@@ -17,6 +17,8 @@
 //! probe, the rest is verified), a finished one is read back with `Resume::ReplayOnly`, and
 //! one cut off while uploading is failed (its client saw the upload fail). A coordinator that
 //! shuts down (SIGTERM) leaves its running campaigns "running" in the store, for the next one.
+//! A campaign's webhook state (`webhook_save`) is stored beside its record; `resume` hands the
+//! unfinished ones to the HTTP API (`webhooks_to_resume`), which goes on delivering them.
 //!
 //! Limits (`Limits`): a submission holds at most `max_rows` entries and `max_submission_bytes`
 //! bytes of addresses, and at most `max_running_campaigns` campaigns are uploading or running at
@@ -43,7 +45,7 @@ use rollcall_api::{
     AddressChunks, BackendError, CampaignBackend, CampaignState, ProgressSnapshot, ResultRecord,
     SubmitOptions, SubmitOutcome,
 };
-use rollcall_core::ports::{CampaignPhase, StateStore, StoreError, WorkQueue};
+use rollcall_core::ports::{CampaignPhase, StateStore, StoreError, WebhookState, WorkQueue};
 use rollcall_core::{CampaignId, EmailAddress, Verdict};
 use rollcall_engine::coordinator::{Coordinator, InputRow, OutputRow, Resume};
 use tokio::sync::{mpsc, watch};
@@ -91,6 +93,9 @@ pub struct CoordinatorBackend<Q, S> {
     state: Arc<S>,
     limits: Limits,
     campaigns: Mutex<Campaigns>,
+    /// Webhooks of the campaigns `resume` picked up whose deliveries were not finished, until
+    /// the HTTP API takes them (`webhooks_to_resume`).
+    resumed_webhooks: Mutex<Vec<(CampaignId, WebhookState)>>,
     /// Set by `stop_all`: runs that end now were interrupted by the shutdown, not finished,
     /// and their stored phase stays "running".
     shutting_down: Arc<AtomicBool>,
@@ -239,6 +244,7 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
             coordinator,
             limits,
             campaigns: Mutex::new(Campaigns::default()),
+            resumed_webhooks: Mutex::new(Vec::new()),
             shutting_down: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -297,6 +303,16 @@ impl<Q: WorkQueue, S: StateStore> CoordinatorBackend<Q, S> {
             }
             tracing::info!(campaign = %record.id, phase = ?record.phase, rows = record.rows,
                 "campaign picked up from the store");
+            // Its webhook goes on where it stopped: pending results and, once the campaign
+            // is final, the completion event (finished campaigns included).
+            if let Some(webhook) = self.state.webhook_load(&record.id).await?
+                && !webhook.completed
+            {
+                self.resumed_webhooks
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push((record.id.clone(), webhook));
+            }
             match &mode {
                 Mode::Continue => campaign.settle(CampaignState::Running, None),
                 _ => campaign.settle(
@@ -740,6 +756,29 @@ impl<Q: WorkQueue, S: StateStore> CampaignBackend for CoordinatorBackend<Q, S> {
                 .map_err(unavailable)?;
         }
         Ok(campaign.snapshot())
+    }
+
+    async fn webhook_save(
+        &self,
+        campaign: &CampaignId,
+        state: &WebhookState,
+    ) -> Result<(), BackendError> {
+        // Only for a campaign still served: an evicted one's store is deleted, and saving
+        // would bring a stray key back.
+        self.find(campaign)?;
+        self.state
+            .webhook_save(campaign, state)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn webhooks_to_resume(&self) -> Result<Vec<(CampaignId, WebhookState)>, BackendError> {
+        Ok(std::mem::take(
+            &mut *self
+                .resumed_webhooks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        ))
     }
 
     async fn verify_one(&self, address: &str) -> Result<Verdict, BackendError> {

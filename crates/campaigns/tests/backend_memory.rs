@@ -10,7 +10,9 @@ use futures_util::stream;
 use rollcall_api::{AddressChunks, BackendError, CampaignBackend, CampaignState, SubmitOptions};
 use rollcall_campaigns::{CoordinatorBackend, Limits};
 use rollcall_core::CampaignId;
-use rollcall_core::ports::{CampaignPhase, CampaignRecord, MemoryQueue, MemoryState, StateStore};
+use rollcall_core::ports::{
+    CampaignPhase, CampaignRecord, MemoryQueue, MemoryState, StateStore, WebhookState,
+};
 use rollcall_dns::{MxResolver, ResolverConfig};
 use rollcall_engine::config::EngineConfig;
 use rollcall_engine::coordinator::Coordinator;
@@ -429,4 +431,44 @@ async fn a_campaigns_max_wait_is_taken_and_stored_for_a_restart() {
     let stored = state.campaign_list().await.unwrap();
     let record = stored.iter().find(|r| r.id == id).expect("stored");
     assert_eq!(record.max_wait_ms, Some(90_000));
+}
+
+#[tokio::test]
+async fn a_restarted_backend_hands_back_the_unfinished_webhooks_once() {
+    let state = Arc::new(MemoryState::new());
+    let (first, _dns) = backend_on(state.clone(), Limits::default()).await;
+    let submit =
+        |rows: &'static [&'static str]| first.submit(SubmitOptions::default(), chunks(&[rows]));
+    let open = submit(&["nope", "no pe"]).await.unwrap().campaign_id;
+    let through = submit(&["x"]).await.unwrap().campaign_id;
+    let unknown = CampaignId::random();
+    let mut hook = WebhookState::new("http://127.0.0.1:9/".into(), "k".into(), None);
+    hook.delivered = [0u64].into_iter().collect();
+    first.webhook_save(&open, &hook).await.unwrap();
+    let done = WebhookState {
+        completed: true,
+        ..hook.clone()
+    };
+    first.webhook_save(&through, &done).await.unwrap();
+    assert!(
+        matches!(
+            first.webhook_save(&unknown, &hook).await,
+            Err(BackendError::NotFound(_))
+        ),
+        "no webhook state for a campaign not served"
+    );
+    assert!(first.webhooks_to_resume().await.unwrap().is_empty());
+    until_final(&first, &open).await;
+    until_final(&first, &through).await;
+    drop(first);
+
+    let (second, _dns2) = backend_on(state.clone(), Limits::default()).await;
+    assert_eq!(second.resume().await.unwrap(), 2);
+    assert_eq!(
+        second.webhooks_to_resume().await.unwrap(),
+        vec![(open.clone(), hook)],
+        "the finished campaign whose completion is not delivered, not the delivered one"
+    );
+    assert!(second.webhooks_to_resume().await.unwrap().is_empty());
+    assert!(state.webhook_load(&unknown).await.unwrap().is_none());
 }

@@ -85,6 +85,19 @@ impl HttpApi {
         })
     }
 
+    /// Starts the webhooks of the campaigns the backend picked up at start whose deliveries
+    /// were not finished (call once, before serving). Returns how many.
+    pub async fn resume_webhooks(&self) -> Result<usize, rollcall_api::BackendError> {
+        self.webhooks
+            .resume(
+                &self.backend,
+                self.settings.allow_private_webhooks,
+                self.settings.poll,
+                &self.closing,
+            )
+            .await
+    }
+
     /// Ends the open event streams and webhook deliveries (on shutdown); readiness turns 503.
     pub fn close(&self) {
         self.closing_tx.send_replace(true);

@@ -16,7 +16,8 @@
 //!   text/CSV body) in `upload`.
 //! - `events`: `GET /v1/campaigns/{id}/events`, the Server-Sent Events stream.
 //! - `reacher`: the Reacher-compatible routes and the mapping from verdicts to Reacher's fields.
-//! - `webhook`: webhook targets (the private-address policy), signing, delivery with retries.
+//! - `webhook`: webhook targets (the private-address policy), signing, delivery with retries,
+//!   its state saved with the campaign and resumed after a restart.
 //! - `openapi`: the document (`ApiDoc`).
 //! - `serve`: serving a router on a listener, plaintext or TLS.
 //!

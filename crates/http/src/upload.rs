@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use rollcall_api::{AddressChunks, BackendError, SubmitOptions, SubmitOutcome};
+use rollcall_core::ports::WebhookState;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -133,7 +134,11 @@ pub(crate) async fn submit(
 ) -> Result<(SubmitOutcome, Option<String>), ApiError> {
     let target = match webhook {
         Some((url, secret, extra)) => {
-            Some(Target::check(&url, secret, extra, api.settings.allow_private_webhooks).await?)
+            let stored_extra = extra.as_ref().map(|v| v.to_string());
+            let (target, secret, made) =
+                Target::check(&url, secret, extra, api.settings.allow_private_webhooks).await?;
+            let state = WebhookState::new(url, secret.clone(), stored_extra);
+            Some((target, state, made.then_some(secret)))
         }
         None => None,
     };
@@ -141,17 +146,23 @@ pub(crate) async fn submit(
     api.created.insert(outcome.campaign_id.clone());
     tracing::info!(campaign = %outcome.campaign_id, accepted = outcome.accepted,
         duplicate = outcome.duplicate, invalid = outcome.invalid, "campaign submitted over HTTP");
-    let secret = target.map(|(target, made)| {
-        api.webhooks.start(
-            api.backend.clone(),
-            outcome.campaign_id.clone(),
-            target,
-            api.settings.poll,
-            api.closing.clone(),
-        );
-        made
-    });
-    Ok((outcome, secret.flatten()))
+    let Some((target, state, made)) = target else {
+        return Ok((outcome, None));
+    };
+    // Kept with the campaign, so a restarted coordinator goes on delivering (the task saves
+    // its progress as it goes; a failure here is one it retries).
+    if let Err(error) = api.backend.webhook_save(&outcome.campaign_id, &state).await {
+        tracing::warn!(campaign = %outcome.campaign_id, %error, "webhook: could not save its state yet");
+    }
+    api.webhooks.start(
+        api.backend.clone(),
+        outcome.campaign_id.clone(),
+        target,
+        state,
+        api.settings.poll,
+        api.closing.clone(),
+    );
+    Ok((outcome, made))
 }
 
 /// What a request body is.

@@ -18,8 +18,13 @@
 //!   one batch per campaign in memory, and at most `max_in_flight` POSTs at once over all
 //!   campaigns.
 //!
-//! In the embedded wiring (`rollcall serve`) the delivery state lives in this process; a
-//! restart loses the pending deliveries of running campaigns.
+//! - Persistence: the delivery state (`WebhookState`: settings, rows delivered, the delivery
+//!   begun, the completion) is saved with the campaign through the backend before each
+//!   delivery's first attempt and after it is through. A restarted coordinator hands back the
+//!   unfinished ones (`Webhooks::resume`): the delivery begun goes again with the same rows
+//!   and id, rows delivered are not sent again, the completion keeps its id. A result is
+//!   delivered twice only under the same id (a delivery through at the receiver but not yet
+//!   saved as such). `rollcall serve` keeps its campaigns in memory: nothing to resume.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,8 +36,9 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use rand::Rng as _;
 use ring::hmac;
-use rollcall_api::{BackendError, CampaignBackend};
+use rollcall_api::{BackendError, CampaignBackend, ResultRecord};
 use rollcall_core::CampaignId;
+use rollcall_core::ports::{PendingDelivery, RowRanges, WebhookState};
 use rollcall_dns::TargetPolicy;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
@@ -115,13 +121,46 @@ fn refused(why: impl std::fmt::Display) -> ApiError {
 
 impl Target {
     /// Checks `url` (scheme, host, where it resolves) and makes the signing key: `secret`, or
-    /// a fresh random one, returned as the second value when made here.
+    /// a fresh random one. Returns the target, the secret it signs with, and whether that
+    /// secret was made here (to be returned once to the caller).
     pub(crate) async fn check(
         url: &str,
         secret: Option<String>,
         extra: Option<Value>,
         allow_private: bool,
-    ) -> Result<(Target, Option<String>), ApiError> {
+    ) -> Result<(Target, String, bool), ApiError> {
+        let (secret, made) = match secret {
+            Some(s) if s.is_empty() => return Err(refused("the secret is empty")),
+            Some(s) => (s, false),
+            None => {
+                let bytes: [u8; 32] = rand::rng().random();
+                (to_hex(&bytes), true)
+            }
+        };
+        let target = Target::parse(url, &secret, extra, allow_private)?;
+        target.resolve().await?;
+        Ok((target, secret, made))
+    }
+
+    /// The target of a stored webhook (checked when it was created; where it resolves is
+    /// checked again at each delivery).
+    pub(crate) fn stored(state: &WebhookState, allow_private: bool) -> Result<Target, ApiError> {
+        let extra = match &state.extra {
+            Some(json) => Some(
+                serde_json::from_str(json)
+                    .map_err(|e| refused(format!("its stored extra value: {e}")))?,
+            ),
+            None => None,
+        };
+        Target::parse(&state.url, &state.secret, extra, allow_private)
+    }
+
+    fn parse(
+        url: &str,
+        secret: &str,
+        extra: Option<Value>,
+        allow_private: bool,
+    ) -> Result<Target, ApiError> {
         let uri: Uri = url.parse().map_err(|e| refused(format!("{e}")))?;
         let tls = match uri.scheme_str() {
             Some("https") => true,
@@ -135,26 +174,15 @@ impl Target {
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let (key, made) = match secret {
-            Some(s) if s.is_empty() => return Err(refused("the secret is empty")),
-            Some(s) => (s, None),
-            None => {
-                let bytes: [u8; 32] = rand::rng().random();
-                let hex = to_hex(&bytes);
-                (hex.clone(), Some(hex))
-            }
-        };
-        let target = Target {
+        Ok(Target {
             uri,
             host,
             port,
             tls,
-            key: Arc::new(hmac::Key::new(hmac::HMAC_SHA256, key.as_bytes())),
+            key: Arc::new(hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes())),
             extra,
             allow_private,
-        };
-        target.resolve().await?;
-        Ok((target, made))
+        })
     }
 
     /// The addresses the host resolves to, all allowed by the target policy.
@@ -312,12 +340,14 @@ impl Webhooks {
         }
     }
 
-    /// Starts delivering `campaign`'s results and completion to `target`.
+    /// Starts delivering `campaign`'s results and completion to `target`, from where `state`
+    /// says the deliveries stand (a new webhook: nothing delivered yet).
     pub(crate) fn start(
         &self,
         backend: Arc<dyn CampaignBackend>,
         campaign: CampaignId,
         target: Target,
+        state: WebhookState,
         poll: Duration,
         closing: watch::Receiver<bool>,
     ) {
@@ -325,11 +355,44 @@ impl Webhooks {
             backend,
             campaign,
             target,
+            state,
             policy: self.policy,
             in_flight: self.in_flight.clone(),
             closing,
         };
         tokio::spawn(async move { delivery.run(poll).await });
+    }
+
+    /// Starts the webhooks a restarted backend left unfinished (`webhooks_to_resume`).
+    pub(crate) async fn resume(
+        &self,
+        backend: &Arc<dyn CampaignBackend>,
+        allow_private: bool,
+        poll: Duration,
+        closing: &watch::Receiver<bool>,
+    ) -> Result<usize, BackendError> {
+        let mut started = 0;
+        for (campaign, state) in backend.webhooks_to_resume().await? {
+            let target = match Target::stored(&state, allow_private) {
+                Ok(target) => target,
+                Err(e) => {
+                    tracing::warn!(%campaign, error = %e, "webhook: not resumed");
+                    continue;
+                }
+            };
+            tracing::info!(%campaign, delivered = state.delivered.len(),
+                pending = ?state.pending.as_ref().map(|p| &p.id), "webhook: resumed");
+            self.start(
+                backend.clone(),
+                campaign,
+                target,
+                state,
+                poll,
+                closing.clone(),
+            );
+            started += 1;
+        }
+        Ok(started)
     }
 }
 
@@ -338,6 +401,9 @@ struct Delivery {
     backend: Arc<dyn CampaignBackend>,
     campaign: CampaignId,
     target: Target,
+    /// Where the deliveries stand; saved with the campaign before each delivery begins and
+    /// after it is through.
+    state: WebhookState,
     policy: WebhookPolicy,
     in_flight: Arc<Semaphore>,
     closing: watch::Receiver<bool>,
@@ -369,6 +435,16 @@ impl Delivery {
     }
 
     async fn deliver_all(&mut self, poll: Duration) -> Result<(), Stop> {
+        if self.state.completed {
+            return Ok(());
+        }
+        // A delivery begun before a restart goes first, with the same rows under the same id,
+        // so a receiver that got it already can tell it is the same one.
+        if let Some(pending) = self.state.pending.clone() {
+            let rows = self.find_rows(&pending.rows, poll).await?;
+            self.deliver_results(&pending.id, &rows).await?;
+        }
+        // The cursor is this process's: rows delivered before a restart are skipped by row.
         let mut cursor = 0u64;
         loop {
             self.pause(self.policy.batch_every.max(poll)).await?;
@@ -382,20 +458,32 @@ impl Delivery {
                 if page.is_empty() {
                     break;
                 }
-                let rows: Vec<ResultRow> = page.iter().map(ResultRow::of).collect();
-                let id = format!("{}-results-{cursor}", self.campaign);
-                let body = json!({
-                    "type": "results",
-                    "delivery_id": id,
-                    "campaign_id": self.campaign.as_str(),
-                    "extra": self.target.extra,
-                    "results": rows,
-                });
-                self.deliver(&id, body).await?;
                 cursor = next;
+                let rows: Vec<ResultRecord> = page
+                    .into_iter()
+                    .filter(|r| !self.state.delivered.contains(r.row))
+                    .collect();
+                if rows.is_empty() {
+                    continue;
+                }
+                let id = format!("{}-results-{}", self.campaign, self.state.batches);
+                self.state.batches += 1;
+                self.state.pending = Some(PendingDelivery {
+                    id: id.clone(),
+                    rows: rows.iter().map(|r| r.row).collect(),
+                });
+                // Stored before the first attempt: after a restart this delivery is sent
+                // again as it is, never re-cut under another id.
+                self.save().await?;
+                self.deliver_results(&id, &rows).await?;
             }
             if progress.state.is_final() {
-                let id = format!("{}-completed", self.campaign);
+                let id = self
+                    .state
+                    .completion_id
+                    .get_or_insert_with(|| format!("{}-completed", self.campaign))
+                    .clone();
+                self.save().await?;
                 let body = json!({
                     "type": "completed",
                     "delivery_id": id,
@@ -404,7 +492,75 @@ impl Delivery {
                     "progress": CampaignProgress::from(&progress),
                 });
                 self.deliver(&id, body).await?;
+                self.state.completed = true;
+                self.save().await?;
                 return Ok(());
+            }
+        }
+    }
+
+    /// The results of `wanted` rows (a delivery begun before a restart), waiting until the
+    /// resumed campaign has them all (they were recorded, so they come out early), or it is
+    /// final (then what there is).
+    async fn find_rows(
+        &mut self,
+        wanted: &RowRanges,
+        poll: Duration,
+    ) -> Result<Vec<ResultRecord>, Stop> {
+        loop {
+            let progress = self.backend.progress(&self.campaign).await?;
+            let mut found = Vec::new();
+            let mut cursor = 0u64;
+            loop {
+                let (page, next) = self
+                    .backend
+                    .results_since(&self.campaign, cursor, self.policy.max_batch.max(1))
+                    .await?;
+                if page.is_empty() {
+                    break;
+                }
+                cursor = next;
+                found.extend(page.into_iter().filter(|r| wanted.contains(r.row)));
+            }
+            if found.len() as u64 >= wanted.len() || progress.state.is_final() {
+                found.sort_by_key(|r| r.row);
+                return Ok(found);
+            }
+            self.pause(self.policy.batch_every.max(poll)).await?;
+        }
+    }
+
+    /// Delivers the pending results delivery `id` (`rows`), then marks its rows delivered.
+    async fn deliver_results(&mut self, id: &str, rows: &[ResultRecord]) -> Result<(), Stop> {
+        let body = json!({
+            "type": "results",
+            "delivery_id": id,
+            "campaign_id": self.campaign.as_str(),
+            "extra": self.target.extra,
+            "results": rows.iter().map(ResultRow::of).collect::<Vec<_>>(),
+        });
+        self.deliver(id, body).await?;
+        if let Some(pending) = self.state.pending.take() {
+            for row in pending.rows.rows() {
+                self.state.delivered.insert(row);
+            }
+        }
+        self.save().await
+    }
+
+    /// Saves the delivery state with the campaign, retrying while the store is unreachable.
+    async fn save(&mut self) -> Result<(), Stop> {
+        let mut attempt = 0;
+        loop {
+            match self.backend.webhook_save(&self.campaign, &self.state).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() => {
+                    attempt += 1;
+                    tracing::warn!(campaign = %self.campaign, error = %e, attempt,
+                        "webhook: could not save the delivery state; retrying");
+                    self.pause(self.policy.backoff(attempt)).await?;
+                }
+                Err(e) => return Err(Stop::Backend(e)),
             }
         }
     }
@@ -474,19 +630,29 @@ mod tests {
 
     #[tokio::test]
     async fn signatures_cover_timestamp_and_body_with_the_campaign_key() {
-        let (target, made) = Target::check("http://127.0.0.1:9/", Some("k3y".into()), None, true)
-            .await
-            .unwrap();
-        assert!(made.is_none(), "a given secret is not echoed");
+        let (target, secret, made) =
+            Target::check("http://127.0.0.1:9/", Some("k3y".into()), None, true)
+                .await
+                .unwrap();
+        assert!(!made, "a given secret is not echoed");
+        assert_eq!(secret, "k3y");
         let signature = target.signature(1700000000, b"{}");
         let key = hmac::Key::new(hmac::HMAC_SHA256, b"k3y");
         let expected = to_hex(hmac::sign(&key, b"1700000000.{}").as_ref());
         assert_eq!(signature, format!("t=1700000000,v1={expected}"));
         assert_ne!(signature, target.signature(1700000001, b"{}"));
-        let (_, made) = Target::check("http://127.0.0.1:9/", None, None, true)
+        let (_, secret, made) = Target::check("http://127.0.0.1:9/", None, None, true)
             .await
             .unwrap();
-        assert_eq!(made.unwrap().len(), 64);
+        assert!(made);
+        assert_eq!(secret.len(), 64);
+        // A stored webhook signs with the same key.
+        let stored = Target::stored(
+            &WebhookState::new("http://127.0.0.1:9/".into(), "k3y".into(), None),
+            true,
+        )
+        .unwrap();
+        assert_eq!(stored.signature(1700000000, b"{}"), signature);
     }
 
     #[test]

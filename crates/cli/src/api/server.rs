@@ -270,6 +270,12 @@ pub(crate) async fn serve_apis<B: CampaignBackend>(
             admission.clone(),
             settings,
         );
+        // Campaigns picked up from the store go on delivering their webhooks.
+        match api.resume_webhooks().await {
+            Ok(0) => {}
+            Ok(resumed) => tracing::info!(webhooks = resumed, "webhooks picked up from the store"),
+            Err(error) => tracing::error!(%error, "the stored webhooks could not be resumed"),
+        }
         rollcall_http::serve(listener, api, tls.clone(), stopped(stop_rx.clone())).await
     };
     let signal = async {
