@@ -4,7 +4,8 @@
 //! runs produce.
 //!
 //! Layout:
-//! - `backend`: `CoordinatorBackend`, `Limits`, the `CampaignBackend` implementation.
+//! - `backend`: `CoordinatorBackend`, `Limits`, the `CampaignBackend` implementation
+//!   (`backend/rows`: a campaign's rows fed in, recorded out and counted at submission).
 //! - `campaign`: one campaign's record (its output rows, counts, state and rate).
 //!
 //! What is kept where: each campaign's record (name, phase, row count), its input rows and
