@@ -20,6 +20,7 @@
 //!   `CommandKind` and `EnhancedCode` (re-exported here; that crate is sans-IO too).
 //! - `decision`: `verdict_for`, an RCPT classification plus context to a `Verdict`.
 //! - `error`: the crate's `Error`.
+//! - `timestamp`: Unix seconds as RFC 3339 UTC text.
 //! - `ports`: the `WorkQueue` (`ports/queue.rs`, `Batch` in `ports/batch.rs`) and `StateStore`
 //!   (`ports/state.rs`) traits, their in-memory implementations (`memory_queue`,
 //!   `memory_state`) and the contract checks every implementation passes (`contract`).
@@ -38,6 +39,7 @@ pub mod ports;
 pub mod role;
 pub mod site;
 pub mod syntax;
+pub mod timestamp;
 pub mod verdict;
 
 pub use address::EmailAddress;

@@ -16,6 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rollcall_api::{CampaignState, SubmitOptions};
+use rollcall_core::timestamp::rfc3339;
 use rollcall_core::{Flag, Reason, Status, Verdict};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -555,27 +556,6 @@ pub(crate) async fn bulk_results(
     })
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (the civil-from-days algorithm, H. Hinnant).
-fn rfc3339(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use rollcall_core::{EmailAddress, EnhancedCode, Evidence, Flags};
@@ -636,12 +616,5 @@ mod tests {
         let out = CheckEmailOutput::of("x", &verdict(Reason::Greylisted, Some(450), &[]));
         assert_eq!(out.is_reachable, Reachable::Unknown);
         assert!(!out.smtp.is_deliverable && out.smtp.can_connect_smtp);
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

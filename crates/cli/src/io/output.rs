@@ -29,6 +29,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::Path;
 
+use rollcall_core::timestamp::rfc3339;
 use rollcall_core::{Flag, Verdict};
 use rollcall_engine::coordinator::OutputRow;
 use serde::Serialize;
@@ -88,28 +89,6 @@ pub const CACHE_COLUMNS: [&str; 3] = ["cached", "verified_at", "changed"];
 /// Every column a result row adds after the input's: the verdict's, then the cache's.
 pub fn result_columns() -> impl Iterator<Item = &'static str> + Clone {
     VERDICT_COLUMNS.into_iter().chain(CACHE_COLUMNS)
-}
-
-/// `secs` since the Unix epoch as RFC 3339 UTC, `2026-12-07T18:47:13Z`.
-pub fn rfc3339(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's `civil_from_days`).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
 }
 
 /// What the verdict columns are called after an input that already has columns of those

@@ -28,33 +28,37 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
     /// Reads every result recorded so far (a resumed campaign's) before any row comes in.
     pub(super) async fn preload(&mut self) -> Result<(), Error> {
         loop {
-            let (results, next) = self
-                .co
-                .state
-                .results_since(&self.campaign, self.cursor, RESULTS_PAGE)
-                .await?;
+            let results = self.next_page().await?;
             if results.is_empty() {
                 return Ok(());
             }
-            self.cursor = next;
             for result in results {
                 self.early.insert(result.item, result);
             }
         }
     }
 
+    /// The next page of recorded results after the cursor, which moves past them (empty:
+    /// nothing more is recorded yet).
+    async fn next_page(&mut self) -> Result<Vec<ItemResult>, Error> {
+        let (results, next) = self
+            .co
+            .state
+            .results_since(&self.campaign, self.cursor, RESULTS_PAGE)
+            .await?;
+        if !results.is_empty() {
+            self.cursor = next;
+        }
+        Ok(results)
+    }
+
     /// Reads what the workers recorded and writes the rows out.
     pub(super) async fn collect(&mut self) -> Result<(), Error> {
         loop {
-            let (results, next) = self
-                .co
-                .state
-                .results_since(&self.campaign, self.cursor, RESULTS_PAGE)
-                .await?;
+            let results = self.next_page().await?;
             if results.is_empty() {
                 return Ok(());
             }
-            self.cursor = next;
             for result in results {
                 if result.item.0 > self.next_item {
                     // Its row has not been read again yet (a resumed campaign).
