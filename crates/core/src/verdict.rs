@@ -91,6 +91,9 @@ pub enum Reason {
     MailboxFull,
     Disposable,
     RoleAccount,
+    /// The provider accepts every recipient at RCPT and bounces unknown ones later (Yahoo,
+    /// AOL): an acceptance there proves nothing (its provider rule says so).
+    AcceptsAll,
     // unknown
     Greylisted,
     Deferred,
@@ -105,7 +108,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, grouped by status.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::Accepted,
         Reason::InvalidSyntax,
         Reason::NoSuchDomain,
@@ -118,6 +121,7 @@ impl Reason {
         Reason::MailboxFull,
         Reason::Disposable,
         Reason::RoleAccount,
+        Reason::AcceptsAll,
         Reason::Greylisted,
         Reason::Deferred,
         Reason::Blocked,
@@ -140,9 +144,11 @@ impl Reason {
             | Reason::MailboxNotFound
             | Reason::MailboxDisabled
             | Reason::Rejected => Status::Undeliverable,
-            Reason::CatchAll | Reason::MailboxFull | Reason::Disposable | Reason::RoleAccount => {
-                Status::Risky
-            }
+            Reason::CatchAll
+            | Reason::MailboxFull
+            | Reason::Disposable
+            | Reason::RoleAccount
+            | Reason::AcceptsAll => Status::Risky,
             Reason::Greylisted
             | Reason::Deferred
             | Reason::Blocked
@@ -170,6 +176,7 @@ impl Reason {
             Reason::MailboxFull => "mailbox_full",
             Reason::Disposable => "disposable",
             Reason::RoleAccount => "role_account",
+            Reason::AcceptsAll => "accepts_all",
             Reason::Greylisted => "greylisted",
             Reason::Deferred => "deferred",
             Reason::Blocked => "blocked",
