@@ -24,6 +24,24 @@ pub use meaning::{Classification, RetryKind};
 /// match). The text is `Reply::text` (the lines joined by a space, bounded); it is matched
 /// case-insensitively and only where the table says so.
 pub fn classify(command: CommandKind, reply: &Reply) -> Classification {
+    classify_with(command, reply, |_| None)
+}
+
+/// A reply as the tables read it: the basic code, the enhanced code (found as `classify`
+/// says), and the text lowercased with white space collapsed.
+pub struct ReadReply {
+    pub code: u16,
+    pub enhanced: Option<EnhancedCode>,
+    pub text: String,
+}
+
+/// `classify`, with `first` asked before the generic table (a provider's own rows: see
+/// `providers`); `None` from it leaves the decision to the table.
+pub fn classify_with(
+    command: CommandKind,
+    reply: &Reply,
+    first: impl FnOnce(&ReadReply) -> Option<Classification>,
+) -> Classification {
     let code = reply.code;
     if !(200..=599).contains(&code) {
         return Classification::ProtocolError;
@@ -35,8 +53,12 @@ pub fn classify(command: CommandKind, reply: &Reply) -> Classification {
         .or_else(|| EnhancedCode::parse_prefix(text.trim_start()).map(|(c, _)| c))
         .or_else(|| EnhancedCode::find_qmail_suffix(&text))
         .filter(|e| e.class == class);
-    let text = normalise_text(&text);
-    rules::decide(command, code, enhanced, &text)
+    let read = ReadReply {
+        code,
+        enhanced,
+        text: normalise_text(&text),
+    };
+    first(&read).unwrap_or_else(|| rules::decide(command, code, enhanced, &read.text))
 }
 
 /// Lowercase, with runs of white space (line breaks of a multi-line reply included) collapsed

@@ -9,7 +9,10 @@
 //! - `address`: `EmailAddress` and its parser (list entries to wire form).
 //! - `domain`: `Domain`, normalised ASCII with IDN A-labels.
 //! - `syntax`: `SyntaxError` / `SyntaxReason`, why an address did not parse.
-//! - `site`: `Site` and the provider MX table (`Provider`).
+//! - `site`: `Site` and the provider MX table (`Provider`) that folds a provider's hosts into
+//!   one site for politeness.
+//! - `providers`: who runs a domain's mail and that provider's rules, as data
+//!   (`providers.toml`: RCPTs per transaction, whether a 250 is believed, its own reply rows).
 //! - `ids`: `CampaignId`, `ItemId`.
 //! - `role`, `domain_lists`: role local parts; embedded disposable and free-provider lists.
 //! - `flags`: `Flag`, `Flags`.
@@ -36,6 +39,7 @@ pub mod error;
 pub mod flags;
 pub mod ids;
 pub mod ports;
+pub mod providers;
 pub mod role;
 pub mod site;
 pub mod syntax;
@@ -44,6 +48,7 @@ pub mod verdict;
 
 pub use address::EmailAddress;
 pub use classify::{Classification, RetryKind, classify};
+pub use providers::{ProviderRules, ProviderSpec, ProviderTable};
 pub use decision::{CatchAll, DomainContext, verdict_for};
 pub use domain::Domain;
 pub use domain_lists::{is_disposable, is_free_provider};

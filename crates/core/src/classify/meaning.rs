@@ -28,6 +28,15 @@ pub enum RetryKind {
 }
 
 impl RetryKind {
+    /// Every kind.
+    pub const ALL: [RetryKind; 5] = [
+        RetryKind::Greylisted,
+        RetryKind::Deferred,
+        RetryKind::RateLimited,
+        RetryKind::PolicyTemporary,
+        RetryKind::TooManyRecipients,
+    ];
+
     /// The stable snake_case name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -90,6 +99,29 @@ impl Classification {
         }
     }
 
+    /// The classification a label names (`label`'s inverse); `None` for anything else.
+    pub fn from_label(label: &str) -> Option<Classification> {
+        let (head, tail) = match label.split_once(':') {
+            Some((head, tail)) => (head, Some(tail)),
+            None => (label, None),
+        };
+        let reason = || tail.and_then(|t| t.parse::<Reason>().ok());
+        let class = match (head, tail) {
+            ("accepted", None) => Classification::Accepted,
+            ("blocked", None) => Classification::Blocked,
+            ("not_probed", None) => Classification::NotProbed,
+            ("session_closing", None) => Classification::SessionClosing,
+            ("protocol_error", None) => Classification::ProtocolError,
+            ("undeliverable", Some(_)) => Classification::Undeliverable(reason()?),
+            ("risky", Some(_)) => Classification::Risky(reason()?),
+            ("retry", Some(kind)) => {
+                Classification::Retry(RetryKind::ALL.into_iter().find(|k| k.as_str() == kind)?)
+            }
+            _ => return None,
+        };
+        Some(class)
+    }
+
     /// True for a reply that settles the address (no retry can change it).
     pub fn is_final_for_address(self) -> bool {
         matches!(
@@ -119,5 +151,25 @@ mod tests {
         assert_eq!(RetryKind::RateLimited.exhausted_reason(), Reason::Deferred);
         assert!(Classification::Accepted.is_final_for_address());
         assert!(!Classification::NotProbed.is_final_for_address());
+    }
+
+    #[test]
+    fn labels_read_back() {
+        let mut all = vec![
+            Classification::Accepted,
+            Classification::Blocked,
+            Classification::NotProbed,
+            Classification::SessionClosing,
+            Classification::ProtocolError,
+            Classification::Undeliverable(Reason::MailboxNotFound),
+            Classification::Risky(Reason::MailboxFull),
+        ];
+        all.extend(RetryKind::ALL.map(Classification::Retry));
+        for class in all {
+            assert_eq!(Classification::from_label(&class.label()), Some(class));
+        }
+        for bad in ["", "retry", "retry:soon", "undeliverable:nope", "accepted:x", "blocked:"] {
+            assert_eq!(Classification::from_label(bad), None, "{bad}");
+        }
     }
 }
