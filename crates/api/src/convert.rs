@@ -126,6 +126,8 @@ impl From<&Verdict> for v1::VerificationResult {
             reason: v1::Reason::from(v.reason()).into(),
             mx_host: e.mx_host.clone().unwrap_or_default(),
             egress: e.egress.clone().unwrap_or_default(),
+            provider: e.provider.clone().unwrap_or_default(),
+            did_you_mean: v.did_you_mean.clone().unwrap_or_default(),
             smtp_code: e.smtp_code.map_or(0, u32::from),
             enhanced_code: e
                 .enhanced_code
@@ -194,6 +196,7 @@ impl TryFrom<&v1::VerificationResult> for Verdict {
             },
             mx_host: non_empty(&r.mx_host),
             egress: non_empty(&r.egress),
+            provider: non_empty(&r.provider),
             smtp_code,
             enhanced_code: EnhancedCode::parse(&r.enhanced_code),
             smtp_text: non_empty(&r.reply_text).map(|t| ReplyText::new(&t)),
@@ -201,6 +204,7 @@ impl TryFrom<&v1::VerificationResult> for Verdict {
         };
         let mut verdict = Verdict::new(reason, evidence).with_flags(flags);
         verdict.detail = non_empty(&r.detail);
+        verdict.did_you_mean = non_empty(&r.did_you_mean);
         Ok(verdict)
     }
 }

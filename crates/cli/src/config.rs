@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rollcall_core::ports::CachePolicy;
+use rollcall_core::{ProviderSpec, ProviderTable};
 use rollcall_dns::ResolverConfig;
 use rollcall_engine::config::{EngineConfig, TlsMode, parse_duration, parse_durations};
 use rollcall_engine::shaping::{ShapingOverride, ShapingTable, SiteRule};
@@ -50,6 +51,10 @@ pub struct Config {
     /// `[[egress]]`: the ways out (source addresses, SOCKS5 proxies).
     #[serde(default, rename = "egress")]
     pub egresses: Vec<EgressSection>,
+    /// `[[provider]]`: provider rules ahead of the built-in ones (docs/providers.md); one named
+    /// like a built-in entry replaces it.
+    #[serde(default, rename = "provider")]
+    pub providers: Vec<ProviderSpec>,
 }
 
 /// `[identity]`: who the prober says it is.
@@ -495,6 +500,8 @@ pub(crate) fn build_engine_config(
     let allow_private = flags.allow_private || file.dns.allow_private_targets.unwrap_or(false);
     engine.allow_private_targets = allow_private;
     engine.shaping = ShapingTable::with_overrides(&file.shaping.default, file.shaping.site.clone());
+    engine.providers = ProviderTable::with_overrides(file.providers.clone())
+        .map_err(|e| invalid("[[provider]]", &e, "see docs/providers.md for the fields"))?;
     merge_engine(&mut engine, file, flags)?;
     let resolver = resolver_config(file, flags, allow_private)?;
     Ok(Settings {

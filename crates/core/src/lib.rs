@@ -48,13 +48,13 @@ pub mod verdict;
 
 pub use address::EmailAddress;
 pub use classify::{Classification, RetryKind, classify};
-pub use providers::{ProviderRules, ProviderSpec, ProviderTable};
 pub use decision::{CatchAll, DomainContext, verdict_for};
 pub use domain::Domain;
 pub use domain_lists::{is_disposable, is_free_provider};
 pub use error::Error;
 pub use flags::{Flag, Flags};
 pub use ids::{CampaignId, ItemId};
+pub use providers::{ProviderRules, ProviderSpec, ProviderTable};
 pub use role::is_role_local_part;
 /// The reply vocabulary, owned by the protocol crate: one `Reply`, one `EnhancedCode`, one
 /// `CommandKind` across the workspace.

@@ -118,7 +118,9 @@ impl ProviderRules {
             return Err(format!("provider `{name}`: give at least one mx pattern"));
         }
         if rule.rcpt_per_transaction == Some(0) {
-            return Err(format!("provider `{name}`: rcpt_per_transaction must be >= 1"));
+            return Err(format!(
+                "provider `{name}`: rcpt_per_transaction must be >= 1"
+            ));
         }
         let rows = rule
             .replies

@@ -20,12 +20,13 @@ use crate::syntax::{SyntaxError, SyntaxReason, is_forbidden_char};
 
 /// The columns of a verdict in CSV output, in this order: after the input's columns in the
 /// CLI's output, after `address` in the HTTP API's downloads.
-pub const VERDICT_COLUMNS: [&str; 17] = [
+pub const VERDICT_COLUMNS: [&str; 18] = [
     "status",
     "reason",
     "normalized",
     "domain",
     "mx",
+    "provider",
     "egress",
     "smtp_code",
     "enhanced_code",
@@ -288,6 +289,10 @@ pub struct Evidence {
     pub site: Option<String>,
     /// The MX host the last reply came from.
     pub mx_host: Option<String>,
+    /// Who runs the domain's mail (`google`, `outlook_com`, `self_hosted`...: the provider
+    /// table's name), when the address was probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     /// The IP address connected to.
     pub ip: Option<IpAddr>,
     /// The egress the last session went out through (its name).
@@ -346,6 +351,11 @@ pub struct Verdict {
     pub detail: Option<String>,
     pub flags: Flags,
     pub evidence: Evidence,
+    /// A common mail domain one or two edits from the address's domain, when that domain has
+    /// no mail server (`gmial.com` -> `gmail.com`): a hint for whoever fixes the list; the
+    /// verdict stays what it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub did_you_mean: Option<String>,
 }
 
 impl Verdict {
@@ -357,6 +367,7 @@ impl Verdict {
             detail: None,
             flags: Flags::default(),
             evidence,
+            did_you_mean: None,
         }
     }
 
@@ -403,6 +414,8 @@ struct VerdictRepr {
     flags: Flags,
     #[serde(default)]
     evidence: Evidence,
+    #[serde(default)]
+    did_you_mean: Option<String>,
 }
 
 impl TryFrom<VerdictRepr> for Verdict {
@@ -422,6 +435,7 @@ impl TryFrom<VerdictRepr> for Verdict {
             detail: r.detail,
             flags: r.flags,
             evidence: r.evidence,
+            did_you_mean: r.did_you_mean,
         })
     }
 }

@@ -161,7 +161,11 @@ fn the_same_reply_without_an_enhanced_code_from_the_parser_classifies_the_same()
         let Some(e) = enhanced else { continue };
         let with_code_in_text = format!("{e} {text}");
         assert_eq!(
-            classify_as(f.provider, f.command, &reply(code, None, &with_code_in_text)),
+            classify_as(
+                f.provider,
+                f.command,
+                &reply(code, None, &with_code_in_text)
+            ),
             f.expected,
             "line {}",
             f.line

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rollcall_core::ports::{
     Batch, BatchItem, CircuitDecision, RateDecision, StateStore, WorkQueue,
 };
-use rollcall_core::{Classification, CommandKind, ItemId, RetryKind, classify};
+use rollcall_core::{Classification, CommandKind, ItemId, ProviderRules, RetryKind};
 
 use rollcall_dns::{TargetClass, classify_target};
 
@@ -70,7 +70,13 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
     if remaining.is_empty() {
         return Ok(());
     }
-    let catch_all = ctx.state.catch_all_get(&batch.domain).await?;
+    let hosts: Vec<&str> = batch.targets().map(|(host, _)| host).collect();
+    let provider = ctx.config.providers.detect(&batch.domain, &hosts);
+    // Where a 250 proves nothing the catch-all probe would only ever be accepted.
+    let catch_all = match provider.accepts_all() {
+        true => None,
+        false => ctx.state.catch_all_get(&batch.domain).await?,
+    };
     // A probe address the codec refuses is not sent (the domain's answer stays unknown).
     let probe_mailbox = Mailbox::parse(&catch_all_probe(&batch.domain, &egress.name)).ok();
     let mut run = BatchRun {
@@ -82,6 +88,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         remaining,
         catch_all,
         probe_mailbox,
+        provider,
     };
 
     while !run.remaining.is_empty() {
@@ -108,7 +115,7 @@ pub async fn run_batch<Q: WorkQueue, S: StateStore>(
         }
     }
 
-    apply(ctx, &batch, egress, run.out).await
+    apply(ctx, &batch, egress, &run.provider, run.out).await
 }
 
 /// The items of `batch` not recorded yet, each noting a pin this worker cannot honour.
@@ -165,6 +172,8 @@ struct BatchRun<'a, Q, S> {
     remaining: VecDeque<BatchItem>,
     catch_all: Option<bool>,
     probe_mailbox: Option<Mailbox>,
+    /// Who runs the domain's mail: its RCPT limit, its reply rows, whether a 250 is believed.
+    provider: std::sync::Arc<ProviderRules>,
 }
 
 /// The next transaction's size: how many items it takes, and whether the catch-all probe goes
@@ -241,13 +250,16 @@ impl<Q: WorkQueue, S: StateStore> BatchRun<'_, Q, S> {
     /// The next transaction's shape on `current`; `None` when the session's error budget is
     /// used up.
     fn shape(&self, current: &Live) -> Option<Shape> {
-        let limit = self.ctx.rcpt_limit();
+        let limit = self
+            .provider
+            .rcpt_per_transaction()
+            .map_or(self.ctx.rcpt_limit(), |p| p.min(self.ctx.rcpt_limit()));
         let allowed = self
             .ctx
             .shaping
             .rcpts_allowed(current.session.rejected_rcpts(), limit) as usize;
         // The probe needs a slot of its own; with room for one RCPT only, probe the address.
-        let with_probe = self.catch_all.is_none() && allowed >= 2;
+        let with_probe = self.catch_all.is_none() && !self.provider.accepts_all() && allowed >= 2;
         let room = allowed.saturating_sub(usize::from(with_probe));
         if room == 0 {
             return None;
@@ -297,7 +309,7 @@ impl<Q: WorkQueue, S: StateStore> BatchRun<'_, Q, S> {
             .transactions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let elapsed = started.elapsed();
-        let classes = classify_rcpts(&outcome);
+        let classes = classify_rcpts(&self.provider, &outcome);
         record_transaction(&outcome, &classes, elapsed, &self.egress.name);
 
         let (probe_class, item_outcomes, item_classes) = if probe_sent {
@@ -321,6 +333,7 @@ impl<Q: WorkQueue, S: StateStore> BatchRun<'_, Q, S> {
             tls: current.session.tls(),
             pipelined: outcome.pipelined,
             elapsed,
+            provider: &self.provider,
         };
         let rcpts = Rcpts {
             chunk,
@@ -407,12 +420,16 @@ fn recipients(
     (rcpts, slots)
 }
 
-/// Classifies every RCPT reply of a transaction once (`None`: not answered).
-fn classify_rcpts(outcome: &TransactionOutcome) -> Vec<Option<Classification>> {
+/// Classifies every RCPT reply of a transaction once, as `provider` reads them (`None`: not
+/// answered).
+fn classify_rcpts(
+    provider: &ProviderRules,
+    outcome: &TransactionOutcome,
+) -> Vec<Option<Classification>> {
     outcome
         .recipients
         .iter()
-        .map(|o| o.reply().map(|r| classify(CommandKind::RcptTo, r)))
+        .map(|o| o.reply().map(|r| provider.classify(CommandKind::RcptTo, r)))
         .collect()
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::egress::Egress;
 use crate::shaping::ShapingTable;
+use rollcall_core::ProviderTable;
 
 /// Resolved engine settings.
 #[derive(Debug, Clone)]
@@ -37,6 +38,9 @@ pub struct EngineConfig {
     /// MX targets in private ranges (labs, tests, the demo's sim) are probed only when set.
     pub allow_private_targets: bool,
     pub shaping: ShapingTable,
+    /// Who runs a domain's mail and that provider's rules (RCPTs per transaction, whether a
+    /// 250 is believed, its own reply rows): the built-in table with the user's entries ahead.
+    pub providers: ProviderTable,
     /// Addresses per queued batch (one domain, one site).
     pub batch_size: usize,
     /// Items ingested and not yet finished, at most: bounds the coordinator's memory.
@@ -87,6 +91,7 @@ impl Default for EngineConfig {
             catch_all_ttl: Duration::from_secs(7 * 24 * 3600),
             allow_private_targets: false,
             shaping: ShapingTable::default(),
+            providers: ProviderTable::default(),
             batch_size: 100,
             max_outstanding: 100_000,
             worker_prefetch: 512,

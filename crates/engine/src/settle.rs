@@ -9,7 +9,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use rollcall_core::ports::{Batch, BatchItem, GreylistEntry, ItemResult, StateStore, WorkQueue};
-use rollcall_core::{Classification, CommandKind, ItemId, RetryKind, Verdict, classify};
+use rollcall_core::{
+    Classification, CommandKind, Evidence, ItemId, ProviderRules, Reason, RetryKind, Verdict,
+};
 
 use crate::Error;
 use crate::context::SiteContext;
@@ -126,7 +128,7 @@ struct TransactionSettler<'a, Q, S> {
 impl<Q: WorkQueue, S: StateStore> TransactionSettler<'_, Q, S> {
     /// MAIL FROM refused: no item of `chunk` was probed.
     fn mail_refused(&mut self, chunk: Vec<BatchItem>, mail: &Reply) {
-        let class = classify(CommandKind::MailFrom, mail);
+        let class = self.base.provider.classify(CommandKind::MailFrom, mail);
         let failure = probe::failure(self.txn);
         for item in chunk {
             match class {
@@ -422,6 +424,7 @@ pub(crate) async fn apply<Q: WorkQueue, S: StateStore>(
     ctx: &SiteContext<Q, S>,
     batch: &Batch,
     egress: &Egress,
+    provider: &ProviderRules,
     mut out: Settlement,
 ) -> Result<(), Error> {
     let now = SystemTime::now();
@@ -446,6 +449,9 @@ pub(crate) async fn apply<Q: WorkQueue, S: StateStore>(
         }
     }
     if !out.results.is_empty() {
+        for r in &mut out.results {
+            provider_says(provider, r);
+        }
         ctx.state
             .record_results(&batch.campaign, std::mem::take(&mut out.results))
             .await?;
@@ -482,4 +488,16 @@ pub(crate) async fn apply<Q: WorkQueue, S: StateStore>(
         metrics::counter!("rollcall_queue_published_total").increment(1);
     }
     Ok(())
+}
+
+/// Names the domain's provider in the verdict's evidence and caps what its replies can prove
+/// (`ProviderRules::cap`: an acceptance where a 250 proves nothing is `risky/accepts_all`).
+fn provider_says(provider: &ProviderRules, result: &mut ItemResult) {
+    let verdict = std::mem::replace(
+        &mut result.verdict,
+        Verdict::new(Reason::Deferred, Evidence::default()),
+    );
+    let mut verdict = provider.cap(verdict);
+    verdict.evidence.provider = Some(provider.name().to_string());
+    result.verdict = verdict;
 }

@@ -32,6 +32,8 @@ pub(crate) struct EvidenceBase<'a> {
     pub tls: bool,
     pub pipelined: bool,
     pub elapsed: Duration,
+    /// Who runs the domain's mail, whose rows read the replies.
+    pub provider: &'a rollcall_core::ProviderRules,
 }
 
 /// The verdict of a probed item: core's `verdict_for` over the evidence of this transaction.

@@ -30,6 +30,10 @@ pub struct ResultRow {
     pub domain: Option<String>,
     /// The MX host that answered.
     pub mx: Option<String>,
+    /// Who runs the domain's mail (`google`, `outlook_com`, `self_hosted`...; docs/providers.md);
+    /// absent when the address was not probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     /// The egress the address was probed through; absent when it was not probed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub egress: Option<String>,
@@ -64,6 +68,7 @@ impl ResultRow {
             normalized,
             domain: e.domain.clone(),
             mx: e.mx_host.clone(),
+            provider: e.provider.clone(),
             egress: e.egress.clone(),
             smtp_code: e.smtp_code,
             enhanced_code: e.enhanced_code.map(|c| c.to_string()),
@@ -118,6 +123,7 @@ impl ResultRow {
             opt(&self.normalized),
             opt(&self.domain),
             opt(&self.mx),
+            opt(&self.provider),
             opt(&self.egress),
             opt(&self.smtp_code),
             opt(&self.enhanced_code),

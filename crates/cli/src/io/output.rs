@@ -4,17 +4,17 @@
 //!
 //! CSV columns: the input's columns (CSV input: its header; text input: `address`; JSONL input:
 //! `address,input` with the original object as JSON), then `VERDICT_COLUMNS`:
-//! `status,reason,normalized,domain,mx,egress,smtp_code,enhanced_code,flags,is_disposable,
+//! `status,reason,normalized,domain,mx,provider,egress,smtp_code,enhanced_code,flags,is_disposable,
 //! is_role,is_free,is_catch_all,duplicate,detail,smtp_text,row,cached,verified_at,changed`
 //! (`cached`: the verdict came from the result cache; `verified_at`: when it was reached, RFC
 //! 3339 UTC; `changed`: `deliverable->undeliverable` when a cached verdict was verified again
 //! and differs, else empty). After a CSV input that already
 //! has a column of one of those names (a results file verified again) they are all named with
 //! `rollcall_` before them; when those names are taken too, the run is refused.
-//! JSONL fields: `row, address, status, reason, normalized, domain, mx, egress, smtp_code,
+//! JSONL fields: `row, address, status, reason, normalized, domain, mx, provider, egress, smtp_code,
 //! enhanced_code, smtp_text, flags, is_disposable, is_role, is_free, is_catch_all, duplicate,
 //! detail, cached, verified_at, changed`, and `input` (the original fields) for CSV and JSONL
-//! input; `normalized`, `domain`, `egress`, `verified_at` and `changed` are absent when there
+//! input; `normalized`, `domain`, `provider`, `egress`, `verified_at` and `changed` are absent when there
 //! is nothing to say.
 //!
 //! CSV output is guarded against spreadsheet formulas (OWASP "CSV Injection"): a cell that
@@ -285,6 +285,7 @@ impl<W: Write> RowSink<Record> for CsvOutput<W> {
             normalized.to_string(),
             domain.to_string(),
             e.mx_host.clone().unwrap_or_default(),
+            e.provider.clone().unwrap_or_default(),
             e.egress.clone().unwrap_or_default(),
             e.smtp_code.map(|c| c.to_string()).unwrap_or_default(),
             e.enhanced_code.map(|c| c.to_string()).unwrap_or_default(),
@@ -351,6 +352,10 @@ struct JsonRow<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     domain: Option<&'a str>,
     mx: Option<&'a str>,
+    /// Who runs the domain's mail (`google`, `outlook_com`, `self_hosted`...); absent when the
+    /// address was not probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<&'a str>,
     /// The egress the address was probed through (absent when it was not probed).
     #[serde(skip_serializing_if = "Option::is_none")]
     egress: Option<&'a str>,
@@ -391,6 +396,7 @@ impl<W: Write> RowSink<Record> for JsonlOutput<W> {
             normalized: normalized.map(|(address, _)| address),
             domain: normalized.map(|(_, domain)| domain),
             mx: e.mx_host.as_deref(),
+            provider: e.provider.as_deref(),
             egress: e.egress.as_deref(),
             smtp_code: e.smtp_code,
             enhanced_code: e.enhanced_code.map(|c| c.to_string()),

@@ -168,7 +168,14 @@ mod tests {
         for class in all {
             assert_eq!(Classification::from_label(&class.label()), Some(class));
         }
-        for bad in ["", "retry", "retry:soon", "undeliverable:nope", "accepted:x", "blocked:"] {
+        for bad in [
+            "",
+            "retry",
+            "retry:soon",
+            "undeliverable:nope",
+            "accepted:x",
+            "blocked:",
+        ] {
             assert_eq!(Classification::from_label(bad), None, "{bad}");
         }
     }

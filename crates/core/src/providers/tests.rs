@@ -36,14 +36,34 @@ fn detection_by_mx_host_and_domain() {
     let t = ProviderTable::builtin();
     let cases: &[(&str, &[&str], &str)] = &[
         ("gmail.com", &["gmail-smtp-in.l.google.com."], "google"),
-        ("example.com", &["aspmx.l.google.com", "alt1.aspmx.l.google.com"], "google_workspace"),
-        ("hotmail.com", &["hotmail-com.olc.protection.outlook.com"], "outlook_com"),
-        ("example.com", &["example-com.mail.protection.outlook.com"], "microsoft365"),
+        (
+            "example.com",
+            &["aspmx.l.google.com", "alt1.aspmx.l.google.com"],
+            "google_workspace",
+        ),
+        (
+            "hotmail.com",
+            &["hotmail-com.olc.protection.outlook.com"],
+            "outlook_com",
+        ),
+        (
+            "example.com",
+            &["example-com.mail.protection.outlook.com"],
+            "microsoft365",
+        ),
         ("aol.com", &["mx-aol.mail.gm0.yahoodns.net"], "yahoo"),
         ("icloud.com", &["mx01.mail.icloud.com"], "icloud"),
         ("example.com", &["mx0a-0012ab01.pphosted.com"], "proofpoint"),
-        ("example.com", &["eu-smtp-inbound-1.mimecast.com"], "mimecast"),
-        ("example.com", &["d123456a.ess.barracudanetworks.com"], "barracuda"),
+        (
+            "example.com",
+            &["eu-smtp-inbound-1.mimecast.com"],
+            "mimecast",
+        ),
+        (
+            "example.com",
+            &["d123456a.ess.barracudanetworks.com"],
+            "barracuda",
+        ),
         ("example.com", &["mx.zoho.com"], "zoho"),
         ("yandex.ru", &["mx.yandex.ru"], "yandex"),
         ("mail.ru", &["mxs.mail.ru"], "mail_ru"),
@@ -51,10 +71,18 @@ fn detection_by_mx_host_and_domain() {
         // A suffix only matches at a label boundary.
         ("example.com", &["evilgoogle.com"], "self_hosted"),
         // A provider behind the domain's own backup is still the provider.
-        ("example.com", &["backup.example.com", "ASPMX.L.GOOGLE.COM"], "google_workspace"),
+        (
+            "example.com",
+            &["backup.example.com", "ASPMX.L.GOOGLE.COM"],
+            "google_workspace",
+        ),
     ];
     for (domain, hosts, expected) in cases {
-        assert_eq!(t.detect(domain, hosts).name(), *expected, "{domain} {hosts:?}");
+        assert_eq!(
+            t.detect(domain, hosts).name(),
+            *expected,
+            "{domain} {hosts:?}"
+        );
     }
 }
 
@@ -77,12 +105,26 @@ fn provider_rows_come_before_the_generic_table() {
         "undeliverable:mailbox_disabled"
     );
     let icloud = t.get("icloud").unwrap();
-    let blocked = reply(554, "5.7.0", "Blocked - see https://ipcheck.proofpoint.com/?ip=203.0.113.7");
-    assert_eq!(icloud.classify(CommandKind::RcptTo, &blocked).label(), "blocked");
+    let blocked = reply(
+        554,
+        "5.7.0",
+        "Blocked - see https://ipcheck.proofpoint.com/?ip=203.0.113.7",
+    );
+    assert_eq!(
+        icloud.classify(CommandKind::RcptTo, &blocked).label(),
+        "blocked"
+    );
     // A row for RCPT says nothing about MAIL FROM.
     let ms = t.get("microsoft365").unwrap();
-    let busy = reply(451, "4.7.500", "Server busy. Please try again later from [203.0.113.7].");
-    assert_eq!(ms.classify(CommandKind::RcptTo, &busy).label(), "retry:rate_limited");
+    let busy = reply(
+        451,
+        "4.7.500",
+        "Server busy. Please try again later from [203.0.113.7].",
+    );
+    assert_eq!(
+        ms.classify(CommandKind::RcptTo, &busy).label(),
+        "retry:rate_limited"
+    );
     assert_eq!(
         ms.classify(CommandKind::MailFrom, &busy).label(),
         crate::classify(CommandKind::MailFrom, &busy).label()
@@ -109,13 +151,17 @@ fn accepts_all_caps_acceptances_only() {
         assert_eq!(v.reason(), kept);
     }
     assert_eq!(
-        yahoo.cap(Verdict::new(Reason::CatchAll, Evidence::default())).reason(),
+        yahoo
+            .cap(Verdict::new(Reason::CatchAll, Evidence::default()))
+            .reason(),
         Reason::AcceptsAll
     );
     // Where a 250 is believed nothing changes.
     let google = t.get("google").unwrap();
     assert_eq!(
-        google.cap(Verdict::new(Reason::Accepted, Evidence::default())).reason(),
+        google
+            .cap(Verdict::new(Reason::Accepted, Evidence::default()))
+            .reason(),
         Reason::Accepted
     );
 }
@@ -143,7 +189,10 @@ accepts_all = true
     assert!(!yahoo.accepts_all(), "replaced whole");
     assert_eq!(t.providers().filter(|p| p.name() == "yahoo").count(), 1);
     assert_eq!(t.providers().next().unwrap().name(), "yahoo");
-    assert_eq!(t.detect("x.test", &["a.gw.example.net"]).name(), "acme_gateway");
+    assert_eq!(
+        t.detect("x.test", &["a.gw.example.net"]).name(),
+        "acme_gateway"
+    );
     assert!(t.get("outlook_com").is_some());
 }
 
@@ -152,12 +201,30 @@ fn bad_rules_are_refused_with_the_reason() {
     let cases = [
         ("name = \"Bad\"\nmx = [\"*.x.test\"]", "lowercase"),
         ("name = \"x\"\nmx = []", "mx pattern"),
-        ("name = \"x\"\nmx = [\"a\"]\nrcpt_per_transaction = 0", ">= 1"),
-        ("name = \"x\"\nmx = [\"a\"]\n[[provider.reply]]\nmeans = \"maybe\"", "not a classification"),
-        ("name = \"x\"\nmx = [\"a\"]\n[[provider.reply]]\ncode = 250\nenhanced = \"5.1.1\"\nmeans = \"blocked\"", "disagree"),
-        ("name = \"x\"\nmx = [\"a\"]\n[[provider.reply]]\ncommand = \"data\"\nmeans = \"blocked\"", "unknown command"),
-        ("name = \"x\"\nmx = [\"a\"]\n[[provider.reply]]\nmeans = \"undeliverable:catch_all\"", "another status"),
-        ("name = \"x\"\nmx = [\"a\"]\n[[provider.reply]]\nenhanced = \"5.x\"\nmeans = \"blocked\"", "X.Y.Z"),
+        (
+            "name = \"x\"\nmx = [\"a\"]\nrcpt_per_transaction = 0",
+            ">= 1",
+        ),
+        (
+            "name = \"x\"\nmx = [\"a\"]\n[[provider.reply]]\nmeans = \"maybe\"",
+            "not a classification",
+        ),
+        (
+            "name = \"x\"\nmx = [\"a\"]\n[[provider.reply]]\ncode = 250\nenhanced = \"5.1.1\"\nmeans = \"blocked\"",
+            "disagree",
+        ),
+        (
+            "name = \"x\"\nmx = [\"a\"]\n[[provider.reply]]\ncommand = \"data\"\nmeans = \"blocked\"",
+            "unknown command",
+        ),
+        (
+            "name = \"x\"\nmx = [\"a\"]\n[[provider.reply]]\nmeans = \"undeliverable:catch_all\"",
+            "another status",
+        ),
+        (
+            "name = \"x\"\nmx = [\"a\"]\n[[provider.reply]]\nenhanced = \"5.x\"\nmeans = \"blocked\"",
+            "X.Y.Z",
+        ),
         ("name = \"x\"\nmx = [\"a\"]\nsoon = true", "unknown field"),
     ];
     for (entry, expected) in cases {

@@ -20,6 +20,8 @@ pub(super) struct Compact {
     /// Indexes into the interned MX names and details (`NONE` when absent or not interned).
     mx: u32,
     detail: u32,
+    /// The provider's name: an index into the interned provider names (few: the table's).
+    provider: u8,
 }
 
 const NONE: u32 = u32::MAX;
@@ -30,6 +32,8 @@ const NONE: u32 = u32::MAX;
 pub(super) struct Interner {
     index: HashMap<Arc<str>, u32>,
     values: Vec<Arc<str>>,
+    /// Provider names, at most `u8::MAX` (the table has a few dozen).
+    providers: Vec<Arc<str>>,
 }
 
 const MAX_INTERNED: usize = 100_000;
@@ -50,6 +54,23 @@ impl Interner {
         i
     }
 
+    /// A provider name's index (`u8::MAX`: none, or past the bound).
+    pub(super) fn intern_provider(&mut self, name: Option<&str>) -> u8 {
+        let Some(name) = name else { return u8::MAX };
+        if let Some(i) = self.providers.iter().position(|p| &**p == name) {
+            return i as u8;
+        }
+        if self.providers.len() >= usize::from(u8::MAX) {
+            return u8::MAX;
+        }
+        self.providers.push(Arc::from(name));
+        (self.providers.len() - 1) as u8
+    }
+
+    pub(super) fn provider(&self, i: u8) -> Option<&str> {
+        self.providers.get(usize::from(i)).map(|s| &**s)
+    }
+
     pub(super) fn get(&self, i: u32) -> Option<&str> {
         self.values.get(i as usize).map(|s| &**s)
     }
@@ -65,6 +86,7 @@ impl Compact {
             enhanced: verdict.evidence.enhanced_code,
             mx: strings.intern(verdict.evidence.mx_host.as_deref()),
             detail: strings.intern(verdict.detail.as_deref()),
+            provider: strings.intern_provider(verdict.evidence.provider.as_deref()),
         }
     }
 }
@@ -74,6 +96,7 @@ pub(super) fn expand(compact: &Compact, strings: &Interner, address: &EmailAddre
     evidence.smtp_code = Some(compact.code).filter(|c| *c != 0);
     evidence.enhanced_code = compact.enhanced;
     evidence.mx_host = strings.get(compact.mx).map(str::to_string);
+    evidence.provider = strings.provider(compact.provider).map(str::to_string);
     let verdict = Verdict::new(compact.reason, evidence).with_flags(compact.flags);
     match strings.get(compact.detail) {
         Some(detail) => verdict.with_detail(detail),
