@@ -9,7 +9,8 @@
 //! client IP and rate-limit connections, MAIL and RCPT per client IP (its own anvil).
 //!
 //! Layout:
-//! - `spec`: the fleet file (TOML) and its validation.
+//! - `spec`: the fleet file (TOML) and its validation; `profile`: a host's behaviour profile
+//!   and its reply-line overrides.
 //! - `world`: the resolved world (hosts, domains, mailboxes, list, truth) and the rule that
 //!   derives a truth row; `resolve`: the spec to the world; `population`: synthetic,
 //!   Zipf-sized populations; `truth`: the truth rows and their spelling; `mailbox`: mailbox
@@ -34,6 +35,7 @@ mod fleet;
 mod greylist;
 mod mailbox;
 mod population;
+mod profile;
 mod resolve;
 mod server;
 mod session;
