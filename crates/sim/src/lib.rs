@@ -17,8 +17,9 @@
 //!   keys and role words.
 //! - `shared`: what every connection shares (world, counters, anvils, greylist, TLS).
 //! - `server`: binding and accept loops; `connection`: per-connection I/O, latency,
-//!   pipelining checks, STARTTLS; `session`: the command state machine; `command`: the
-//!   server-side parser; `greylist`; `anvil`: per-client-IP rate limits; `counters`.
+//!   pipelining checks, STARTTLS; `session`: the command state machine (RCPT in
+//!   `session::rcpt`); `command`: the server-side parser; `greylist`; `anvil`:
+//!   per-client-IP rate limits; `counters`.
 //! - `dns`: the DNS server; `tls`: the self-signed identity; `fleet`: start and shutdown;
 //!   `error`: the crate's `Error`.
 #![forbid(unsafe_code)]
