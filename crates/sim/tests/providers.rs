@@ -440,3 +440,56 @@ fn bad_reply_overrides_are_refused() {
     let spec = FleetSpec::from_toml(fine).unwrap();
     assert_eq!(spec.profiles["strict"].max_rcpts_per_transaction, Some(1));
 }
+
+/// `[generate.mix] accept_all` puts accept-all domains in a synthetic population; their rows
+/// follow the same rule as explicit ones.
+#[tokio::test]
+async fn a_generated_mix_can_hold_accept_all_domains() {
+    let toml = r#"
+[fleet]
+address_base = "127.26.0.0"
+[generate]
+seed = 3
+domains = 20
+addresses = 400
+sites = 2
+[generate.mix]
+accept_all = 0.5
+"#;
+    let f = fleet(toml).await;
+    let rows: Vec<&TruthRow> = f
+        .truth()
+        .iter()
+        .filter(|t| t.behaviour == Scenario::AcceptAll)
+        .collect();
+    assert!(!rows.is_empty());
+    for t in rows {
+        let want = match t.reason {
+            Reason::AcceptsAll | Reason::MailboxFull => Status::Risky,
+            Reason::MailboxDisabled => Status::Undeliverable,
+            other => panic!("{}: {other:?}", t.address),
+        };
+        assert_eq!(t.status, want, "{}", t.address);
+    }
+    f.shutdown().await;
+}
+
+#[test]
+fn the_readme_profile_example_parses() {
+    let readme = include_str!("../README.md");
+    let block = readme
+        .split("```toml")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("max_rcpts_per_transaction"))
+        .expect("README shows a reply override example");
+    let spec = FleetSpec::from_toml(block).unwrap();
+    let p = &spec.profiles["outlook_com"];
+    assert_eq!(p.max_rcpts_per_transaction, Some(1));
+    assert!(
+        p.too_many_rcpts_reply
+            .as_deref()
+            .unwrap()
+            .starts_with("452 4.5.3")
+    );
+}
