@@ -65,6 +65,12 @@ pub struct HostCounters {
     /// keys on the client). A careful verifier keeps this at 0.
     #[serde(default)]
     pub greylist_other_ip: u64,
+    /// RCPTs answered "too many recipients" (`too_many_rcpts_reply`, by default `452 4.5.3`):
+    /// over `rcpt_limit` or over `max_rcpts_per_transaction`. A verifier that learns a
+    /// server's per-transaction limit keeps this near one per limit learnt, not one per
+    /// recipient (no retry storm).
+    #[serde(default)]
+    pub too_many_rcpts: u64,
 }
 
 /// A snapshot of one client IP's counters, summed over the hosts it talked to.
@@ -136,6 +142,7 @@ pub(crate) struct HostStats {
     pub greylisted: AtomicU64,
     pub greylist_passed: AtomicU64,
     pub greylist_other_ip: AtomicU64,
+    pub too_many_rcpts: AtomicU64,
     current: AtomicU64,
     max_concurrent: AtomicU64,
     /// Per client IP; entries stay for the life of the fleet (they are counters).
@@ -258,6 +265,7 @@ impl HostStats {
             greylisted: get(&self.greylisted),
             greylist_passed: get(&self.greylist_passed),
             greylist_other_ip: get(&self.greylist_other_ip),
+            too_many_rcpts: get(&self.too_many_rcpts),
         }
     }
 }
@@ -291,6 +299,7 @@ impl Counters {
             t.greylisted += h.greylisted;
             t.greylist_passed += h.greylist_passed;
             t.greylist_other_ip += h.greylist_other_ip;
+            t.too_many_rcpts += h.too_many_rcpts;
         }
         let mut clients: BTreeMap<String, ClientCounters> = BTreeMap::new();
         for (ip, c) in per_client {
@@ -365,6 +374,7 @@ mod tests {
         assert_eq!(c.totals.commands, 3);
         assert_eq!(c.totals.rate_limited, 0);
         assert_eq!(c.totals.greylist_other_ip, 0);
+        assert_eq!(c.totals.too_many_rcpts, 0);
         assert!(c.clients.is_empty());
     }
 }

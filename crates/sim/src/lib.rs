@@ -9,15 +9,17 @@
 //! client IP and rate-limit connections, MAIL and RCPT per client IP (its own anvil).
 //!
 //! Layout:
-//! - `spec`: the fleet file (TOML) and its validation.
+//! - `spec`: the fleet file (TOML) and its validation; `profile`: a host's behaviour profile
+//!   and its reply-line overrides.
 //! - `world`: the resolved world (hosts, domains, mailboxes, list, truth) and the rule that
 //!   derives a truth row; `resolve`: the spec to the world; `population`: synthetic,
 //!   Zipf-sized populations; `truth`: the truth rows and their spelling; `mailbox`: mailbox
 //!   keys and role words.
 //! - `shared`: what every connection shares (world, counters, anvils, greylist, TLS).
 //! - `server`: binding and accept loops; `connection`: per-connection I/O, latency,
-//!   pipelining checks, STARTTLS; `session`: the command state machine; `command`: the
-//!   server-side parser; `greylist`; `anvil`: per-client-IP rate limits; `counters`.
+//!   pipelining checks, STARTTLS; `session`: the command state machine (RCPT in
+//!   `session::rcpt`); `command`: the server-side parser; `greylist`; `anvil`:
+//!   per-client-IP rate limits; `counters`.
 //! - `dns`: the DNS server; `tls`: the self-signed identity; `fleet`: start and shutdown;
 //!   `error`: the crate's `Error`.
 #![forbid(unsafe_code)]
@@ -34,6 +36,7 @@ mod fleet;
 mod greylist;
 mod mailbox;
 mod population;
+mod profile;
 mod resolve;
 mod server;
 mod session;

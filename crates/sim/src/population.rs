@@ -101,7 +101,7 @@ enum Kind {
     MxBackup,
 }
 
-const KINDS: [Kind; 10] = [
+const KINDS: [Kind; 11] = [
     Kind::Plain(Behaviour::Normal),
     Kind::Plain(Behaviour::CatchAll),
     Kind::Plain(Behaviour::Greylist),
@@ -112,6 +112,7 @@ const KINDS: [Kind; 10] = [
     Kind::Plain(Behaviour::Blocked),
     Kind::MxDown,
     Kind::MxBackup,
+    Kind::Plain(Behaviour::AcceptAll),
 ];
 
 /// Splits `total` into integer shares proportional to `weights` (largest remainder), giving
@@ -288,8 +289,9 @@ pub(crate) fn generate(
             Kind::Plain(b) if b.has_servers() => (*b, sites[site].clone(), None),
             Kind::Plain(b) => (*b, Vec::new(), None),
         };
-        // Only domains whose servers someone can reach need their mailboxes stored.
-        let keep = behaviour.has_servers() && *kind != Kind::MxDown;
+        // Only domains with servers need their mailboxes stored (those of a domain whose
+        // every MX is down too: the truth says whether the mailbox exists).
+        let keep = behaviour.has_servers();
         let mut entry = DomainEntry {
             name: name.clone().into_boxed_str(),
             behaviour,

@@ -3,6 +3,8 @@
 //! and the recipient verdicts. Replies are appended to an output buffer;
 //! reading, writing, latency, pipelining checks and TLS are `connection`'s job.
 //!
+//! RCPT, the longest command, is `rcpt` (a child module).
+//!
 //! States (RFC 5321 4.1.4, RFC 3207 4.2): `NeedHelo` (after the greeting and after TLS),
 //! `Ready` (after EHLO/HELO or RSET), `Mail` (MAIL accepted).
 
@@ -10,16 +12,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use crate::anvil::Event;
 use crate::command::{Command, UNKNOWN};
 use crate::counters::{ClientStats, HostStats, bump};
-use crate::greylist::Check;
 use crate::shared::Shared;
-use crate::spec::{Behaviour, MailboxState, Profile};
+use crate::spec::Profile;
 use crate::world::HostEntry;
+
+mod rcpt;
 
 /// What the connection does after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +43,11 @@ enum Phase {
     Mail {
         sender: String,
         smtputf8: bool,
+        /// Recipients accepted (250) in this transaction (`rcpt_limit`).
         accepted: u32,
+        /// RCPT commands in this transaction, whatever their reply
+        /// (`max_rcpts_per_transaction`).
+        rcpts: u32,
     },
 }
 
@@ -327,124 +334,10 @@ impl Session {
             sender: path,
             smtputf8,
             accepted: 0,
+            rcpts: 0,
         };
         bump(&self.stats.transactions);
         bump(&self.client.transactions);
         self.reply(out, "250 2.1.0 Ok").await;
-    }
-
-    async fn rcpt(
-        &mut self,
-        out: &mut Vec<u8>,
-        need_helo: bool,
-        path: String,
-        params: Vec<String>,
-    ) {
-        bump(&self.stats.rcpts);
-        bump(&self.client.rcpts);
-        let (sender, smtputf8, accepted) = match &self.phase {
-            Phase::Mail {
-                sender,
-                smtputf8,
-                accepted,
-            } if !need_helo => (sender.clone(), *smtputf8, *accepted),
-            _ => return self.reply(out, "503 5.5.1 Error: need MAIL command").await,
-        };
-        // Postfix rcpt_cmd asks anvil after "need MAIL" and the per-transaction recipient
-        // limit, before looking at the address: every RCPT inside a transaction counts,
-        // whatever its reply (refused for the rate included), except one already over
-        // `rcpt_limit` (it gets the 452 below and is not counted).
-        if accepted < self.profile.rcpt_limit
-            && self.shared.anvils[self.host as usize].over(self.peer, Event::Rcpt)
-        {
-            self.rate_limited();
-            let line = format!("450 4.7.1 Error: too many recipients from {}", self.peer);
-            return self.reply(out, &line).await;
-        }
-        if let Some(p) = params.first() {
-            let line = format!("555 5.5.4 Unsupported option: {p}");
-            return self.reply(out, &line).await;
-        }
-        let Some((local, domain)) = path.rsplit_once('@') else {
-            let line = format!(
-                "504 5.5.2 <{path}>: Recipient address rejected: need fully-qualified address"
-            );
-            return self.reply(out, &line).await;
-        };
-        if local.is_empty() || domain.is_empty() {
-            return self
-                .reply(out, "501 5.1.3 Bad recipient address syntax")
-                .await;
-        }
-        if accepted >= self.profile.rcpt_limit {
-            return self
-                .reply(out, "452 4.5.3 Error: too many recipients")
-                .await;
-        }
-        if !path.is_ascii() && !smtputf8 {
-            return self
-                .reply(
-                    out,
-                    "553 5.6.7 Must declare SMTPUTF8 to send unicode address",
-                )
-                .await;
-        }
-        let domain_key = domain.trim_end_matches('.').to_ascii_lowercase();
-        let shared = self.shared.clone();
-        let Some(d) = shared
-            .world
-            .domains
-            .get(domain_key.as_str())
-            .filter(|d| d.served_by(self.host))
-        else {
-            let line = format!("454 4.7.1 <{path}>: Relay access denied");
-            return self.reply(out, &line).await;
-        };
-        if d.behaviour == Behaviour::Blocked || self.profile.policy_block {
-            let line = format!(
-                "550 5.7.1 Service unavailable; Client host [{}] blocked using zen.spamhaus.org",
-                self.peer
-            );
-            return self.reply(out, &line).await;
-        }
-        let role = local.eq_ignore_ascii_case("postmaster") || local.eq_ignore_ascii_case("abuse");
-        if d.behaviour == Behaviour::Greylist && !role {
-            let check = shared.greylist.check(self.peer, &sender, &path);
-            match check {
-                Check::New { other_ip: true } => bump(&self.stats.greylist_other_ip),
-                Check::Admitted { retry_passed: true } => bump(&self.stats.greylist_passed),
-                _ => {}
-            }
-            if !check.admitted() {
-                bump(&self.stats.greylisted);
-                let line = format!(
-                    "450 4.2.0 <{path}>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/{domain_key}.html"
-                );
-                return self.reply(out, &line).await;
-            }
-        }
-        if self.profile.transient_4xx_rate > 0.0
-            && self.rng.random_bool(self.profile.transient_4xx_rate)
-        {
-            return self.reply(out, "451 4.3.0 Temporary failure").await;
-        }
-        let line = match (d.mailbox(local), d.behaviour == Behaviour::CatchAll) {
-            (Some(MailboxState::Full), _) => format!("452 4.2.2 <{path}>: Mailbox full"),
-            (Some(MailboxState::Disabled), _) => {
-                format!("550 5.2.1 <{path}>: Mailbox disabled, not accepting messages")
-            }
-            (Some(MailboxState::Valid), _) | (None, true) => {
-                if let Phase::Mail { accepted, .. } = &mut self.phase {
-                    *accepted += 1;
-                }
-                bump(&self.stats.rcpts_accepted);
-                bump(&self.client.rcpts_accepted);
-                "250 2.1.5 Ok".to_string()
-            }
-            (None, false) => format!(
-                "550 5.1.1 <{path}>: Recipient address rejected: User unknown in virtual mailbox table"
-            ),
-        };
-        self.reply(out, &line).await;
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+pub use crate::profile::Profile;
 
 /// A whole fleet: hosts with behaviour profiles, sites (MX sets), domains with mailboxes,
 /// and optionally a synthetic population.
@@ -59,93 +60,6 @@ impl Default for FleetSettings {
             address_base: Ipv4Addr::new(127, 20, 0, 0),
             greylist_delay_ms: 300_000,
             seed: 1,
-        }
-    }
-}
-
-/// How one SMTP host behaves. Every field has a Postfix-like default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Profile {
-    /// Advertise PIPELINING (RFC 2920). Without it, any byte sent ahead is a violation.
-    pub pipelining: bool,
-    /// Advertise and accept STARTTLS (RFC 3207).
-    pub starttls: bool,
-    /// Advertise SMTPUTF8 (RFC 6531).
-    pub smtputf8: bool,
-    /// Latency added once per server read that yields at least one complete command.
-    pub latency_ms: u64,
-    /// Delay before the (last line of the) greeting.
-    pub greeting_delay_ms: u64,
-    /// Send `220-` first and `220 ` after the greeting delay (postscreen style).
-    pub multiline_greeting: bool,
-    /// MAIL before EHLO/HELO is answered 503 (Postfix `smtpd_helo_required = yes`).
-    pub helo_required: bool,
-    /// Concurrent sessions allowed per client IP; the next one gets 421 and is closed.
-    pub max_conns_per_ip: u32,
-    /// New connections allowed per client IP per `rate_window_ms` (Postfix
-    /// `smtpd_client_connection_rate_limit`); the next one is greeted with `421 4.7.0 <host>
-    /// Error: too many connections from <ip>` and closed. `None`: no limit.
-    pub conn_rate_per_ip: Option<u32>,
-    /// MAIL FROM commands allowed per client IP per `rate_window_ms` (Postfix
-    /// `smtpd_client_message_rate_limit`); the next gets `450 4.7.1 Error: too much mail from
-    /// <ip>`. `None`: no limit.
-    pub mail_rate_per_ip: Option<u32>,
-    /// RCPT TO commands allowed per client IP per `rate_window_ms` (Postfix
-    /// `smtpd_client_recipient_rate_limit`); the next gets `450 4.7.1 Error: too many
-    /// recipients from <ip>`. `None`: no limit.
-    pub rcpt_rate_per_ip: Option<u32>,
-    /// The sliding window of the three `*_rate_per_ip` limits (Postfix `anvil_rate_time_unit`).
-    /// Counted per host and per client IP; refused attempts count too.
-    pub rate_window_ms: u64,
-    /// Accepted recipients per transaction; the next RCPT gets `452 4.5.3`.
-    pub rcpt_limit: u32,
-    /// Advertise `LIMITS RCPTMAX=n` (RFC 9422).
-    pub limits_rcptmax: Option<u32>,
-    /// Probability (0..=1) that a RCPT is answered `451 4.3.0 Temporary failure`.
-    pub transient_4xx_rate: f64,
-    /// Drop the connection (no reply) when the client sends its (N+1)th command.
-    pub drop_after_commands: Option<u32>,
-    /// Error replies answered at once; later ones wait `error_delay_ms` (Postfix soft limit).
-    pub error_soft_limit: u32,
-    /// After this many error replies the next command gets `421 ... too many errors`.
-    pub error_hard_limit: u32,
-    /// Delay before each error reply past the soft limit.
-    pub error_delay_ms: u64,
-    /// RSET/NOOP/EHLO/HELO allowed per session before each one counts as an error.
-    pub junk_command_limit: u32,
-    /// Reject every recipient with the policy block reply (the prober's IP is "listed").
-    pub policy_block: bool,
-    /// Reject every MAIL FROM with `550 5.7.1 <sender>: Sender address rejected: Access
-    /// denied` (Postfix `check_sender_access` REJECT with `smtpd_delay_reject = no`).
-    pub reject_mail: bool,
-}
-
-impl Default for Profile {
-    fn default() -> Self {
-        Profile {
-            pipelining: true,
-            starttls: true,
-            smtputf8: true,
-            latency_ms: 0,
-            greeting_delay_ms: 0,
-            multiline_greeting: false,
-            helo_required: true,
-            max_conns_per_ip: 50,
-            conn_rate_per_ip: None,
-            mail_rate_per_ip: None,
-            rcpt_rate_per_ip: None,
-            rate_window_ms: 60_000,
-            rcpt_limit: 1000,
-            limits_rcptmax: None,
-            transient_4xx_rate: 0.0,
-            drop_after_commands: None,
-            error_soft_limit: 10,
-            error_hard_limit: 20,
-            error_delay_ms: 1000,
-            junk_command_limit: 100,
-            policy_block: false,
-            reject_mail: false,
         }
     }
 }
@@ -212,11 +126,15 @@ pub enum Behaviour {
     NoMx,
     /// Its servers reject the prober by policy at RCPT (`550 5.7.1 ... blocked using ...`).
     Blocked,
+    /// Its servers answer 250 to every recipient, known or not, and bounce unknown ones
+    /// later (Yahoo, AOL); full and disabled mailboxes are answered as such. A verifier can
+    /// tell it from `catch_all` only by knowing the provider (its MX host names).
+    AcceptAll,
 }
 
 impl Behaviour {
     /// All behaviours, in documentation order.
-    pub const ALL: [Behaviour; 8] = [
+    pub const ALL: [Behaviour; 9] = [
         Behaviour::Normal,
         Behaviour::CatchAll,
         Behaviour::Greylist,
@@ -225,6 +143,7 @@ impl Behaviour {
         Behaviour::Nxdomain,
         Behaviour::NoMx,
         Behaviour::Blocked,
+        Behaviour::AcceptAll,
     ];
 
     /// True when the domain is served by SMTP hosts (so needs a site or an A host).
@@ -446,6 +365,10 @@ pub struct BehaviourMix {
     pub mx_down: f64,
     /// Domains whose primary MX is down and whose backup MX works.
     pub mx_backup: f64,
+    /// Accept-all domains (see [`Behaviour::AcceptAll`]). 0 by default: generated hosts have
+    /// generic names, so a verifier sees these domains as catch-all; accept-all is meant for
+    /// explicit domains on hosts named like the provider's (see `fleets/providers.toml`).
+    pub accept_all: f64,
 }
 
 impl Default for BehaviourMix {
@@ -461,6 +384,7 @@ impl Default for BehaviourMix {
             blocked: 0.02,
             mx_down: 0.02,
             mx_backup: 0.02,
+            accept_all: 0.0,
         }
     }
 }
@@ -503,25 +427,7 @@ impl FleetSpec {
             ));
         }
         for (name, p) in &self.profiles {
-            if !(0.0..=1.0).contains(&p.transient_4xx_rate) {
-                return spec_err(format!(
-                    "profiles.{name}.transient_4xx_rate must be within 0..=1"
-                ));
-            }
-            for (field, limit) in [
-                ("conn_rate_per_ip", p.conn_rate_per_ip),
-                ("mail_rate_per_ip", p.mail_rate_per_ip),
-                ("rcpt_rate_per_ip", p.rcpt_rate_per_ip),
-            ] {
-                if limit == Some(0) {
-                    return spec_err(format!(
-                        "profiles.{name}.{field} must be >= 1; leave it out for no limit"
-                    ));
-                }
-            }
-            if p.rate_window_ms == 0 {
-                return spec_err(format!("profiles.{name}.rate_window_ms must be > 0"));
-            }
+            p.validate(name).map_err(Error::Spec)?;
         }
         let mut hosts = std::collections::HashSet::new();
         for h in &self.hosts {
@@ -618,7 +524,7 @@ impl FleetSpec {
 
 impl BehaviourMix {
     /// The weights in the order of `population::Kind::ALL`.
-    pub(crate) fn weights(&self) -> [f64; 10] {
+    pub(crate) fn weights(&self) -> [f64; 11] {
         [
             self.normal,
             self.catch_all,
@@ -630,6 +536,7 @@ impl BehaviourMix {
             self.blocked,
             self.mx_down,
             self.mx_backup,
+            self.accept_all,
         ]
     }
 }

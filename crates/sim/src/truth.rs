@@ -50,6 +50,9 @@ pub enum Reason {
     ConnectionFailed,
     /// A non-ASCII local part at a server without SMTPUTF8.
     Unverifiable,
+    /// The provider accepts every recipient at RCPT and bounces unknown ones later (Yahoo,
+    /// AOL): a 250 there says nothing about the mailbox (rollcall-core `Reason::AcceptsAll`).
+    AcceptsAll,
 }
 
 /// What the domain of an address does, as the truth row reports it: the domain's
@@ -78,11 +81,13 @@ pub enum Scenario {
     MxDown,
     /// The preferred MX is down, a backup answers.
     MxBackup,
+    /// See [`Behaviour::AcceptAll`].
+    AcceptAll,
 }
 
 impl Scenario {
     /// Every scenario a fleet can show.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Normal,
         Scenario::CatchAll,
         Scenario::Greylist,
@@ -93,6 +98,7 @@ impl Scenario {
         Scenario::Blocked,
         Scenario::MxDown,
         Scenario::MxBackup,
+        Scenario::AcceptAll,
     ];
 
     fn of(b: Behaviour) -> Scenario {
@@ -105,6 +111,7 @@ impl Scenario {
             Behaviour::Nxdomain => Scenario::Nxdomain,
             Behaviour::NoMx => Scenario::NoMx,
             Behaviour::Blocked => Scenario::Blocked,
+            Behaviour::AcceptAll => Scenario::AcceptAll,
         }
     }
 }
@@ -123,6 +130,13 @@ pub struct TruthRow {
     pub deterministic: bool,
     /// What the domain does.
     pub behaviour: Scenario,
+    /// True when the local part names a mailbox that takes mail (valid or full) at a domain
+    /// served by SMTP hosts (up or down); false for an unknown local part (at catch-all and
+    /// accept-all domains too), a disabled mailbox, and a domain without servers (nxdomain,
+    /// null_mx, no_mx). A verdict `undeliverable` where this is true is a harmful false
+    /// negative. Rows written before the field existed read as false.
+    #[serde(default)]
+    pub exists: bool,
 }
 
 pub(crate) fn scenario_of(behaviour: Behaviour, all_down: bool, first_down: bool) -> Scenario {
@@ -147,11 +161,34 @@ mod tests {
             reason: Reason::MailboxNotFound,
             deterministic: true,
             behaviour: Scenario::MxBackup,
+            exists: false,
         };
         let json = serde_json::to_string(&row).unwrap();
         assert_eq!(
             json,
-            r#"{"address":"a@b.test","status":"undeliverable","reason":"mailbox_not_found","deterministic":true,"behaviour":"mx_backup"}"#
+            r#"{"address":"a@b.test","status":"undeliverable","reason":"mailbox_not_found","deterministic":true,"behaviour":"mx_backup","exists":false}"#
         );
+        let accepts_all = TruthRow {
+            status: Status::Risky,
+            reason: Reason::AcceptsAll,
+            behaviour: Scenario::AcceptAll,
+            exists: true,
+            ..row
+        };
+        let json = serde_json::to_string(&accepts_all).unwrap();
+        assert!(
+            json.ends_with(
+                r#""status":"risky","reason":"accepts_all","deterministic":true,"behaviour":"accept_all","exists":true}"#
+            ),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn rows_from_before_exists_still_parse() {
+        let old = r#"{"address":"a@b.test","status":"deliverable","reason":"accepted","deterministic":true,"behaviour":"normal"}"#;
+        let row: TruthRow = serde_json::from_str(old).unwrap();
+        assert_eq!(row.reason, Reason::Accepted);
+        assert!(!row.exists);
     }
 }

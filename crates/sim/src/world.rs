@@ -151,12 +151,18 @@ impl World {
     pub fn truth_row(&self, domain: &str, local: &str, address: String) -> Option<TruthRow> {
         let d = self.domains.get(domain)?;
         let (status, reason, deterministic, behaviour) = verdict(self, d, local);
+        let exists = d.behaviour.has_servers()
+            && matches!(
+                d.mailbox(local),
+                Some(MailboxState::Valid | MailboxState::Full)
+            );
         Some(TruthRow {
             address,
             status,
             reason,
             deterministic,
             behaviour,
+            exists,
         })
     }
 }
@@ -185,24 +191,7 @@ fn verdict(world: &World, domain: &DomainEntry, local: &str) -> (Status, Reason,
                         } else if !local.is_ascii() && !host.profile.smtputf8 {
                             (S::Unknown, R::Unverifiable)
                         } else {
-                            let catch_all = domain.behaviour == Behaviour::CatchAll;
-                            match (domain.mailbox(local), catch_all) {
-                                (Some(MailboxState::Full), _) => (S::Risky, R::MailboxFull),
-                                (Some(MailboxState::Disabled), _) => {
-                                    (S::Undeliverable, R::MailboxDisabled)
-                                }
-                                (_, true) => (S::Risky, R::CatchAll),
-                                // `role_account` is a risky reason in the taxonomy
-                                // (rollcall-core `Reason::status`): an accepted role account
-                                // is risky (a missing one stays undeliverable, flagged).
-                                (Some(MailboxState::Valid), false)
-                                    if ROLE_WORDS.contains(&mailbox_key(local).as_str()) =>
-                                {
-                                    (S::Risky, R::RoleAccount)
-                                }
-                                (Some(MailboxState::Valid), false) => (S::Deliverable, R::Accepted),
-                                (None, false) => (S::Undeliverable, R::MailboxNotFound),
-                            }
+                            mailbox_verdict(domain, local)
                         };
                     (s, r, deterministic)
                 }
@@ -210,4 +199,24 @@ fn verdict(world: &World, domain: &DomainEntry, local: &str) -> (Status, Reason,
         }
     };
     (status, reason, deterministic, scenario)
+}
+
+/// The verdict about the mailbox itself, once a live server of the domain answers RCPT.
+fn mailbox_verdict(domain: &DomainEntry, local: &str) -> (Status, Reason) {
+    use Reason as R;
+    use Status as S;
+    match (domain.mailbox(local), domain.behaviour) {
+        (Some(MailboxState::Full), _) => (S::Risky, R::MailboxFull),
+        (Some(MailboxState::Disabled), _) => (S::Undeliverable, R::MailboxDisabled),
+        (_, Behaviour::CatchAll) => (S::Risky, R::CatchAll),
+        // The 250 says nothing: valid, role and unknown local parts all get it (Yahoo, AOL).
+        (_, Behaviour::AcceptAll) => (S::Risky, R::AcceptsAll),
+        // `role_account` is a risky reason in the taxonomy (rollcall-core `Reason::status`):
+        // an accepted role account is risky (a missing one stays undeliverable, flagged).
+        (Some(MailboxState::Valid), _) if ROLE_WORDS.contains(&mailbox_key(local).as_str()) => {
+            (S::Risky, R::RoleAccount)
+        }
+        (Some(MailboxState::Valid), _) => (S::Deliverable, R::Accepted),
+        (None, _) => (S::Undeliverable, R::MailboxNotFound),
+    }
 }

@@ -15,6 +15,7 @@ use hickory_resolver::{Resolver, TokioResolver};
 use rollcall_sim::Fleet;
 
 const EXAMPLE: &str = include_str!("../fleets/example.toml");
+const PROVIDERS: &str = include_str!("../fleets/providers.toml");
 
 fn resolver(f: &Fleet) -> TokioResolver {
     let dns = f.dns_addr();
@@ -97,5 +98,41 @@ async fn answers_mx_null_mx_nxdomain_and_a_only() {
         mx(&r, "gone.test.").await.unwrap(),
         vec![(10, "mx1.gone.test.".into()), (20, "mx2.gone.test.".into())]
     );
+    f.shutdown().await;
+}
+
+/// Provider host names (what a verifier's provider rules match) resolve in the fleet's own
+/// DNS to loopback addresses, and provider domains have MX records pointing at them.
+#[tokio::test]
+async fn provider_names_resolve_to_loopback_in_the_fleet_dns() {
+    let f = common::fleet(PROVIDERS).await;
+    let r = resolver(&f);
+    assert_eq!(
+        mx(&r, "yahoo-mail.test.").await.unwrap(),
+        vec![
+            (1, "mta5.am0.yahoodns.net.".into()),
+            (1, "mta6.am0.yahoodns.net.".into())
+        ]
+    );
+    assert_eq!(
+        mx(&r, "workspace.test.").await.unwrap(),
+        vec![
+            (1, "aspmx.l.google.com.".into()),
+            (5, "alt1.aspmx.l.google.com.".into())
+        ]
+    );
+    for h in f.hosts() {
+        let ips: Vec<IpAddr> = r
+            .lookup_ip(format!("{}.", h.name))
+            .await
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(ips, vec![h.addr.ip()], "{}", h.name);
+        assert!(h.addr.ip().is_loopback(), "{}", h.name);
+    }
+    // Only the fleet's own names exist under the providers' zones.
+    let e = mx(&r, "gmail.com.").await.unwrap_err();
+    assert_eq!(response_code(&e), Some(ResponseCode::NXDomain), "{e:?}");
     f.shutdown().await;
 }
