@@ -476,7 +476,13 @@ mod tests {
         );
         assert_eq!(
             of(Status::Risky),
-            ["catch_all", "mailbox_full", "disposable", "role_account"]
+            [
+                "catch_all",
+                "mailbox_full",
+                "disposable",
+                "role_account",
+                "accepts_all"
+            ]
         );
         assert_eq!(
             of(Status::Unknown),
