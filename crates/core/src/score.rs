@@ -41,7 +41,7 @@ pub const fn base_score(reason: Reason) -> i32 {
         Reason::AcceptsAll => 50,
         Reason::MailboxFull => 40,
         // Delivered, but to a throwaway inbox nobody reads for long: on purpose below unknowns.
-        Reason::Disposable => 20,
+        Reason::Disposable => 15,
         // unknown: nothing proven; ordered by how often such an address turns out fine.
         Reason::Greylisted => 45,
         Reason::Deferred => 40,
