@@ -300,4 +300,60 @@ mod tests {
         assert_eq!(did_you_mean(&"a".repeat(300)), None);
         assert_eq!(did_you_mean("GMIAL.COM"), Some("gmail.com"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The textbook full-matrix optimal-string-alignment distance, to check the bounded one.
+        fn reference(a: &[u8], b: &[u8]) -> usize {
+            let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+            for (i, row) in d.iter_mut().enumerate() {
+                row[0] = i;
+            }
+            for (j, cell) in d[0].iter_mut().enumerate() {
+                *cell = j;
+            }
+            for i in 1..=a.len() {
+                for j in 1..=b.len() {
+                    let cost = usize::from(a[i - 1] != b[j - 1]);
+                    d[i][j] = (d[i - 1][j] + 1)
+                        .min(d[i][j - 1] + 1)
+                        .min(d[i - 1][j - 1] + cost);
+                    if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                        d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+                    }
+                }
+            }
+            d[a.len()][b.len()]
+        }
+
+        proptest! {
+            #[test]
+            fn bounded_distance_agrees_with_the_reference(
+                typed in "[a-z.]{0,18}",
+                index in 0..CANDIDATES.len(),
+            ) {
+                let candidate = CANDIDATES[index].as_bytes();
+                let full = reference(typed.as_bytes(), candidate);
+                for max in 0..=2u8 {
+                    let bounded = Rows::default().distance(typed.as_bytes(), candidate, max);
+                    let expected = (full <= usize::from(max)).then_some(full as u8);
+                    prop_assert_eq!(bounded, expected);
+                }
+            }
+
+            #[test]
+            fn a_suggestion_is_a_candidate_in_reach(
+                typed in "[a-z0-9.-]{0,20}|(gmail|yahoo|hotmail|outlook)\\.[a-z]{1,4}|\\PC{0,30}",
+            ) {
+                if let Some(s) = did_you_mean(&typed) {
+                    prop_assert!(CANDIDATES.contains(&s));
+                    prop_assert_ne!(s, typed.as_str());
+                    let max = if typed.len() >= TWO_EDITS_FROM_LEN { 2 } else { 1 };
+                    prop_assert!(reference(typed.as_bytes(), s.as_bytes()) <= max);
+                }
+            }
+        }
+    }
 }
