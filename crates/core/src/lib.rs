@@ -22,6 +22,9 @@
 //!   command it answers and its enhanced code are `rollcall-smtp-proto`'s `Reply`,
 //!   `CommandKind` and `EnhancedCode` (re-exported here; that crate is sans-IO too).
 //! - `decision`: `verdict_for`, an RCPT classification plus context to a `Verdict`.
+//! - `suggest`: `did_you_mean`, the common mail domain a domain without mail servers is
+//!   probably a typo of.
+//! - `score`: `score`, a verdict as a 0-100 number, with its configurable `ScoreWeights`.
 //! - `error`: the crate's `Error`.
 //! - `timestamp`: Unix seconds as RFC 3339 UTC text.
 //! - `ports`: the `WorkQueue` (`ports/queue.rs`, `Batch` in `ports/batch.rs`) and `StateStore`
@@ -41,7 +44,9 @@ pub mod ids;
 pub mod ports;
 pub mod providers;
 pub mod role;
+pub mod score;
 pub mod site;
+pub mod suggest;
 pub mod syntax;
 pub mod timestamp;
 pub mod verdict;
@@ -59,6 +64,8 @@ pub use role::is_role_local_part;
 /// The reply vocabulary, owned by the protocol crate: one `Reply`, one `EnhancedCode`, one
 /// `CommandKind` across the workspace.
 pub use rollcall_smtp_proto::{CommandKind, EnhancedCode, Reply};
+pub use score::{FlagWeights, ScoreWeights, score};
 pub use site::{Provider, Site};
+pub use suggest::did_you_mean;
 pub use syntax::{SyntaxError, SyntaxReason};
 pub use verdict::{Evidence, Reason, ReplyText, Status, VERDICT_COLUMNS, Verdict};
