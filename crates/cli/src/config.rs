@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rollcall_core::ports::CachePolicy;
-use rollcall_core::{ProviderSpec, ProviderTable};
+use rollcall_core::{ProviderSpec, ProviderTable, ScoreWeights};
 use rollcall_dns::ResolverConfig;
 use rollcall_engine::config::{EngineConfig, TlsMode, parse_duration, parse_durations};
 use rollcall_engine::shaping::{ShapingOverride, ShapingTable, SiteRule};
@@ -55,6 +55,9 @@ pub struct Config {
     /// like a built-in entry replaces it.
     #[serde(default, rename = "provider")]
     pub providers: Vec<ProviderSpec>,
+    /// `[score]`: the weights of the 0-100 score column (docs/scoring.md).
+    #[serde(default)]
+    pub score: ScoreWeights,
 }
 
 /// `[identity]`: who the prober says it is.
@@ -502,6 +505,14 @@ pub(crate) fn build_engine_config(
     engine.shaping = ShapingTable::with_overrides(&file.shaping.default, file.shaping.site.clone());
     engine.providers = ProviderTable::with_overrides(file.providers.clone())
         .map_err(|e| invalid("[[provider]]", &e, "see docs/providers.md for the fields"))?;
+    file.score.validate_for(&engine.providers).map_err(|e| {
+        invalid(
+            "[score]",
+            &e.to_string(),
+            "see docs/scoring.md for the keys",
+        )
+    })?;
+    engine.score = file.score.clone();
     merge_engine(&mut engine, file, flags)?;
     let resolver = resolver_config(file, flags, allow_private)?;
     Ok(Settings {

@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::flags::{Flag, Flags};
-use crate::site::Provider;
+use crate::providers::ProviderTable;
 use crate::verdict::{Reason, Verdict};
 
 /// The `providers` key for a verdict whose MX no known provider runs (`provider` is `None`).
-pub const SELF_HOSTED: &str = "self_hosted";
+pub use crate::providers::SELF_HOSTED;
 
 /// The built-in base score of a reason, 0-100: how likely a message to the address arrives
 /// and is read by someone. Exhaustive, so every reason has one.
@@ -62,7 +62,7 @@ pub struct ScoreWeights {
     pub reasons: BTreeMap<String, i32>,
     /// Added per flag set on the verdict.
     pub flags: FlagWeights,
-    /// Added per provider name (`Provider::as_str`, or `self_hosted` when no known provider
+    /// Added per provider name (provider table's, or `self_hosted` when no known provider
     /// runs the MX). None by default: the reasons already carry what a provider's behaviour
     /// means (Yahoo's `accepts_all`). Names are checked by `validate`.
     pub providers: BTreeMap<String, i32>,
@@ -109,12 +109,17 @@ impl ScoreWeights {
     /// Refuses a `reasons` key that is not a reason name, or a `providers` key that is neither
     /// a provider name nor `self_hosted`: a misspelt key would otherwise silently do nothing.
     pub fn validate(&self) -> Result<(), Error> {
+        self.validate_for(&ProviderTable::builtin())
+    }
+
+    /// `validate`, with the provider names of `providers` (a config's table, its own entries
+    /// included).
+    pub fn validate_for(&self, providers: &ProviderTable) -> Result<(), Error> {
         for name in self.reasons.keys() {
             name.parse::<Reason>()
                 .map_err(|_| unknown("score.reasons key", name))?;
         }
-        let provider_known =
-            |name: &str| name == SELF_HOSTED || Provider::ALL.iter().any(|p| p.as_str() == name);
+        let provider_known = |name: &str| name == SELF_HOSTED || providers.get(name).is_some();
         match self.providers.keys().find(|n| !provider_known(n)) {
             Some(name) => Err(unknown("score.providers key", name)),
             None => Ok(()),
@@ -148,7 +153,7 @@ fn repeats_reason(flag: Flag, reason: Reason) -> bool {
 }
 
 /// The verdict's score, 0-100 (formula in the module docs and docs/scoring.md). `provider` is
-/// the `Provider::as_str` name running the MX, `None` for `self_hosted`. Weights are expected
+/// the provider table's name running the MX, `None` for `self_hosted`. Weights are expected
 /// to have passed `validate`; unknown keys in them are simply never looked up.
 pub fn score(verdict: &Verdict, provider: Option<&str>, weights: &ScoreWeights) -> u8 {
     let reason = verdict.reason();

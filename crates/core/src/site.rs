@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub enum Provider {
     Google,
     Microsoft,
+    /// Outlook.com consumer mail: other front ends than Exchange Online's tenants.
+    OutlookCom,
     Yahoo,
     Yandex,
     Icloud,
@@ -31,15 +33,12 @@ pub const PROVIDER_MX_PATTERNS: &[(Provider, &[&str])] = &[
     // Gmail and Workspace: aspmx.l.google.com, alt1.aspmx.l.google.com, smtp.google.com,
     // gmail-smtp-in.l.google.com, and the older aspmx2.googlemail.com.
     (Provider::Google, &["*.google.com", "*.googlemail.com"]),
-    // Exchange Online (tenant-com.mail.protection.outlook.com) and Outlook.com consumer
-    // domains (outlook-com.olc.protection.outlook.com, hotmail-com.olc...).
-    (
-        Provider::Microsoft,
-        &[
-            "*.mail.protection.outlook.com",
-            "*.olc.protection.outlook.com",
-        ],
-    ),
+    // Outlook.com consumer domains (outlook-com.olc.protection.outlook.com, hotmail-com.olc...):
+    // their own front ends, apart from the tenants'.
+    (Provider::OutlookCom, &["*.olc.protection.outlook.com"]),
+    // Exchange Online (tenant-com.mail.protection.outlook.com): every tenant's MX name reaches
+    // the same front ends.
+    (Provider::Microsoft, &["*.mail.protection.outlook.com"]),
     // Yahoo, AOL and their partners: mta5.am0.yahoodns.net, mx-aol.mail.gm0.yahoodns.net.
     (Provider::Yahoo, &["*.yahoodns.net"]),
     // mx.yandex.ru for Yandex's own domains, mx.yandex.net for Yandex 360 domains.
@@ -62,9 +61,10 @@ pub const PROVIDER_MX_PATTERNS: &[(Provider, &[&str])] = &[
 
 impl Provider {
     /// Every provider, in table order.
-    pub const ALL: [Provider; 8] = [
+    pub const ALL: [Provider; 9] = [
         Provider::Google,
         Provider::Microsoft,
+        Provider::OutlookCom,
         Provider::Yahoo,
         Provider::Yandex,
         Provider::Icloud,
@@ -78,6 +78,7 @@ impl Provider {
         match self {
             Provider::Google => "google",
             Provider::Microsoft => "microsoft",
+            Provider::OutlookCom => "outlook_com",
             Provider::Yahoo => "yahoo",
             Provider::Yandex => "yandex",
             Provider::Icloud => "icloud",
@@ -211,7 +212,7 @@ mod tests {
             ),
             (
                 "hotmail-com.olc.protection.outlook.com.",
-                Some(Provider::Microsoft),
+                Some(Provider::OutlookCom),
             ),
             ("mta5.am0.yahoodns.net", Some(Provider::Yahoo)),
             ("mx-aol.mail.gm0.yahoodns.net", Some(Provider::Yahoo)),

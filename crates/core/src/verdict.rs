@@ -20,11 +20,12 @@ use crate::syntax::{SyntaxError, SyntaxReason, is_forbidden_char};
 
 /// The columns of a verdict in CSV output, in this order: after the input's columns in the
 /// CLI's output, after `address` in the HTTP API's downloads.
-pub const VERDICT_COLUMNS: [&str; 18] = [
+pub const VERDICT_COLUMNS: [&str; 19] = [
     "status",
     "reason",
     "normalized",
     "domain",
+    "did_you_mean",
     "mx",
     "provider",
     "egress",

@@ -41,6 +41,8 @@ pub struct EngineConfig {
     /// Who runs a domain's mail and that provider's rules (RCPTs per transaction, whether a
     /// 250 is believed, its own reply rows): the built-in table with the user's entries ahead.
     pub providers: ProviderTable,
+    /// The weights of each row's 0-100 score (`[score]`, docs/scoring.md).
+    pub score: rollcall_core::ScoreWeights,
     /// Addresses per queued batch (one domain, one site).
     pub batch_size: usize,
     /// Items ingested and not yet finished, at most: bounds the coordinator's memory.
@@ -92,6 +94,7 @@ impl Default for EngineConfig {
             allow_private_targets: false,
             shaping: ShapingTable::default(),
             providers: ProviderTable::default(),
+            score: rollcall_core::ScoreWeights::default(),
             batch_size: 100,
             max_outstanding: 100_000,
             worker_prefetch: 512,

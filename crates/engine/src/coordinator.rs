@@ -61,6 +61,9 @@ pub struct OutputRow<P> {
     pub duplicate: bool,
     /// Whether the verdict came from the result cache, when it was reached, what it was before.
     pub cache: CacheNote,
+    /// 0-100: how likely a message to the address arrives (`rollcall_core::score` with the
+    /// configured weights).
+    pub score: u8,
 }
 
 impl<P> OutputRow<P> {

@@ -277,9 +277,10 @@ fn provider_rules() -> Vec<SiteRule> {
         // Google: accepts up to 100 RCPTs per message; rejects mixed domains with 451 4.3.0.
         rule("*.google.com", 4, 120, 30, 50),
         rule("*.googlemail.com", 4, 120, 30, 50),
-        // Microsoft 365 / Outlook.com: tarpits fast probers; keep it slow.
-        rule("*.protection.outlook.com", 3, 60, 20, 30),
+        // Outlook.com (first: the wider pattern below matches its hosts too), then Microsoft
+        // 365: tarpits fast probers; keep it slow.
         rule("*.olc.protection.outlook.com", 2, 30, 10, 20),
+        rule("*.protection.outlook.com", 3, 60, 20, 30),
         // Yahoo / AOL: aggressive 421 4.7.0 deferrals on bursts.
         rule("*.yahoodns.net", 2, 30, 10, 20),
     ]

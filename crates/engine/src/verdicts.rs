@@ -13,10 +13,18 @@ use rollcall_core::{
 use crate::probe::{ProbeFailure, Reply};
 
 /// The verdict for an address whose domain settled its fate before any probe (null MX, no
-/// such domain, forbidden target, DNS failure...).
+/// such domain, forbidden target, DNS failure...). A domain that takes no mail gets the common
+/// mail domain it is likely a typo of, when there is one (`did_you_mean`).
 pub fn without_probe(address: &EmailAddress, reason: Reason, detail: Option<String>) -> Verdict {
-    let verdict = Verdict::new(reason, Evidence::for_address(address))
+    let mut verdict = Verdict::new(reason, Evidence::for_address(address))
         .with_flags(Flags::for_address(address));
+    if matches!(
+        reason,
+        Reason::NoSuchDomain | Reason::NullMx | Reason::NoMailServer
+    ) {
+        verdict.did_you_mean =
+            rollcall_core::did_you_mean(address.domain().as_str()).map(str::to_string);
+    }
     match detail {
         Some(detail) => verdict.with_detail(detail),
         None => verdict,

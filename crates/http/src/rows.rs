@@ -28,6 +28,10 @@ pub struct ResultRow {
     /// The address's domain; absent for what is not an address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// A common mail domain the domain is likely a typo of, when it takes no mail
+    /// (`gmial.com` -> `gmail.com`); the verdict stays what it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub did_you_mean: Option<String>,
     /// The MX host that answered.
     pub mx: Option<String>,
     /// Who runs the domain's mail (`google`, `outlook_com`, `self_hosted`...; docs/providers.md);
@@ -67,6 +71,7 @@ impl ResultRow {
             reason: v.reason().as_str(),
             normalized,
             domain: e.domain.clone(),
+            did_you_mean: v.did_you_mean.clone(),
             mx: e.mx_host.clone(),
             provider: e.provider.clone(),
             egress: e.egress.clone(),
@@ -122,6 +127,7 @@ impl ResultRow {
             self.reason.to_string(),
             opt(&self.normalized),
             opt(&self.domain),
+            opt(&self.did_you_mean),
             opt(&self.mx),
             opt(&self.provider),
             opt(&self.egress),

@@ -225,10 +225,17 @@ impl Watch<'_> {
             .ok()
             .and_then(|i| results.inputs.get(i).cloned())
             .unwrap_or_else(|| (result.row.saturating_add(1), Record::plain()));
+        // The coordinator's own weights are its config's; here the built-in ones score the row.
+        let score = rollcall_core::score(
+            &verdict,
+            verdict.evidence.provider.as_deref(),
+            &rollcall_core::ScoreWeights::default(),
+        );
         results.sink.write_row(&OutputRow {
             row,
             text: result.address,
             payload,
+            score,
             verdict: Arc::new(verdict),
             duplicate: result.duplicate,
             // The gRPC results carry no cache note (yet): the coordinator's rows say nothing

@@ -4,18 +4,22 @@
 //!
 //! CSV columns: the input's columns (CSV input: its header; text input: `address`; JSONL input:
 //! `address,input` with the original object as JSON), then `VERDICT_COLUMNS`:
-//! `status,reason,normalized,domain,mx,provider,egress,smtp_code,enhanced_code,flags,is_disposable,
-//! is_role,is_free,is_catch_all,duplicate,detail,smtp_text,row,cached,verified_at,changed`
+//! `status,reason,normalized,domain,did_you_mean,mx,provider,egress,smtp_code,enhanced_code,
+//! flags,is_disposable,is_role,is_free,is_catch_all,duplicate,detail,smtp_text,row,cached,
+//! verified_at,changed,score`
 //! (`cached`: the verdict came from the result cache; `verified_at`: when it was reached, RFC
 //! 3339 UTC; `changed`: `deliverable->undeliverable` when a cached verdict was verified again
 //! and differs, else empty). After a CSV input that already
 //! has a column of one of those names (a results file verified again) they are all named with
 //! `rollcall_` before them; when those names are taken too, the run is refused.
-//! JSONL fields: `row, address, status, reason, normalized, domain, mx, provider, egress, smtp_code,
-//! enhanced_code, smtp_text, flags, is_disposable, is_role, is_free, is_catch_all, duplicate,
-//! detail, cached, verified_at, changed`, and `input` (the original fields) for CSV and JSONL
-//! input; `normalized`, `domain`, `provider`, `egress`, `verified_at` and `changed` are absent when there
-//! is nothing to say.
+//! JSONL fields: `row, address, status, reason, normalized, domain, did_you_mean, mx, provider,
+//! egress, smtp_code, enhanced_code, smtp_text, flags, is_disposable, is_role, is_free,
+//! is_catch_all, duplicate, detail, cached, verified_at, changed, score`, and `input` (the
+//! original fields) for CSV and JSONL input; `normalized`, `domain`, `did_you_mean`,
+//! `provider`, `egress`, `verified_at` and `changed` are absent when there is nothing to say.
+//! `provider`: who runs the domain's mail (docs/providers.md); `did_you_mean`: a common mail
+//! domain the domain is likely a typo of, when it takes no mail; `score`: 0-100
+//! (docs/scoring.md).
 //!
 //! CSV output is guarded against spreadsheet formulas (OWASP "CSV Injection"): a cell that
 //! starts with `=`, `+`, `-`, `@`, a tab or a CR, whatever it holds (an input field, a server's
@@ -86,9 +90,15 @@ pub use rollcall_core::VERDICT_COLUMNS;
 /// cache, when it was verified, and what changed since the cached verdict.
 pub const CACHE_COLUMNS: [&str; 3] = ["cached", "verified_at", "changed"];
 
-/// Every column a result row adds after the input's: the verdict's, then the cache's.
+/// The row's score, after the cache's columns: 0-100 (docs/scoring.md).
+pub const SCORE_COLUMN: &str = "score";
+
+/// Every column a result row adds after the input's: the verdict's, the cache's, the score.
 pub fn result_columns() -> impl Iterator<Item = &'static str> + Clone {
-    VERDICT_COLUMNS.into_iter().chain(CACHE_COLUMNS)
+    VERDICT_COLUMNS
+        .into_iter()
+        .chain(CACHE_COLUMNS)
+        .chain([SCORE_COLUMN])
 }
 
 /// What the verdict columns are called after an input that already has columns of those
@@ -284,6 +294,7 @@ impl<W: Write> RowSink<Record> for CsvOutput<W> {
             v.reason().as_str().to_string(),
             normalized.to_string(),
             domain.to_string(),
+            v.did_you_mean.clone().unwrap_or_default(),
             e.mx_host.clone().unwrap_or_default(),
             e.provider.clone().unwrap_or_default(),
             e.egress.clone().unwrap_or_default(),
@@ -304,6 +315,7 @@ impl<W: Write> RowSink<Record> for CsvOutput<W> {
             row.cache.cached.to_string(),
             row.cache.verified_at.map(rfc3339).unwrap_or_default(),
             row.changed().unwrap_or_default(),
+            row.score.to_string(),
         ]);
         if self.guard == FormulaGuard::On {
             for cell in &mut self.fields {
@@ -351,6 +363,9 @@ struct JsonRow<'a> {
     normalized: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     domain: Option<&'a str>,
+    /// A common mail domain the domain is likely a typo of, when it takes no mail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    did_you_mean: Option<&'a str>,
     mx: Option<&'a str>,
     /// Who runs the domain's mail (`google`, `outlook_com`, `self_hosted`...); absent when the
     /// address was not probed.
@@ -374,6 +389,7 @@ struct JsonRow<'a> {
     verified_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     changed: Option<String>,
+    score: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     input: Option<Value>,
 }
@@ -395,6 +411,7 @@ impl<W: Write> RowSink<Record> for JsonlOutput<W> {
             reason: v.reason().as_str(),
             normalized: normalized.map(|(address, _)| address),
             domain: normalized.map(|(_, domain)| domain),
+            did_you_mean: v.did_you_mean.as_deref(),
             mx: e.mx_host.as_deref(),
             provider: e.provider.as_deref(),
             egress: e.egress.as_deref(),
@@ -411,6 +428,7 @@ impl<W: Write> RowSink<Record> for JsonlOutput<W> {
             cached: row.cache.cached,
             verified_at: row.cache.verified_at.map(rfc3339),
             changed: row.changed(),
+            score: row.score,
             input,
         };
         serde_json::to_writer(&mut self.out, &line).map_err(io::Error::other)?;

@@ -90,6 +90,7 @@ mod tests {
             )),
             duplicate: false,
             cache: Default::default(),
+            score: 0,
         }
     }
 

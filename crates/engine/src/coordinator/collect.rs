@@ -153,6 +153,11 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
         }
         metrics::gauge!("rollcall_campaign_addresses", "state" => "done")
             .set(self.summary.out as f64);
+        let score = rollcall_core::score(
+            &verdict,
+            verdict.evidence.provider.as_deref(),
+            &self.co.config.score,
+        );
         // A closed output means the caller stopped listening (e.g. Ctrl-C); keep counting.
         let _ = self
             .output
@@ -163,6 +168,7 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 verdict,
                 duplicate,
                 cache,
+                score,
             })
             .await;
     }

@@ -97,7 +97,15 @@ pub(super) fn expand(compact: &Compact, strings: &Interner, address: &EmailAddre
     evidence.enhanced_code = compact.enhanced;
     evidence.mx_host = strings.get(compact.mx).map(str::to_string);
     evidence.provider = strings.provider(compact.provider).map(str::to_string);
-    let verdict = Verdict::new(compact.reason, evidence).with_flags(compact.flags);
+    let mut verdict = Verdict::new(compact.reason, evidence).with_flags(compact.flags);
+    if matches!(
+        compact.reason,
+        Reason::NoSuchDomain | Reason::NullMx | Reason::NoMailServer
+    ) {
+        // Recomputed rather than kept: it follows from the domain.
+        verdict.did_you_mean =
+            rollcall_core::did_you_mean(address.domain().as_str()).map(str::to_string);
+    }
     match strings.get(compact.detail) {
         Some(detail) => verdict.with_detail(detail),
         None => verdict,

@@ -38,6 +38,7 @@ fn out_row(
         verdict,
         duplicate,
         cache: Default::default(),
+        score: 0,
     }
 }
 
