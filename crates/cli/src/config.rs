@@ -107,6 +107,9 @@ pub struct RetrySection {
     /// `"10m"`, or `"off"` for no bound beyond the schedules.
     #[serde(default, deserialize_with = "max_wait_opt")]
     pub max_wait: Option<MaxWait>,
+    /// `"60s"`, or `"off"`: when an address unknown for a temporary reason is tried again.
+    #[serde(default, deserialize_with = "max_wait_opt")]
+    pub second_pass: Option<MaxWait>,
 }
 
 /// `[cache]`: how long a cached verdict stands for a probe, per verdict class (`0s`: never
@@ -462,6 +465,13 @@ pub struct EngineFlags {
     #[arg(long, value_name = "DURATION|off", env = "ROLLCALL_MAX_WAIT", value_parser = parse_max_wait)]
     pub max_wait: Option<MaxWait>,
 
+    /// How long after an address ended unknown for a temporary reason (deferred: throttled or
+    /// a 4xx; timeout; greylisting not through) it is verified once more, later in the same
+    /// run; its verdict is the second try's. `off`: no second pass.
+    /// [config: retry.second_pass; default 60s]
+    #[arg(long, value_name = "DURATION|off", env = "ROLLCALL_SECOND_PASS", value_parser = parse_max_wait)]
+    pub second_pass: Option<MaxWait>,
+
     /// Probe MX targets in private and special-purpose ranges (labs, tests). Off by default:
     /// such targets are refused as unknown/forbidden_target (SSRF guard).
     /// [config: dns.allow_private_targets]
@@ -595,7 +605,10 @@ fn merge_smtp(
     Ok(())
 }
 
-/// The greylist and deferral retry schedules and the bound on retry waits.
+/// The CLI's second pass delay when neither the file nor the flags name one.
+pub const DEFAULT_SECOND_PASS: Duration = Duration::from_secs(60);
+
+/// The greylist and deferral retry schedules, the bound on retry waits and the second pass.
 fn merge_retry(engine: &mut EngineConfig, file: &Config, flags: &EngineFlags) {
     let retry = &file.retry;
     if let Some(list) = flags
@@ -617,6 +630,10 @@ fn merge_retry(engine: &mut EngineConfig, file: &Config, flags: &EngineFlags) {
     if let Some(MaxWait(max_wait)) = flags.max_wait.or(retry.max_wait) {
         engine.max_wait = max_wait;
     }
+    engine.second_pass = match flags.second_pass.or(retry.second_pass) {
+        Some(MaxWait(second_pass)) => second_pass,
+        None => Some(DEFAULT_SECOND_PASS),
+    };
 }
 
 /// Batch size, rows in flight, worker prefetch and the catch-all cache.

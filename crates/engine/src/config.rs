@@ -33,6 +33,11 @@ pub struct EngineConfig {
     /// time it had to wait: a retry that would come later is not scheduled, and the item ends
     /// as `unknown` with the reason it was waiting for. `None`: the schedules alone decide.
     pub max_wait: Option<Duration>,
+    /// Addresses that ended `unknown` for a temporary reason (deferred: throttled or 4xx,
+    /// timeout, greylisting not through) are verified once more this long after, later in the
+    /// same run, on a fresh item (any egress). `None`: no second pass (the library's default;
+    /// the CLI's is 60 s).
+    pub second_pass: Option<Duration>,
     /// How long a catch-all verdict is believed.
     pub catch_all_ttl: Duration,
     /// MX targets in private ranges (labs, tests, the demo's sim) are probed only when set.
@@ -90,6 +95,7 @@ impl Default for EngineConfig {
             // Ten minutes: a list with a few broken servers still ends soon after its last
             // address was first tried (the defer schedule alone would take 21 minutes).
             max_wait: Some(Duration::from_secs(600)),
+            second_pass: None,
             catch_all_ttl: Duration::from_secs(7 * 24 * 3600),
             allow_private_targets: false,
             shaping: ShapingTable::default(),

@@ -21,6 +21,8 @@ mod cache;
 mod collect;
 mod finished;
 mod lanes;
+mod second_pass;
+mod second_tries;
 
 use cache::RunCache;
 pub use cache::{CacheNote, CacheSetup};
@@ -191,6 +193,8 @@ struct Run<'a, Q, S, P> {
     changed_from: HashMap<ItemId, Status>,
     /// The result cache, and the verdicts waiting to be written to it.
     cache: RunCache,
+    /// Rows put off for a second try.
+    second_pass: second_tries::SecondPass,
 }
 
 impl<'a, Q, S, P> Run<'a, Q, S, P> {
@@ -226,6 +230,7 @@ impl<'a, Q, S, P> Run<'a, Q, S, P> {
             cached_at: HashMap::new(),
             changed_from: HashMap::new(),
             cache: RunCache::new(co.cache.clone()),
+            second_pass: Default::default(),
         }
     }
 }
@@ -353,6 +358,7 @@ impl<Q: WorkQueue, S: StateStore> Coordinator<Q, S> {
                     run.on_resolved(domain, resolution).await?;
                 }
                 _ = tick.tick() => {
+                    run.second_pass_due(input_done).await?;
                     run.flush_open(input_done).await?;
                     run.confirmed()?;
                     run.collect().await?;

@@ -29,6 +29,11 @@ pub struct Summary {
     pub changed: u64,
     /// Cache reads or writes that failed (their rows were verified all the same).
     pub cache_errors: u64,
+    /// Addresses that ended unknown for a temporary reason and were tried once more.
+    pub second_pass: u64,
+    /// Unknown rows by provider (`self_hosted`, or `none` when the address was not probed)
+    /// and reason: where the unknowns are.
+    pub unknown_by: BTreeMap<String, BTreeMap<&'static str, u64>>,
     #[serde(skip)]
     pub elapsed: Duration,
 }
@@ -41,6 +46,14 @@ impl Summary {
         }
         self.by_status[status_index(verdict.status())] += 1;
         *self.by_reason.entry(verdict.reason().as_str()).or_default() += 1;
+        if verdict.status() == Status::Unknown {
+            let provider = verdict.evidence.provider.as_deref().unwrap_or("none");
+            let reasons = match self.unknown_by.get_mut(provider) {
+                Some(reasons) => reasons,
+                None => self.unknown_by.entry(provider.to_string()).or_default(),
+            };
+            *reasons.entry(verdict.reason().as_str()).or_default() += 1;
+        }
     }
 
     /// Counts a row of a run with a result cache.

@@ -349,6 +349,8 @@ fn write_summary_json(
         "cache_errors": summary.cache_errors,
         "by_status": by_status,
         "by_reason": summary.by_reason,
+        "second_pass": summary.second_pass,
+        "unknown_by_provider": summary.unknown_by,
         "interrupted": summary.interrupted,
         "elapsed_secs": summary.elapsed.as_secs_f64(),
         "exit_code": exit_code,

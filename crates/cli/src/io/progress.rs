@@ -322,6 +322,21 @@ pub fn summary_table(summary: &Summary) -> String {
     for (reason, n) in reasons {
         let _ = writeln!(out, "  {reason:<20}{:>12}  {:>5.1}%", group(*n), pct(*n));
     }
+    if summary.second_pass > 0 {
+        let _ = writeln!(
+            out,
+            "{:<22}{:>12}",
+            "second pass",
+            group(summary.second_pass)
+        );
+    }
+    for (provider, reasons) in &summary.unknown_by {
+        let words: Vec<String> = reasons
+            .iter()
+            .map(|(reason, n)| format!("{reason} {}", group(*n)))
+            .collect();
+        let _ = writeln!(out, "  unknown at {provider}: {}", words.join(", "));
+    }
     let _ = writeln!(out, "{:<22}{:>12.2}s", "elapsed", secs);
     let _ = write!(out, "{:<22}{:>12}/s", "rate", group(rate.round() as u64));
     out

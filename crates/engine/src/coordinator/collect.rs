@@ -79,6 +79,14 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
     /// Writes out the rows of a finished item. `replayed`: the result was recorded before
     /// this run (a resumed campaign), so it is not counted as a new verification.
     pub(super) async fn finish(&mut self, result: ItemResult, replayed: bool) {
+        // An address unknown for a temporary reason may get a second try later in the run.
+        let result = match replayed {
+            true => result,
+            false => match self.put_off(result) {
+                Some(result) => result,
+                None => return,
+            },
+        };
         // A result for an item this run does not hold is a redelivery's second copy: skip it.
         let Some(pending) = self.pending.remove(&result.item) else {
             return;
@@ -150,6 +158,17 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
                 "reason" => verdict.reason().as_str(),
             )
             .increment(1);
+            if verdict.status() == rollcall_core::Status::Unknown {
+                // Where the unknowns are: a provider (a bounded set: the table's names) and a
+                // reason.
+                let provider = verdict.evidence.provider.clone().unwrap_or("none".into());
+                metrics::counter!(
+                    "rollcall_unknown_total",
+                    "provider" => provider,
+                    "reason" => verdict.reason().as_str(),
+                )
+                .increment(1);
+            }
         }
         metrics::gauge!("rollcall_campaign_addresses", "state" => "done")
             .set(self.summary.out as f64);
