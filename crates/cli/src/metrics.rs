@@ -124,6 +124,16 @@ fn describe_verification() {
         "Output rows written by the coordinator, by status and reason"
     );
     describe_counter!(
+        "rollcall_unknown_total",
+        Unit::Count,
+        "Unknown output rows, by provider (the provider table's names, self_hosted, none) and reason"
+    );
+    describe_counter!(
+        "rollcall_second_pass_total",
+        Unit::Count,
+        "Rows unknown for a temporary reason put off for a second try, by reason"
+    );
+    describe_counter!(
         "rollcall_cache_errors_total",
         Unit::Count,
         "Result cache reads or writes that failed, by kind; their rows were verified all the same"

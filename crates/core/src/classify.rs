@@ -36,7 +36,8 @@ pub struct ReadReply {
 }
 
 /// `classify`, with `first` asked before the generic table (a provider's own rows: see
-/// `providers`); `None` from it leaves the decision to the table.
+/// `providers`); `None` from it leaves the decision to the table. A `421` is not asked about:
+/// the server is closing the session (RFC 5321 3.8), whatever a provider's text says.
 pub fn classify_with(
     command: CommandKind,
     reply: &Reply,
@@ -58,7 +59,8 @@ pub fn classify_with(
         enhanced,
         text: normalise_text(&text),
     };
-    first(&read).unwrap_or_else(|| rules::decide(command, code, enhanced, &read.text))
+    let first = if code == 421 { None } else { first(&read) };
+    first.unwrap_or_else(|| rules::decide(command, code, enhanced, &read.text))
 }
 
 /// Lowercase, with runs of white space (line breaks of a multi-line reply included) collapsed

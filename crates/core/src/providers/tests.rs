@@ -132,6 +132,25 @@ fn provider_rows_come_before_the_generic_table() {
 }
 
 #[test]
+fn a_421_closes_the_session_whatever_a_row_says() {
+    let table = ProviderTable::from_toml(
+        "[[provider]]\nname = \"x\"\nmx = [\"a\"]\n[[provider.reply]]\ntext = \"busy\"\nmeans = \"retry:rate_limited\"\n",
+    )
+    .unwrap();
+    let x = table.get("x").unwrap();
+    assert_eq!(
+        x.classify(CommandKind::RcptTo, &reply(421, "4.7.0", "Server busy"))
+            .label(),
+        "session_closing"
+    );
+    assert_eq!(
+        x.classify(CommandKind::RcptTo, &reply(451, "4.7.0", "Server busy"))
+            .label(),
+        "retry:rate_limited"
+    );
+}
+
+#[test]
 fn accepts_all_caps_acceptances_only() {
     let t = ProviderTable::builtin();
     let yahoo = t.get("yahoo").unwrap();
