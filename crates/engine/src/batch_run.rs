@@ -224,10 +224,17 @@ impl<Q: WorkQueue, S: StateStore> BatchRun<'_, Q, S> {
                 ctx.hold_off_egress(self.slot.egress, delay);
                 ctx.set_held_off(true);
                 // The open circuit is evidence the hosts are failing: it uses an attempt,
-                // so a host that stays down ends in `connection_failed`, not in a loop.
-                let failure = ProbeFailure::ConnectionFailed(
-                    "every MX host is failing (circuit open)".into(),
-                );
+                // so a host that stays down ends in `connection_failed`, not in a loop. When
+                // this egress's last transaction here was throttled, that is what opened it:
+                // the server answers, it is slowing us down (`deferred`).
+                let failure = if ctx.egress_throttled(self.slot.egress) {
+                    ProbeFailure::Temporary(
+                        "the server is throttling this egress (its rate-limit replies opened                          the circuit)"
+                            .into(),
+                    )
+                } else {
+                    ProbeFailure::ConnectionFailed("every MX host is failing (circuit open)".into())
+                };
                 for item in self.remaining.drain(..) {
                     defer_at_least(ctx, &mut self.out, item, &failure, delay);
                 }
@@ -384,6 +391,9 @@ impl<Q: WorkQueue, S: StateStore> BatchRun<'_, Q, S> {
         let about_us = classes
             .iter()
             .any(|c| matches!(c, Some(Classification::Retry(RetryKind::RateLimited))));
+        if about_us || healthy {
+            self.ctx.set_egress_throttled(self.slot.egress, about_us);
+        }
         self.ctx
             .state
             .circuit_report(

@@ -75,6 +75,9 @@ pub struct SiteContext<Q, S> {
     /// Per egress (same index as `egresses`): until when every MX host of the site is behind
     /// an open circuit for it.
     egress_held_until: Vec<Mutex<Option<Instant>>>,
+    /// Per egress: its last transaction here was throttled (4.7.x rate replies), which counts
+    /// against its circuit; an open circuit then means "throttled", not "unreachable".
+    egress_throttled: Vec<AtomicBool>,
 }
 
 impl<Q, S> SiteContext<Q, S> {
@@ -84,6 +87,11 @@ impl<Q, S> SiteContext<Q, S> {
             rcpt_limit: AtomicU32::new(shaping.rcpt_per_transaction),
             held_off: AtomicBool::new(false),
             egress_held_until: parts.egresses.iter().map(|_| Mutex::new(None)).collect(),
+            egress_throttled: parts
+                .egresses
+                .iter()
+                .map(|_| AtomicBool::new(false))
+                .collect(),
             site,
             shaping,
             queue: parts.queue,
@@ -118,6 +126,20 @@ impl<Q, S> SiteContext<Q, S> {
     }
 
     /// Egress `index` meets open circuits at every host of the site for `period`.
+    /// Remembers whether egress `index`'s last transaction here was throttled.
+    pub fn set_egress_throttled(&self, index: usize, throttled: bool) {
+        if let Some(flag) = self.egress_throttled.get(index) {
+            flag.store(throttled, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether egress `index`'s last transaction here was throttled.
+    pub fn egress_throttled(&self, index: usize) -> bool {
+        self.egress_throttled
+            .get(index)
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+
     pub fn hold_off_egress(&self, index: usize, period: Duration) {
         if let Some(slot) = self.egress_held_until.get(index) {
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + period);
