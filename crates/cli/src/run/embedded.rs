@@ -386,7 +386,9 @@ Fi,ann@nowhere.example,red\n";
                 "reason",
                 "normalized",
                 "domain",
+                "did_you_mean",
                 "mx",
+                "provider",
                 "egress",
                 "smtp_code",
                 "enhanced_code",
@@ -402,12 +404,13 @@ Fi,ann@nowhere.example,red\n";
                 "cached",
                 "verified_at",
                 "changed",
+                "score",
             ]
         );
         let mut by_row = BTreeMap::new();
         for record in csv.records() {
             let record = record.unwrap();
-            let row: u64 = record[19].parse().unwrap();
+            let row: u64 = record[21].parse().unwrap();
             let fields: Vec<String> = record.iter().map(String::from).collect();
             assert!(
                 by_row.insert(row, fields).is_none(),
@@ -425,7 +428,7 @@ Fi,ann@nowhere.example,red\n";
         assert_eq!(status(4), ("undeliverable", "invalid_syntax"));
         assert_eq!(status(5), ("undeliverable", "no_such_domain"));
         assert_eq!(status(6), ("undeliverable", "no_such_domain"));
-        let duplicate = |row: u64| by_row[&row][16].as_str();
+        let duplicate = |row: u64| by_row[&row][18].as_str();
         assert_eq!(
             (duplicate(1), duplicate(3), duplicate(5), duplicate(6)),
             ("false", "true", "false", "true")
@@ -433,7 +436,7 @@ Fi,ann@nowhere.example,red\n";
         // The original columns are written back; the malformed record keeps the header's width.
         assert_eq!(by_row[&2][..3], ["Bob", "not an address", "blue"]);
         assert_eq!(by_row[&4][..3], ["Di", "di@elsewhere.example", "green"]);
-        assert!(by_row[&4][17].starts_with("malformed input: the record has 4 fields"));
+        assert!(by_row[&4][19].starts_with("malformed input: the record has 4 fields"));
     }
 
     #[tokio::test]

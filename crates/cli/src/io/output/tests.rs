@@ -38,7 +38,7 @@ fn out_row(
         verdict,
         duplicate,
         cache: Default::default(),
-        score: 0,
+        score: 42,
     }
 }
 
@@ -93,12 +93,12 @@ fn csv_of_text_input_has_the_documented_columns() {
     assert_eq!(
         lines,
         [
-            "address,status,reason,normalized,domain,mx,egress,smtp_code,enhanced_code,flags,\
-             is_disposable,is_role,is_free,is_catch_all,duplicate,detail,smtp_text,row,\
-             cached,verified_at,changed",
-            "info@example.com,undeliverable,mailbox_not_found,info@example.com,example.com,\
-             mx1.example.com,,550,5.1.1,role_account;free_provider,false,true,true,false,true,,\
-             5.1.1 <info@example.com>: User unknown,7,false,,",
+            "address,status,reason,normalized,domain,did_you_mean,mx,provider,egress,smtp_code,\
+             enhanced_code,flags,is_disposable,is_role,is_free,is_catch_all,duplicate,detail,\
+             smtp_text,row,cached,verified_at,changed,score",
+            "info@example.com,undeliverable,mailbox_not_found,info@example.com,example.com,,\
+             mx1.example.com,,,550,5.1.1,role_account;free_provider,false,true,true,false,true,,\
+             5.1.1 <info@example.com>: User unknown,7,false,,,42",
         ]
     );
 }
@@ -126,9 +126,10 @@ fn csv_pads_short_records_and_notes_malformed_input() {
     assert_eq!(&rec[1], "");
     assert_eq!(&rec[3], "invalid_syntax");
     assert_eq!(&rec[4], "", "not an address: nothing normalized");
-    assert_eq!(&rec[6], "", "no MX");
+    assert_eq!(&rec[6], "", "no suggestion");
+    assert_eq!(&rec[7], "", "no MX");
     assert_eq!(
-        &rec[16],
+        &rec[18],
         "malformed input: the record has 1 fields, the header 2; comma"
     );
 }
@@ -167,9 +168,9 @@ fn csv_cells_that_start_like_formulas_get_a_quote() {
     assert_eq!(row[2], "a=b");
     assert_eq!(row[3], "'\t=1+1");
     assert_eq!(row[6], "'+1@example.com", "normalized");
-    assert_eq!(row[8], "'@mx.example.com");
-    assert_eq!(row[19], "'-2+3 @SUM(A1:A9) user unknown");
-    assert_eq!(row[20], "1");
+    assert_eq!(row[9], "'@mx.example.com");
+    assert_eq!(row[21], "'-2+3 @SUM(A1:A9) user unknown");
+    assert_eq!(row[22], "1");
     // No cell is left that a spreadsheet would run.
     assert!(
         guarded
@@ -184,7 +185,7 @@ fn csv_cells_that_start_like_formulas_get_a_quote() {
     let raw = cells(String::from_utf8(out.writer.into_inner().unwrap()).unwrap());
     assert_eq!(raw[0][0], "=cmd");
     assert_eq!(raw[1][1], "+1@example.com");
-    assert_eq!(raw[1][19], "-2+3 @SUM(A1:A9) user unknown");
+    assert_eq!(raw[1][21], "-2+3 @SUM(A1:A9) user unknown");
 }
 
 #[test]
@@ -220,6 +221,7 @@ fn jsonl_fields_for_text_and_jsonl_input() {
             "duplicate": false,
             "detail": null,
             "cached": false,
+            "score": 42,
         })
     );
     let record = Record {
@@ -269,7 +271,7 @@ fn result_columns_never_collide_with_the_inputs() {
     assert!(header.starts_with("email,status,reason,"), "{header}");
     assert!(
         header.ends_with(
-            ",rollcall_smtp_text,rollcall_row,rollcall_cached,rollcall_verified_at,rollcall_changed"
+            ",rollcall_row,rollcall_cached,rollcall_verified_at,rollcall_changed,rollcall_score"
         ),
         "{header}"
     );
@@ -343,16 +345,16 @@ fn cache_columns_say_where_a_verdict_came_from_and_what_changed() {
     let text = csv_text(InputShape::Text, &rows);
     let lines: Vec<&str> = text.lines().collect();
     assert!(
-        lines[1].ends_with(",1,true,1970-01-01T00:00:00Z,"),
+        lines[1].ends_with(",1,true,1970-01-01T00:00:00Z,,42"),
         "{}",
         lines[1]
     );
     assert!(
-        lines[2].ends_with(",2,false,,deliverable->undeliverable"),
+        lines[2].ends_with(",2,false,,deliverable->undeliverable,42"),
         "{}",
         lines[2]
     );
-    assert!(lines[3].ends_with(",3,false,,"), "{}", lines[3]);
+    assert!(lines[3].ends_with(",3,false,,,42"), "{}", lines[3]);
     let json = jsonl_values(InputShape::Text, &rows);
     assert_eq!(json[0]["cached"], true);
     assert_eq!(json[0]["verified_at"], "1970-01-01T00:00:00Z");
