@@ -5,6 +5,7 @@
 # `rollcall verify` of its list with benches/providers/second-pass.rollcall.toml twice, on a
 # fresh fleet each: with `--second-pass off`, then with the file's second pass (30 s). Prints
 # per run the unknown rows, the unknown rate, the rows tried a second time and the wall time.
+# The result cache is off (`--no-cache`): the second run would take the first one's verdicts.
 #
 #   bash benches/providers/second-pass.sh
 # Loopback only.
@@ -26,7 +27,7 @@ run() {
   smtp=$(awk '$1 == "smtp" { split($2, a, ":"); print a[length(a)]; exit }' "$work/sim-$label.log")
   local started=$SECONDS
   "$bin" verify "$work/list.txt" -o "$work/out-$label.csv" --config benches/providers/second-pass.rollcall.toml \
-    --dns "$dns" --smtp-port "$smtp" --allow-private --progress off \
+    --dns "$dns" --smtp-port "$smtp" --allow-private --progress off --no-cache \
     --summary-json "$work/summary-$label.json" "$@" >/dev/null 2>"$work/verify-$label.log" || true
   local wall=$((SECONDS - started))
   kill -INT "$sim"; wait "$sim" 2>/dev/null || true

@@ -244,8 +244,8 @@ mod tests {
             .from_reader(line.as_bytes());
         let record = reader.records().next().unwrap().unwrap();
         assert_eq!(record.len(), VERDICT_COLUMNS.len() + 1);
-        assert_eq!(&record[16], "'=cmd| no such user");
-        assert_eq!(&record[14], "true");
+        assert_eq!(&record[18], "'=cmd| no such user");
+        assert_eq!(&record[16], "true");
         assert!(csv_header().starts_with("address,status,reason,"));
     }
 }
