@@ -125,7 +125,24 @@ impl SqliteCache {
             con.execute_batch(SCHEMA)?;
             Ok(con)
         };
-        let con = open(path).map_err(|source| Error::Open {
+        // Two runs opening a new file at once: switching it to WAL and creating the schema
+        // can answer `database is locked` at once, without waiting in the busy handler. Try
+        // again for up to `BUSY_TIMEOUT`.
+        let started = std::time::Instant::now();
+        let con = loop {
+            match open(path) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(
+                        e.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        }
+        .map_err(|source| Error::Open {
             path: path.to_path_buf(),
             source,
         })?;

@@ -61,3 +61,32 @@ async fn entries_outlive_the_connection_and_lapsed_ones_are_pruned() {
     assert!(dir.join("results.sqlite-wal").exists());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Runs started together on a new cache file (a cron job and a manual run, or tests in
+/// parallel) all open it: none is refused with `database is locked`.
+#[test]
+fn runs_opening_a_new_file_at_once_all_get_it() {
+    for round in 0..20 {
+        let dir = std::env::temp_dir().join(format!(
+            "rollcall-sqlite-race-{}-{round}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("results.sqlite");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let opened: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    rollcall_sqlite::SqliteCache::open(&path).map(|_| ())
+                })
+            })
+            .collect();
+        for handle in opened {
+            let result = handle.join().unwrap();
+            assert!(result.is_ok(), "round {round}: {:?}", result.err());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
