@@ -11,11 +11,11 @@
 
 use std::time::Instant;
 
-use rollcall_core::EmailAddress;
 use rollcall_core::ports::{BatchItem, ItemResult, StateStore, WorkQueue};
+use rollcall_core::{EmailAddress, Reason};
 
-use super::Run;
 use super::second_tries::SecondPass;
+use super::{DomainState, Run};
 use crate::Error;
 
 impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
@@ -72,6 +72,14 @@ impl<Q: WorkQueue, S: StateStore, P: Send> Run<'_, Q, S, P> {
             let item = self.new_item();
             self.second_pass.second.insert(item, first);
             let domain = address.domain().as_str().to_string();
+            // A domain whose lookup failed for the moment is looked up again, not answered
+            // from what the first lookup came to.
+            if matches!(
+                self.domains.get(&domain),
+                Some(DomainState::Final(Reason::Deferred, _))
+            ) {
+                self.domains.remove(&domain);
+            }
             let batch_item = BatchItem {
                 item,
                 address,
