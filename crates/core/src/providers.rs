@@ -253,9 +253,11 @@ fn host_matches(pattern: &str, host: &str) -> bool {
     let host = host.trim_end_matches('.');
     match pattern.strip_prefix("*.") {
         Some(suffix) => {
+            // Bytes, not a str slice: a non-ASCII name must not split a character.
+            let (host, suffix) = (host.as_bytes(), suffix.as_bytes());
             host.len() > suffix.len() + 1
                 && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+                && host[host.len() - suffix.len() - 1] == b'.'
         }
         None => host.eq_ignore_ascii_case(pattern.trim_end_matches('.')),
     }

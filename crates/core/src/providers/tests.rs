@@ -70,6 +70,13 @@ fn detection_by_mx_host_and_domain() {
         ("example.com", &["mx.example.com"], "self_hosted"),
         // A suffix only matches at a label boundary.
         ("example.com", &["evilgoogle.com"], "self_hosted"),
+        // Names that are not ASCII (a misconfigured zone) are compared, never split.
+        (
+            "example.com",
+            &["mx.exämple.google.com", "ö.googl€.com"],
+            "google_workspace",
+        ),
+        ("example.com", &["€€€€€€€€€€€€€€"], "self_hosted"),
         // A provider behind the domain's own backup is still the provider.
         (
             "example.com",
