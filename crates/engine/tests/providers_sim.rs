@@ -6,17 +6,14 @@
 //! domain is `unknown/blocked`, every deterministic verdict is the truth's, and each row names
 //! its provider.
 
-use std::collections::HashMap;
+mod sim_run;
+
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rollcall_dns::{MxResolver, ResolverConfig};
-use rollcall_engine::WorkerMetrics;
 use rollcall_engine::config::EngineConfig;
-use rollcall_engine::coordinator::{InputRow, OutputRow};
 use rollcall_sim::{FleetSpec, SimOptions};
-use tokio::sync::{mpsc, watch};
+use sim_run::verify_on_fleet;
 
 fn name<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value)
@@ -44,50 +41,8 @@ async fn provider_rules_give_the_truth_at_the_simulated_providers() {
         defer_retry: vec![Duration::from_millis(200), Duration::from_millis(400)],
         ..EngineConfig::default()
     };
-    let connector = rollcall_engine::connector(&config).expect("identity is valid");
-    let resolver = MxResolver::new(ResolverConfig {
-        nameservers: vec![fleet.dns_addr()],
-        allow_private_targets: true,
-        timeout: Duration::from_secs(1),
-        ..ResolverConfig::default()
-    })
-    .expect("resolver");
-
     let rows: Vec<String> = fleet.addresses().to_vec();
-    let (in_tx, in_rx) = mpsc::channel(64);
-    let (out_tx, mut out_rx) = mpsc::channel::<OutputRow<()>>(64);
-    let (_stop_tx, stop) = watch::channel(false);
-    let feeder = {
-        let rows = rows.clone();
-        tokio::spawn(async move {
-            for (i, text) in rows.into_iter().enumerate() {
-                let row = InputRow {
-                    row: i as u64 + 1,
-                    text,
-                    payload: (),
-                };
-                if in_tx.send(row).await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
-    let engine = tokio::spawn(rollcall_engine::embedded::run(
-        Arc::new(config),
-        resolver,
-        connector,
-        Arc::new(WorkerMetrics::default()),
-        in_rx,
-        out_tx,
-        stop,
-        None,
-    ));
-    let mut out: HashMap<u64, OutputRow<()>> = HashMap::new();
-    while let Some(row) = out_rx.recv().await {
-        assert!(out.insert(row.row, row).is_none(), "a row came out twice");
-    }
-    feeder.await.unwrap();
-    engine.await.unwrap().expect("engine ran");
+    let (out, _) = verify_on_fleet(&fleet, config, rows.clone()).await;
     assert_eq!(out.len(), rows.len(), "every row comes out exactly once");
 
     let mut mismatches = Vec::new();

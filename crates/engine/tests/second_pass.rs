@@ -3,17 +3,16 @@
 //! up; trying them once more later in the run, after the server's window, leaves fewer unknown.
 //! Every row still comes out exactly once.
 
+mod sim_run;
+
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rollcall_dns::{MxResolver, ResolverConfig};
-use rollcall_engine::WorkerMetrics;
 use rollcall_engine::config::EngineConfig;
-use rollcall_engine::coordinator::{InputRow, OutputRow};
+use rollcall_engine::coordinator::OutputRow;
 use rollcall_engine::summary::Summary;
 use rollcall_sim::{FleetSpec, SimOptions};
-use tokio::sync::{mpsc, watch};
+use sim_run::verify_on_fleet;
 
 fn fleet_spec() -> FleetSpec {
     let mut text = String::from(
@@ -66,48 +65,11 @@ async fn verify(second_pass: Option<Duration>) -> (HashMap<u64, OutputRow<()>>, 
     config.shaping.default.rcpt_rate.burst = 50;
     config.shaping.default.backoff.base = Duration::from_millis(50);
     config.shaping.default.backoff.max = Duration::from_millis(100);
-    let connector = rollcall_engine::connector(&config).expect("identity is valid");
-    let resolver = MxResolver::new(ResolverConfig {
-        nameservers: vec![fleet.dns_addr()],
-        allow_private_targets: true,
-        timeout: Duration::from_secs(1),
-        ..ResolverConfig::default()
-    })
-    .expect("resolver");
     let mut rows: Vec<String> = fleet.addresses().to_vec();
     // The last address twice: the duplicate comes out once, with its first row's verdict.
     rows.push(rows[rows.len() - 1].clone());
-    let (in_tx, in_rx) = mpsc::channel(64);
-    let (out_tx, mut out_rx) = mpsc::channel::<OutputRow<()>>(64);
-    let (_stop_tx, stop) = watch::channel(false);
     let listed = rows.len();
-    tokio::spawn(async move {
-        for (i, text) in rows.into_iter().enumerate() {
-            let row = InputRow {
-                row: i as u64 + 1,
-                text,
-                payload: (),
-            };
-            if in_tx.send(row).await.is_err() {
-                return;
-            }
-        }
-    });
-    let engine = tokio::spawn(rollcall_engine::embedded::run(
-        Arc::new(config),
-        resolver,
-        connector,
-        Arc::new(WorkerMetrics::default()),
-        in_rx,
-        out_tx,
-        stop,
-        None,
-    ));
-    let mut out = HashMap::new();
-    while let Some(row) = out_rx.recv().await {
-        assert!(out.insert(row.row, row).is_none(), "a row came out twice");
-    }
-    let summary = engine.await.unwrap().expect("engine ran");
+    let (out, summary) = verify_on_fleet(&fleet, config, rows).await;
     assert!(
         fleet.counters().totals.rate_limited > 0,
         "the server throttled"
